@@ -1,0 +1,121 @@
+"""Stage configs: pydantic models, YAML presets shipped in the package, and `--set key=value` overrides.
+
+Every stage takes ONE config object (a subclass of `StageConfig`). A config is built from, in order:
+the class defaults, a preset (a name such as ``tiny-grpo`` shipped in ``thinkflow/presets/`` or a path
+to a YAML file), then ``--set a.b=value`` overrides (values parsed as YAML, then type-checked by pydantic).
+Unknown keys are errors that name the key.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+C = TypeVar("C", bound="StageConfig")
+
+PRESET_DIR = "presets"
+
+
+class ConfigError(ValueError):
+    """A config that cannot be loaded or validated; the message names the key or file."""
+
+
+class StageConfig(BaseModel):
+    """Base class for every stage config: unknown keys are errors, assignments are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    def to_yaml(self) -> str:
+        """The resolved config as YAML (what `--print-config` prints and what runs log)."""
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+class StageResult(BaseModel):
+    """What a stage function returns: where its outputs are and its headline metrics."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    stage: str
+    output: str
+    metrics: dict[str, float] = {}
+    artifacts: dict[str, str] = {}
+    mlflow_run_id: str | None = None
+
+
+def preset_names() -> list[str]:
+    """Names of the presets shipped in the package."""
+    root = resources.files("thinkflow").joinpath(PRESET_DIR)
+    return sorted(p.name.removesuffix(".yaml") for p in root.iterdir() if p.name.endswith(".yaml"))
+
+
+def read_preset(config: str) -> dict[str, Any]:
+    """Read a preset by name (shipped) or by path (YAML file) into a dict."""
+    path = Path(config)
+    if path.suffix in {".yaml", ".yml"} or path.exists():
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {config}")
+        text = path.read_text(encoding="utf-8")
+        where = str(path)
+    else:
+        res = resources.files("thinkflow").joinpath(PRESET_DIR, f"{config}.yaml")
+        if not res.is_file():
+            raise ConfigError(f"unknown preset {config!r}; shipped presets: {', '.join(preset_names())}")
+        text = res.read_text(encoding="utf-8")
+        where = f"preset {config}"
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{where}: invalid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def apply_override(data: dict[str, Any], assignment: str) -> None:
+    """Apply one ``a.b.c=value`` override in place.
+
+    The value is parsed as YAML (``true``, ``3``, ``[1, 2]``); pydantic then checks and coerces it against the
+    field's type (so ``lr=1e-6`` becomes a float for a float field and stays text for a text field).
+    """
+    key, sep, raw = assignment.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"--set expects key=value, got {assignment!r}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    node = data
+    parts = key.split(".")
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {key}: {part!r} is not a mapping")
+        node = child
+    node[parts[-1]] = value
+
+
+def _format_errors(cls: type[StageConfig], exc: ValidationError, where: str) -> str:
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden":
+            lines.append(f"unknown key {key!r} for {cls.__name__} (known: {', '.join(cls.model_fields)})")
+        else:
+            lines.append(f"key {key!r}: {err['msg']} (got {err.get('input')!r})")
+    return f"{where}: " + "; ".join(lines)
+
+
+def load_config(cls: type[C], config: str | None = None, sets: list[str] | None = None) -> C:
+    """Build a `cls` from a preset/YAML file and ``key=value`` overrides, validated by pydantic."""
+    data = read_preset(config) if config else {}
+    for assignment in sets or []:
+        apply_override(data, assignment)
+    try:
+        return cls.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(cls, exc, config or "config")) from None

@@ -1,0 +1,57 @@
+"""Load a model and its processor from a local directory or an ``s3://`` URI (tiny or real)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoModelForImageTextToText, AutoProcessor
+
+from thinkflow import storage
+
+DTYPES: dict[str, Any] = {
+    "auto": "auto",
+    "float32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "float16": torch.float16,
+}
+
+
+def resolve(model_uri: str | os.PathLike[str]) -> Path:
+    """A local directory for ``model_uri``: a local path as is, ``s3://`` downloaded once to the cache."""
+    path = storage.localize(model_uri)
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"{model_uri}: not a model directory (no config.json in {path})")
+    return path
+
+
+def load(
+    model_uri: str | os.PathLike[str],
+    *,
+    dtype: str | torch.dtype | None = None,
+    device: str | None = None,
+    **model_kwargs: Any,
+) -> tuple[Any, Any]:
+    """Load ``(model, processor)`` with ``AutoModelForImageTextToText`` / ``AutoProcessor``.
+
+    ``dtype``: ``auto`` | ``float32`` | ``bfloat16`` | ``float16`` (default: bfloat16 on GPU, float32 on CPU).
+    ``device``: ``cpu`` / ``cuda`` / ``cuda:N`` (default: cuda when available).
+    """
+    import thinkflow.models  # noqa: F401 - registers the image-only processors with AutoProcessor
+
+    path = resolve(model_uri)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if dtype is None:
+        dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    elif isinstance(dtype, str):
+        if dtype not in DTYPES:
+            raise ValueError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
+        dtype = DTYPES[dtype]
+    processor = AutoProcessor.from_pretrained(path)
+    if not hasattr(processor, "image_processor"):
+        raise ValueError(f"{model_uri}: the processor has no image processor; is this a vision-language model?")
+    model: Any = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype, **model_kwargs)
+    model.to(device).eval()
+    return model, processor

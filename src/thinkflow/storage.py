@@ -1,0 +1,215 @@
+"""Local paths and ``s3://bucket/key`` URIs (MinIO or any S3) behind one small API.
+
+Endpoint and credentials come from the standard environment variables: ``AWS_ENDPOINT_URL`` (or
+``MLFLOW_S3_ENDPOINT_URL``), ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY`` and optionally
+``AWS_DEFAULT_REGION``. ``minio://`` is accepted as an alias of ``s3://`` (KFP writes it for MinIO roots).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from urllib.parse import urlparse
+
+from minio import Minio
+from minio.error import S3Error
+
+REMOTE_SCHEMES = ("s3", "minio")
+
+
+class StorageError(RuntimeError):
+    """An object-store operation failed; the message names the URI."""
+
+
+def is_remote(uri: str | os.PathLike[str]) -> bool:
+    """True for ``s3://`` / ``minio://`` URIs."""
+    return urlparse(str(uri)).scheme in REMOTE_SCHEMES
+
+
+def split_uri(uri: str) -> tuple[str, str]:
+    """``s3://bucket/a/b`` -> ``("bucket", "a/b")``."""
+    parsed = urlparse(uri)
+    if parsed.scheme not in REMOTE_SCHEMES or not parsed.netloc:
+        raise StorageError(f"not an s3:// URI: {uri!r}")
+    return parsed.netloc, parsed.path.lstrip("/")
+
+
+def join(uri: str | os.PathLike[str], *parts: str) -> str:
+    """Join path parts onto a local path or a remote URI."""
+    base = str(uri)
+    if is_remote(base):
+        return "/".join([base.rstrip("/"), *(p.strip("/") for p in parts)])
+    return str(Path(base, *parts))
+
+
+def client() -> Minio:
+    """A minio client for the endpoint and credentials in the environment."""
+    endpoint = os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("MLFLOW_S3_ENDPOINT_URL")
+    if endpoint:
+        parsed = urlparse(endpoint if "://" in endpoint else f"http://{endpoint}")
+        host, secure = parsed.netloc, parsed.scheme == "https"
+    else:
+        host, secure = "s3.amazonaws.com", True
+    return Minio(
+        host,
+        access_key=os.environ.get("AWS_ACCESS_KEY_ID"),
+        secret_key=os.environ.get("AWS_SECRET_ACCESS_KEY"),
+        session_token=os.environ.get("AWS_SESSION_TOKEN"),
+        region=os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION"),
+        secure=secure,
+    )
+
+
+def _keys(uri: str) -> list[tuple[str, str]]:
+    """(object key, path relative to the prefix) for every object under a remote prefix."""
+    bucket, prefix = split_uri(uri)
+    cli = client()
+    out = []
+    try:
+        exact = [o for o in cli.list_objects(bucket, prefix=prefix) if o.object_name == prefix]
+        if exact:
+            return [(prefix, "")]
+        dir_prefix = prefix.rstrip("/") + "/" if prefix else ""
+        for obj in cli.list_objects(bucket, prefix=dir_prefix, recursive=True):
+            name = obj.object_name or ""
+            if not obj.is_dir:
+                out.append((name, name[len(dir_prefix) :]))
+    except S3Error as exc:
+        raise StorageError(f"cannot list {uri}: {exc.code}: {exc.message}") from None
+    return out
+
+
+def exists(uri: str | os.PathLike[str]) -> bool:
+    """True if a local path exists, or a remote object/prefix has at least one object."""
+    if not is_remote(uri):
+        return Path(uri).exists()
+    return bool(_keys(str(uri)))
+
+
+def upload(local: str | os.PathLike[str], uri: str) -> list[str]:
+    """Upload a file or a whole directory (recursively) to ``uri``; returns the object URIs written."""
+    local_path = Path(local)
+    if not local_path.exists():
+        raise StorageError(f"cannot upload {local_path}: no such file or directory")
+    bucket, key = split_uri(uri)
+    cli = client()
+    try:
+        if not cli.bucket_exists(bucket):
+            cli.make_bucket(bucket)
+        files = [local_path] if local_path.is_file() else sorted(p for p in local_path.rglob("*") if p.is_file())
+        written = []
+        for f in files:
+            rel = "" if local_path.is_file() else f.relative_to(local_path).as_posix()
+            obj = "/".join(x for x in (key.rstrip("/"), rel) if x)
+            cli.fput_object(bucket, obj, str(f))
+            written.append(f"s3://{bucket}/{obj}")
+    except S3Error as exc:
+        raise StorageError(f"cannot upload {local_path} to {uri}: {exc.code}: {exc.message}") from None
+    return written
+
+
+def download(uri: str, local: str | os.PathLike[str]) -> Path:
+    """Download an object, or every object under a prefix, to ``local`` (a file path or a directory)."""
+    bucket, _ = split_uri(uri)
+    keys = _keys(uri)
+    if not keys:
+        raise StorageError(f"nothing at {uri}")
+    dest = Path(local)
+    cli = client()
+    try:
+        for key, rel in keys:
+            target = dest / rel if rel else dest
+            target.parent.mkdir(parents=True, exist_ok=True)
+            cli.fget_object(bucket, key, str(target))
+    except S3Error as exc:
+        raise StorageError(f"cannot download {uri}: {exc.code}: {exc.message}") from None
+    return dest
+
+
+def cache_dir() -> Path:
+    """Where remote inputs are downloaded (``THINKFLOW_CACHE``, default ``~/.cache/thinkflow``)."""
+    return Path(os.environ.get("THINKFLOW_CACHE", Path.home() / ".cache" / "thinkflow"))
+
+
+def localize(uri: str | os.PathLike[str], cache: str | os.PathLike[str] | None = None) -> Path:
+    """A local path for ``uri``: local paths as they are; remote ones downloaded once into the cache."""
+    if not is_remote(uri):
+        path = Path(uri)
+        if not path.exists():
+            raise StorageError(f"no such file or directory: {path}")
+        return path
+    text = str(uri).rstrip("/")
+    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    root = Path(cache or cache_dir())
+    target = root / digest / (Path(split_uri(text)[1]).name or split_uri(text)[0])
+    if (target.parent / ".complete").exists():
+        return target
+    root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=root))
+    try:
+        download(text, staging / target.name)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.exists():
+            shutil.rmtree(target) if target.is_dir() else target.unlink()
+        shutil.move(str(staging / target.name), target)
+        (target.parent / ".complete").write_text(text)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def publish(local: str | os.PathLike[str], uri: str | os.PathLike[str]) -> str:
+    """Put a local result at ``uri``: upload when remote, copy when a different local path; returns ``uri``."""
+    if is_remote(uri):
+        upload(local, str(uri))
+    elif Path(local).resolve() != Path(uri).resolve():
+        src, dst = Path(local), Path(uri)
+        if src.is_dir():
+            shutil.copytree(src, dst, dirs_exist_ok=True)
+        else:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst)
+    return str(uri)
+
+
+def read_text(uri: str | os.PathLike[str]) -> str:
+    """Read a text file from a local path or a remote object."""
+    if not is_remote(uri):
+        return Path(uri).read_text(encoding="utf-8")
+    bucket, key = split_uri(str(uri))
+    try:
+        resp = client().get_object(bucket, key)
+        try:
+            return resp.read().decode("utf-8")
+        finally:
+            resp.close()
+            resp.release_conn()
+    except S3Error as exc:
+        raise StorageError(f"cannot read {uri}: {exc.code}: {exc.message}") from None
+
+
+def write_text(uri: str | os.PathLike[str], text: str) -> None:
+    """Write a text file to a local path or a remote object."""
+    if not is_remote(uri):
+        Path(uri).parent.mkdir(parents=True, exist_ok=True)
+        Path(uri).write_text(text, encoding="utf-8")
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        f = Path(tmp, "obj")
+        f.write_text(text, encoding="utf-8")
+        upload(f, str(uri))
+
+
+def sync(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> str:
+    """Copy a directory tree between any two of local/remote (remote->remote goes through a temp dir)."""
+    if is_remote(src):
+        if is_remote(dst):
+            with tempfile.TemporaryDirectory() as tmp:
+                download(str(src), Path(tmp, "x"))
+                return publish(Path(tmp, "x"), dst)
+        download(str(src), dst)
+        return str(dst)
+    return publish(src, dst)

@@ -1,0 +1,25 @@
+"""Shared fixtures: one tiny model per test session, a real loopback S3 server."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random Qwen2.5-VL saved to disk (built offline, once per session)."""
+    from thinkflow.models.tiny import build_tiny
+
+    return build_tiny(tmp_path_factory.mktemp("tiny") / "qwen2.5-vl", family="qwen2.5-vl", seed=0)
+
+
+@pytest.fixture
+def s3() -> Iterator[str]:
+    """A real S3 server (moto) on loopback; AWS_* env vars point at it for the test's duration."""
+    from thinkflow.testing import s3_server
+
+    with s3_server() as url:
+        yield url
