@@ -72,6 +72,218 @@ def ask(
     console.print(f"[bold]Q:[/bold] {question}\n[bold]A:[/bold] {answer!r}")
 
 
+@rewards_app.command("score")
+def rewards_score(
+    input_path: Annotated[Path, typer.Argument(help="JSON lines: completion, solution, verifier_type.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output JSON lines: each input line plus reward.")],
+    config: ConfigOpt = None,
+    sets: SetOpt = None,
+    print_config: PrintOpt = False,
+) -> None:
+    """Score completions with the mixed reward (RewardConfig keys via --set, e.g. --set beta=0.5)."""
+    from thinkflow.rewards import RewardConfig, RewardInputError, score_file
+
+    cfg = resolve_config(RewardConfig, config, sets, print_config)
+    try:
+        summary = score_file(input_path, output, cfg)
+    except (RewardInputError, FileNotFoundError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    console.print(summary.table())
+
+
+def _train(stage: str, config: str | None, sets: list[str] | None, print_config: bool) -> None:
+    """Run a training stage (sft/grpo) and print where its model went; training errors exit 1."""
+    from thinkflow.train import grpo, sft
+    from thinkflow.train.common import TrainError
+    from thinkflow.train.launch import LaunchError
+
+    module = sft if stage == "sft" else grpo
+    cfg = resolve_config(module.SFTConfig if stage == "sft" else grpo.GRPOStageConfig, config, sets, print_config)
+    try:
+        result = module.run(cfg)  # type: ignore[arg-type]
+    except (TrainError, LaunchError) as exc:
+        console.print(f"[red]{stage} failed:[/red] {exc}")
+        raise typer.Exit(1) from None
+    shown = {k: round(v, 4) for k, v in result.metrics.items() if k in {"global_step", "train_loss", "reward"}}
+    console.print(f"[green]{stage} done[/green]: model at {result.output} {shown}")
+    if result.mlflow_run_id:
+        console.print(f"MLflow run: {result.mlflow_run_id}")
+
+
+@app.command("sft")
+def sft_command(config: ConfigOpt = None, sets: SetOpt = None, print_config: PrintOpt = False) -> None:
+    """Supervised fine-tuning on the sft split (TRL SFTTrainer; response-only loss, vision tower frozen)."""
+    _train("sft", config, sets, print_config)
+
+
+@app.command("grpo")
+def grpo_command(config: ConfigOpt = None, sets: SetOpt = None, print_config: PrintOpt = False) -> None:
+    """GRPO with the mixed reward on the rl split (TRL GRPOTrainer; the paper's defaults)."""
+    _train("grpo", config, sets, print_config)
+
+
+@app.command("evaluate")
+def evaluate_command(config: ConfigOpt = None, sets: SetOpt = None, print_config: PrintOpt = False) -> None:
+    """Evaluate a model on the benchmarks / a dataset's eval split; writes metrics.json and the reports."""
+    from thinkflow.evaluate import EvalConfig, run
+    from thinkflow.evaluate.benchmarks import BenchmarkError
+
+    cfg = resolve_config(EvalConfig, config, sets, print_config)
+    try:
+        result = run(cfg)
+    except (BenchmarkError, FileNotFoundError, ValueError) as exc:
+        console.print(f"[red]evaluate failed:[/red] {exc}")
+        raise typer.Exit(1) from None
+    scores = {k: round(v, 4) for k, v in result.metrics.items() if k.endswith("score") or k == "overall.format_rate"}
+    console.print(f"[green]evaluate done[/green]: {result.output} {scores}")
+
+
+@app.command("register")
+def register_command(config: ConfigOpt = None, sets: SetOpt = None, print_config: PrintOpt = False) -> None:
+    """Register a model version in MLflow (lineage + eval tags, @challenger), then run the promotion gate."""
+    from thinkflow.registry import RegistryError, register
+    from thinkflow.registry.gate import GateError
+    from thinkflow.registry.mlflow import RegisterConfig
+
+    cfg = resolve_config(RegisterConfig, config, sets, print_config)
+    try:
+        result = register(cfg)
+    except (RegistryError, GateError) as exc:
+        console.print(f"[red]register failed:[/red] {exc}")
+        raise typer.Exit(1) from None
+    made = "registered" if result.metrics.get("created") else "already registered as"
+    console.print(f"[green]{made}[/green] {result.output}")
+    if "gate" in result.artifacts:
+        console.print(f"gate: {result.artifacts['gate']} ({result.artifacts['gate_reason']})")
+    if "lineage_missing" in result.artifacts:
+        console.print(f"[yellow]lineage unknown:[/yellow] {result.artifacts['lineage_missing']}")
+
+
+@app.command("promote")
+def promote_command(
+    name: Annotated[str, typer.Argument(help="Registered model name.")],
+    version: Annotated[str, typer.Argument(help="Version to make @champion.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (recorded as a version tag).")],
+) -> None:
+    """Move @champion to a version by hand, recording the reason."""
+    from thinkflow.registry import promote
+    from thinkflow.registry.gate import GateError
+
+    try:
+        decision = promote(name, version, reason)
+    except GateError as exc:
+        console.print(f"[red]promote failed:[/red] {exc}")
+        raise typer.Exit(1) from None
+    console.print(f"[green]{name} version {version} is @champion[/green] (was: {decision.champion_version or 'none'})")
+
+
+@models_app.command("list")
+def models_list(name: Annotated[str, typer.Argument(help="Registered model name.")]) -> None:
+    """Versions of a registered model with their aliases, gate decisions and key metrics."""
+    from rich.table import Table
+
+    from thinkflow.registry import RegistryError, list_versions
+
+    try:
+        rows = list_versions(name)
+    except RegistryError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    table = Table(title=name)
+    for col in ("version", "aliases", "created", "gate", "mean score", "scores", "content"):
+        table.add_column(col)
+    for r in rows:
+        metrics = dict(r["metrics"])
+        mean = metrics.pop("overall.mean_score", None)
+        table.add_row(
+            r["version"],
+            ", ".join(f"@{a}" for a in r["aliases"]),
+            r["created"],
+            r["gate"],
+            f"{mean:.4f}" if mean is not None else "",
+            " ".join(f"{k.removesuffix('.score')}={v:.3f}" for k, v in sorted(metrics.items())),
+            r["content_hash"][:12],
+        )
+    console.print(table)
+
+
+PipelineOpt = Annotated[
+    str, typer.Option("--pipeline", "-p", help="vlaa_thinker | sft_then_grpo | sft_vs_rl_study")
+]
+ParamsOpt = Annotated[Path | None, typer.Option("--params", help="YAML/JSON file: pipeline parameter -> value.")]
+
+
+@app.command("run")
+def run_command(
+    pipeline: PipelineOpt = "vlaa_thinker",
+    root: Annotated[Path, typer.Option("--root", help="Where MLflow, artifacts and the tiny model go.")] = Path(
+        ".thinkflow"
+    ),
+    params: ParamsOpt = None,
+    model: Annotated[str | None, typer.Option("--model", help="Base model dir (default: the tiny model).")] = None,
+) -> None:
+    """Run a pipeline end to end on this machine (kfp.local) on the embedded default and print a summary."""
+    from thinkflow.pipelines import UnknownPipelineError, run_local
+    from thinkflow.pipelines.local import LocalRunError, render_summary
+    from thinkflow.pipelines.submit import SubmitError, read_params
+
+    try:
+        result = run_local(pipeline, root, read_params(params) if params else None, model=model)
+    except (UnknownPipelineError, SubmitError, LocalRunError, ValueError) as exc:
+        console.print(f"[red]run failed:[/red] {exc}")
+        raise typer.Exit(1) from None
+    console.print(render_summary(result))
+
+
+@app.command("compile")
+def compile_command(
+    out_dir: Annotated[Path, typer.Option("--out-dir", "-o", help="Where the packages go.")] = Path("pipelines"),
+    registry: Annotated[str | None, typer.Option(help="Image registry (default: ghcr.io/thinkflow).")] = None,
+    tag: Annotated[str | None, typer.Option(help="Image tag (default: the package version).")] = None,
+) -> None:
+    """Compile every pipeline to OUT_DIR/<name>.yaml (KFP IR YAML, for upload in the KFP UI)."""
+    from thinkflow.pipelines import compile_all
+    from thinkflow.pipelines.common import options_for_images
+
+    for path in compile_all(out_dir, options_for_images(registry, tag)):
+        console.print(f"wrote {path}")
+
+
+@app.command("submit")
+def submit_command(
+    host: Annotated[str, typer.Option("--host", help="KFP API/UI URL, e.g. http://localhost:8080.")],
+    pipeline: PipelineOpt = "vlaa_thinker",
+    params: ParamsOpt = None,
+    experiment: Annotated[str, typer.Option("--experiment", help="KFP experiment.")] = "thinkflow",
+    recurring: Annotated[str | None, typer.Option("--recurring", help="Cron schedule: a recurring run.")] = None,
+    run_name: Annotated[str | None, typer.Option("--run-name", help="Run name (default: pipeline-time).")] = None,
+    namespace: Annotated[str | None, typer.Option("--namespace", help="Multi-user KFP: profile namespace.")] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Disable caching for every task.")] = False,
+) -> None:
+    """Upload a pipeline version to KFP and start a run (or a recurring run); prints the run's UI link."""
+    from thinkflow.pipelines import UnknownPipelineError, submit
+    from thinkflow.pipelines.submit import SubmitError, read_params
+
+    try:
+        result = submit(
+            host,
+            pipeline,
+            read_params(params) if params else None,
+            experiment=experiment,
+            recurring=recurring,
+            run_name=run_name,
+            namespace=namespace,
+            enable_caching=False if no_cache else None,
+        )
+    except (UnknownPipelineError, SubmitError) as exc:
+        console.print(f"[red]submit failed:[/red] {exc}")
+        raise typer.Exit(2) from None
+    kind = "recurring run" if result.recurring_run_id else "run"
+    console.print(f"[green]{kind} created[/green] from {result.pipeline} version {result.version_name}")
+    console.print(result.url)
+
+
 def main() -> None:
     app()
 

@@ -1,0 +1,868 @@
+"""Build a dataset: the six VLAA-Thinking steps, resumable after SIGKILL at any moment.
+
+``thinkflow.data.build.run(cfg: BuildConfig) -> StageResult`` (CLI: ``thinkflow build --config FILE``).
+
+1. **collect** – read every source (per-source sampling cap, random by seed), validate the record and its
+   image (missing, undecodable, bad box, unknown verifier type -> ``rejected.jsonl``), store the image under
+   ``images/`` named by its SHA-256, and dedupe by image content hash (``dedupe: image``).
+2. **caption** – a VLM teacher describes the image (plus source extras such as a CLEVR scene).
+3. **reason** – a text-only reasoning teacher gets caption + question, answers as if it saw the image:
+   ``<think>…</think>`` then the answer, normalised to ``<think>…</think><answer>…</answer>``.
+4. **rewrite** – an LLM teacher points references to the caption/description at "the image" instead;
+   dropped when the word count changes by more than ``rewrite.max_word_delta`` (15).
+5. **verify** – keep only correct answers: the rule-based verifier of ``thinkflow.rewards`` for the types in
+   ``verify.rule_types``, an LLM judge (Yes/No) for the others.
+6. **split** – reasoning with an aha cue (``wait``, ``again``, ``double-check``, …) -> ``rl``, else ``sft``;
+   ``eval_fraction`` held out per verifier type by seed. Records whose source fixes a split keep it.
+
+Steps 2-5 run only for records without a response (sources with reasoning traces, such as the VLAA files
+or the synthetic set, skip them). Every finished step of every record is appended to a journal
+(``.build/N-step.jsonl`` in the work dir) and fsynced before the record moves on; a restarted build skips
+what the journals hold, so no record is lost or duplicated and no finished teacher call is repeated.
+Teacher failures that may be transient (429/5xx after all retries, timeouts) are not journaled: the step
+finishes the other records, then the build fails and the next run retries just those.
+
+Output (``output``: a directory or ``s3://`` URI; remote outputs are built in the local cache and
+uploaded): ``sft.jsonl`` / ``rl.jsonl`` / ``eval.jsonl`` (when non-empty), ``images/``, ``rejected.jsonl``
+and ``manifest.json`` (written last: counts, content hash, teachers, token totals, build config).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import hashlib
+import io
+import json
+import os
+import random
+import re
+import time
+from collections import Counter, defaultdict
+from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from tqdm.auto import tqdm
+
+from thinkflow import storage
+from thinkflow.config import StageConfig, StageResult
+from thinkflow.data.checks import box_problem, known_verifier_types
+from thinkflow.data.journal import Journal
+from thinkflow.data.prompts import Prompts, PromptsConfig
+from thinkflow.data.sources import Candidate, Source, SyntheticSource, iter_candidates, source_name
+from thinkflow.data.split import AHA_CUES, assign_split, has_aha, stratified_eval
+from thinkflow.data.teachers import Teacher, TeacherConfig, TeacherError, image_part
+from thinkflow.data.text import format_response, normalize_response, response_parts, split_think, word_count
+from thinkflow.records import SPLITS, RecordError, parse_record, write_jsonl
+
+STEPS: tuple[str, ...] = ("collect", "caption", "reason", "rewrite", "verify", "split")
+FORMAT = "thinkflow.dataset/v1"
+WORK_DIRNAME = ".build"
+IMAGE_EXT = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "bmp", "TIFF": "tiff"}
+MENTIONS = r"\b(captions?|captioned|descriptions?|described|describes|the (?:given |provided )?text)\b"
+
+
+class BuildError(RuntimeError):
+    """A build that cannot go on; the message says what to fix (or that a rerun retries what failed)."""
+
+
+class TeachersConfig(BaseModel):
+    """The teachers of steps 2-5; leave them unset to build without distillation."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    caption: TeacherConfig | None = Field(default=None, description="Step 2: VLM that captions images.")
+    reason: TeacherConfig | None = Field(default=None, description="Step 3: text-only reasoning model (R1-style).")
+    rewrite: TeacherConfig | None = Field(default=None, description="Step 4: LLM that rewrites caption references.")
+    judge: TeacherConfig | None = Field(
+        default=None, description="Step 5: LLM judge for types without a rule verifier."
+    )
+
+
+class RewriteConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(default=True, description="Run step 4 (needs teachers.rewrite).")
+    max_word_delta: int = Field(default=15, ge=0, description="Drop a rewrite that changes the word count by more.")
+    only_if_mentions: bool = Field(
+        default=True, description="Call the rewriter only when the reasoning mentions a caption/description."
+    )
+    mention_pattern: str = Field(default=MENTIONS, description="Regex (case-insensitive) of such mentions.")
+
+    @field_validator("mention_pattern")
+    @classmethod
+    def _regex(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a regular expression: {exc}") from None
+        return value
+
+
+class VerifyConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(default=True, description="Run step 5.")
+    rule_types: list[str] = Field(
+        default_factory=lambda: ["digit", "mcq", "math", "iou"],
+        description="Verifier types checked by thinkflow.rewards (cheaper); the others go to teachers.judge.",
+    )
+    thresholds: dict[str, float] = Field(
+        default_factory=lambda: {"iou": 0.5}, description="Rule score needed to count as correct (default 1.0)."
+    )
+
+
+def _default_sources() -> list[Source]:
+    return [SyntheticSource()]
+
+
+class BuildConfig(StageConfig):
+    """Config of `run`: sources, teachers, step options, output."""
+
+    output: str = Field(description="Dataset directory or s3:// URI.")
+    sources: list[Source] = Field(
+        default_factory=lambda: _default_sources(), description="Inputs (default: 200 synthetic scenes)."
+    )
+    seed: int = Field(default=0, description="Seed for sampling caps, synthetic scenes and the eval hold-out.")
+    dedupe: Literal["image", "image_question", "none"] = Field(
+        default="image", description="Keep one record per image (the paper), per image+question, or all."
+    )
+    eval_fraction: float = Field(default=0.05, ge=0.0, lt=1.0, description="Held-out eval share of auto-split records.")
+    aha_cues: list[str] = Field(default_factory=lambda: list(AHA_CUES), description="Step-6 cues (-> rl).")
+    teachers: TeachersConfig = Field(default_factory=TeachersConfig)
+    rewrite: RewriteConfig = Field(default_factory=RewriteConfig)
+    verify: VerifyConfig = Field(default_factory=VerifyConfig)
+    prompts: PromptsConfig = Field(default_factory=PromptsConfig)
+    on_teacher_error: Literal["fail", "reject"] = Field(
+        default="fail",
+        description="After retries: fail the build at the end of the step (a rerun retries) or reject the record.",
+    )
+    work_dir: str | None = Field(default=None, description="Journal directory (default: OUTPUT/.build, or the cache).")
+    image_workers: int = Field(default=8, ge=1, description="Threads reading/decoding images in step 1.")
+    tracking: bool = Field(default=True, description="Log the run to MLflow.")
+    progress: bool = Field(default=True, description="Show a progress bar per step.")
+
+
+@dataclass
+class _Item:
+    """A record going through steps 2-5."""
+
+    id: str
+    record: dict[str, Any]
+    extras: str | None
+    text_question: str | None
+    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def _fingerprint(cfg: BuildConfig, prompts: Prompts) -> dict[str, Any]:
+    """What the journals of steps 1-5 depend on (endpoints, concurrency and step 6 may change freely)."""
+    teachers = {
+        name: t.model_dump(include={"model", "temperature", "max_tokens", "extra_body"}, mode="json")
+        for name, t in cfg.teachers
+        if t is not None
+    }
+    return {
+        "sources": [s.model_dump(mode="json") for s in cfg.sources],
+        "seed": cfg.seed,
+        "dedupe": cfg.dedupe,
+        "teachers": teachers,
+        "rewrite": cfg.rewrite.model_dump(mode="json"),
+        "verify": cfg.verify.model_dump(mode="json"),
+        "prompts": prompts.digest(),
+    }
+
+
+@contextlib.contextmanager
+def _locked(work: Path) -> Iterator[None]:
+    work.mkdir(parents=True, exist_ok=True)
+    fd = os.open(work / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BuildError(f"another build is running with the work dir {work}") from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class _Builder:
+    def __init__(self, cfg: BuildConfig, stage: Path, work: Path) -> None:
+        self.cfg = cfg
+        self.stage = stage
+        self.work = work
+        self.prompts = Prompts(cfg.prompts)
+        self.seconds: dict[str, float] = {}
+        self.calls_this_run: Counter[str] = Counter()
+        self.not_sampled: dict[str, int] = {}
+        self.journals: dict[str, Journal] = {}
+
+    # ----------------------------------------------------------------------------------------------- plumbing
+    def journal(self, step: str) -> Journal:
+        if step not in self.journals:
+            self.journals[step] = Journal(self.work / f"{STEPS.index(step) + 1}-{step}.jsonl")
+        return self.journals[step]
+
+    def close(self) -> None:
+        for j in self.journals.values():
+            j.close()
+
+    def check_fingerprint(self) -> dict[str, Any]:
+        fp = _fingerprint(self.cfg, self.prompts)
+        path = self.work / "fingerprint.json"
+        if path.exists():
+            old = json.loads(path.read_text(encoding="utf-8"))
+            if old != fp:
+                keys = sorted(k for k in set(old) | set(fp) if old.get(k) != fp.get(k))
+                raise BuildError(
+                    f"{self.work} holds the journal of a build with a different config (differs in: "
+                    f"{', '.join(keys)}); use another output/work_dir, or delete {self.work} to start over"
+                )
+        else:
+            _write_atomic(path, json.dumps(fp, indent=2, sort_keys=True).encode())
+        return fp
+
+    def bar(self, step: str, total: int, initial: int) -> Any:
+        return tqdm(
+            total=total,
+            initial=initial,
+            desc=f"[{STEPS.index(step) + 1}/6] {step}",
+            unit="rec",
+            disable=not self.cfg.progress,
+            mininterval=0.5,
+        )
+
+    # --------------------------------------------------------------------------------------------- step 1
+    def _prepare(self, cand: Candidate, known: tuple[str, ...]) -> tuple[str | None, dict[str, Any] | None]:
+        """Validate one candidate and store its image; ``(error, record)``."""
+        if cand.error:
+            return cand.error, None
+        rec = {"id": cand.id, "image": "pending", **cand.record}
+        rec["meta"] = dict(rec.get("meta") or {})
+        try:
+            parse_record({k: v for k, v in rec.items() if v is not None})
+        except RecordError as exc:
+            return str(exc), None
+        if rec["verifier_type"] not in known:
+            return f"unknown verifier_type {rec['verifier_type']!r} (known: {', '.join(known)})", None
+        if cand.image is None:
+            return "no image", None
+        try:
+            data = cand.image()
+        except FileNotFoundError:
+            return f"image not found: {cand.image_ref}", None
+        except OSError as exc:
+            return f"cannot read image {cand.image_ref}: {exc.strerror or exc}", None
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(io.BytesIO(data)) as im:
+                im.load()
+                fmt, size = (im.format or "PNG"), [int(im.width), int(im.height)]
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+            return f"image undecodable: {cand.image_ref}: {exc}", None
+        if rec["verifier_type"] == "iou":
+            problem = box_problem(rec["solution"], size)
+            if problem:
+                return f"bad box in solution: {problem}", None
+        digest = hashlib.sha256(data).hexdigest()
+        rel = f"images/{digest[:32]}.{IMAGE_EXT.get(fmt, fmt.lower())}"
+        target = self.stage / rel
+        if not target.exists():
+            _write_atomic(target, data)
+        rec["image"] = rel
+        rec["meta"]["image_size"] = size
+        rec["meta"]["image_sha256"] = digest
+        return None, rec
+
+    def collect(self) -> list[dict[str, Any]]:
+        cfg = self.cfg
+        journal = self.journal("collect")
+        (self.stage / "images").mkdir(parents=True, exist_ok=True)
+        known = known_verifier_types()
+        seen_keys: dict[str, str] = {}
+        kept_ids: set[str] = set()
+        kept_per_source: Counter[int] = Counter()
+        entries_per_source: Counter[int] = Counter()
+        for e in journal:
+            si = int(str(e["key"]).split(":", 1)[0])
+            entries_per_source[si] += 1
+            if e["status"] == "ok":
+                kept_ids.add(e["record"]["id"])
+                kept_per_source[si] += 1
+                if e.get("dedupe"):
+                    seen_keys[e["dedupe"]] = e["record"]["id"]
+        distill_ready = cfg.teachers.reason is not None
+        for src in cfg.sources:
+            if src.distill and not distill_ready:
+                raise BuildError(f"source {source_name(src)} has distill: true but teachers.reason is not set")
+        start = time.monotonic()
+        with ThreadPoolExecutor(max_workers=cfg.image_workers) as pool:
+            for si, src in enumerate(cfg.sources):
+                name = source_name(src)
+                cands = list(iter_candidates(src, cfg.seed))
+                order = list(range(len(cands)))
+                if src.max_samples:
+                    random.Random(f"thinkflow-sample:{cfg.seed}:{si}:{name}").shuffle(order)
+                pending = [pos for pos in order if f"{si}:{pos}" not in journal]
+                bar = self.bar("collect", len(cands), len(cands) - len(pending))
+                bar.set_postfix_str(name)
+                kept = kept_per_source[si]
+                done = entries_per_source[si]
+                chunk_size = 4 * cfg.image_workers
+                for begin in range(0, len(pending), chunk_size):
+                    if src.max_samples and kept >= src.max_samples:
+                        break
+                    chunk = pending[begin : begin + chunk_size]
+                    results = list(pool.map(self._prepare, [cands[pos] for pos in chunk], [known] * len(chunk)))
+                    for pos, (error, rec) in zip(chunk, results, strict=True):
+                        if src.max_samples and kept >= src.max_samples:
+                            break
+                        cand = cands[pos]
+                        key = f"{si}:{pos}"
+                        if rec is not None and rec["id"] in kept_ids:
+                            error, rec = f"duplicate id {cand.id!r}", None
+                        dedupe = None
+                        if rec is not None and cfg.dedupe != "none":
+                            dedupe = rec["meta"]["image_sha256"]
+                            if cfg.dedupe == "image_question":
+                                dedupe += ":" + hashlib.sha256(rec["question"].encode()).hexdigest()[:16]
+                            if dedupe in seen_keys:
+                                error, rec = f"duplicate image (same as {seen_keys[dedupe]})", None
+                        if rec is None:
+                            journal.append(
+                                {"key": key, "status": "rejected", "id": cand.id, "source": name, "reason": error}
+                            )
+                        else:
+                            needs = rec.get("response") is None and (
+                                src.distill if src.distill is not None else distill_ready
+                            )
+                            journal.append(
+                                {
+                                    "key": key,
+                                    "status": "ok",
+                                    "source": name,
+                                    "record": rec,
+                                    "dedupe": dedupe,
+                                    "distill": bool(needs),
+                                    "split_mode": src.split or "keep",
+                                    "extras": cand.extras,
+                                    "text_question": cand.text_question,
+                                }
+                            )
+                            kept_ids.add(rec["id"])
+                            kept += 1
+                            if dedupe:
+                                seen_keys[dedupe] = rec["id"]
+                        done += 1
+                        bar.update(1)
+                    journal.sync()
+                bar.close()
+                self.not_sampled[name] = len(cands) - done
+        self.seconds["collect"] = time.monotonic() - start
+        return [e for e in journal if e["status"] == "ok"]
+
+    # ------------------------------------------------------------------------------------------ steps 2-5
+    async def _run_step(
+        self,
+        step: str,
+        items: list[_Item],
+        fn: Callable[[_Item], Awaitable[dict[str, Any]]],
+        concurrency: int,
+    ) -> list[_Item]:
+        journal = self.journal(step)
+        pending = [it for it in items if it.id not in journal]
+        bar = self.bar(step, len(items), len(items) - len(pending))
+        errors: list[str] = []
+        queue = iter(pending)
+        start = time.monotonic()
+
+        async def worker() -> None:
+            for item in queue:
+                try:
+                    entry = await fn(item)
+                except TeacherError as exc:
+                    if exc.retryable and self.cfg.on_teacher_error == "fail":
+                        errors.append(f"{item.id}: {exc}")
+                        bar.update(1)
+                        continue
+                    entry = {"status": "rejected", "reason": str(exc)}
+                entry["key"] = item.id
+                if "usage" in entry:
+                    self.calls_this_run[step] += 1
+                await journal.append_durable(entry)
+                bar.update(1)
+
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for _ in range(max(1, min(concurrency, len(pending)))):
+                    tg.create_task(worker())
+        except ExceptionGroup as group:
+            raise group.exceptions[0] from None
+        finally:
+            bar.close()
+            self.seconds[step] = time.monotonic() - start
+        if errors:
+            raise BuildError(
+                f"step {step}: {len(errors)} of {len(pending)} records failed after retries "
+                f"(first: {errors[0]}); the finished ones are journaled — run the build again to retry the rest"
+            )
+        survivors = []
+        for item in items:
+            entry = journal.get(item.id)
+            if entry is not None and entry["status"] in ("ok", "skipped"):
+                item.outputs[step] = entry
+                survivors.append(item)
+        return survivors
+
+    def _teacher_entry(self, teacher: Teacher, reply: Any, out: dict[str, Any]) -> dict[str, Any]:
+        return {"status": "ok", "out": out, "usage": reply.usage(), "model": teacher.cfg.model, "served": reply.model}
+
+    async def distill(self, entries: list[dict[str, Any]]) -> list[_Item]:
+        cfg = self.cfg
+        items = [
+            _Item(e["record"]["id"], e["record"], e.get("extras"), e.get("text_question"))
+            for e in entries
+            if e.get("distill")
+        ]
+        if not items:
+            return []
+        t = cfg.teachers
+        assert t.reason is not None  # collect() only marks records for distillation when it is set
+        need_caption = [i for i in items if not i.record.get("caption") and not i.text_question]
+        if need_caption and t.caption is None:
+            raise BuildError(
+                f"{len(need_caption)} records need a caption (e.g. {need_caption[0].id}) "
+                "but teachers.caption is not set"
+            )
+        if cfg.verify.enabled:
+            judged = sorted({i.record["verifier_type"] for i in items} - set(cfg.verify.rule_types))
+            if judged and t.judge is None:
+                raise BuildError(
+                    f"verification of verifier_type {', '.join(judged)} needs teachers.judge "
+                    "(or add the type to verify.rule_types, or set verify.enabled=false)"
+                )
+        if cfg.rewrite.enabled and t.rewrite is None:
+            raise BuildError("rewrite.enabled is true but teachers.rewrite is not set (or set rewrite.enabled=false)")
+        teachers = {name: Teacher(name, tc) for name, tc in t if tc is not None}
+        try:
+            items = await self._run_step(
+                "caption", items, lambda it: self._caption(teachers.get("caption"), it), _conc(teachers, "caption")
+            )
+            items = await self._run_step(
+                "reason", items, lambda it: self._reason(teachers["reason"], it), _conc(teachers, "reason")
+            )
+            items = await self._run_step(
+                "rewrite", items, lambda it: self._rewrite(teachers.get("rewrite"), it), _conc(teachers, "rewrite")
+            )
+            items = await self._run_step(
+                "verify", items, lambda it: self._verify(teachers.get("judge"), it), _conc(teachers, "judge")
+            )
+        finally:
+            for teacher in teachers.values():
+                await teacher.aclose()
+        return items
+
+    async def _caption(self, teacher: Teacher | None, item: _Item) -> dict[str, Any]:
+        if item.record.get("caption") or item.text_question:
+            return {"status": "skipped", "reason": "has a caption" if item.record.get("caption") else "text question"}
+        assert teacher is not None
+        image = self.stage / item.record["image"]
+        data = await asyncio.to_thread(image.read_bytes)
+        extras = (
+            f"\nExtra information about this image, to use where the picture is unclear:\n{item.extras.strip()}"
+            if item.extras
+            else ""
+        )
+        prompt = self.prompts.render("caption", extras=extras)
+        content = [image_part(data, image.suffix.lstrip(".")), {"type": "text", "text": prompt}]
+        reply = await teacher.chat([{"role": "user", "content": content}])
+        text = reply.text.strip()
+        reasoning, rest = split_think(text)
+        caption = rest if reasoning is not None else text
+        if not caption:
+            return {"status": "rejected", "reason": "caption teacher returned no text", "usage": reply.usage()}
+        return self._teacher_entry(teacher, reply, {"caption": caption})
+
+    async def _reason(self, teacher: Teacher, item: _Item) -> dict[str, Any]:
+        if item.text_question:
+            prompt = self.prompts.render("reason_text", question=item.text_question)
+        else:
+            caption = item.outputs.get("caption", {}).get("out", {}).get("caption") or item.record.get("caption") or ""
+            prompt = self.prompts.render("reason", caption=caption, question=item.record["question"])
+        reply = await teacher.chat([{"role": "user", "content": prompt}])
+        text = reply.text
+        if reply.reasoning and "</think>" not in text:
+            text = f"<think>{reply.reasoning}</think>{text}"
+        response = normalize_response(text, "", item.record["verifier_type"])
+        if response is None:
+            reasoning, _ = split_think(text)
+            why = "no <think>…</think> reasoning" if not reasoning else "no final answer after </think>"
+            if reply.finish_reason == "length":
+                why += " (cut at max_tokens)"
+            return {"status": "rejected", "reason": f"reasoning output has {why}", "usage": reply.usage()}
+        return self._teacher_entry(teacher, reply, {"response": response})
+
+    def _response(self, item: _Item) -> str:
+        for step in ("rewrite", "reason"):
+            out = item.outputs.get(step, {}).get("out", {})
+            if out.get("response"):
+                return str(out["response"])
+        raise BuildError(f"record {item.id}: no response after step reason")
+
+    async def _rewrite(self, teacher: Teacher | None, item: _Item) -> dict[str, Any]:
+        rc = self.cfg.rewrite
+        reasoning, answer = response_parts(self._response(item))
+        if not rc.enabled:
+            return {"status": "skipped", "reason": "rewrite disabled"}
+        if rc.only_if_mentions and not re.search(rc.mention_pattern, reasoning, re.IGNORECASE):
+            return {"status": "skipped", "reason": "no caption/description mention"}
+        assert teacher is not None
+        reply = await teacher.chat([{"role": "user", "content": self.prompts.render("rewrite", reasoning=reasoning)}])
+        new = reply.text.strip()
+        inner, rest = split_think(new)
+        if inner is not None:
+            new = rest or inner
+        new = new.removeprefix("<think>").removesuffix("</think>").strip()
+        delta = abs(word_count(new) - word_count(reasoning))
+        if not new or delta > rc.max_word_delta:
+            why = "empty rewrite" if not new else f"word count changed by {delta} (> {rc.max_word_delta})"
+            return {
+                "status": "rejected",
+                "reason": f"rewrite: {why}",
+                "usage": reply.usage(),
+                "model": teacher.cfg.model,
+            }
+        return self._teacher_entry(teacher, reply, {"response": format_response(new, answer)})
+
+    async def _verify(self, teacher: Teacher | None, item: _Item) -> dict[str, Any]:
+        vc = self.cfg.verify
+        if not vc.enabled:
+            return {"status": "skipped", "reason": "verification disabled"}
+        rec = item.record
+        response = self._response(item)
+        vtype = rec["verifier_type"]
+        if vtype in vc.rule_types:
+            score = await asyncio.to_thread(_rule_score, response, rec["solution"], vtype, rec.get("meta") or {})
+            threshold = vc.thresholds.get(vtype, 1.0)
+            if score + 1e-9 >= threshold:
+                return {"status": "ok", "out": {"method": "rule", "score": score}}
+            return {"status": "rejected", "reason": f"verify (rule {vtype}): score {score:.3g} < {threshold:g}"}
+        assert teacher is not None
+        _, answer = response_parts(response)
+        prompt = self.prompts.render("verify", question=rec["question"], solution=rec["solution"], answer=answer)
+        reply = await teacher.chat([{"role": "user", "content": prompt}])
+        verdict = _verdict(reply.text)
+        if verdict is True:
+            return self._teacher_entry(teacher, reply, {"method": "judge", "score": 1.0})
+        why = "judged incorrect" if verdict is False else f"no Yes/No verdict in {reply.text.strip()[:60]!r}"
+        return {
+            "status": "rejected",
+            "reason": f"verify (judge): {why}",
+            "usage": reply.usage(),
+            "model": teacher.cfg.model,
+        }
+
+    # --------------------------------------------------------------------------------------------- step 6
+    def finish(
+        self, collected: list[dict[str, Any]], distilled: list[_Item], fingerprint: dict[str, Any]
+    ) -> dict[str, Any]:
+        cfg = self.cfg
+        start = time.monotonic()
+        by_id = {it.id: it for it in distilled}
+        records: list[dict[str, Any]] = []
+        modes: list[str] = []
+        split_rejects: list[dict[str, Any]] = []
+        for e in collected:
+            rec = dict(e["record"])
+            rec["meta"] = dict(rec.get("meta") or {})
+            if e.get("distill"):
+                item = by_id.get(rec["id"])
+                if item is None:
+                    continue  # rejected in steps 2-5
+                self._merge(rec, item)
+            records.append(rec)
+            modes.append(e.get("split_mode") or "keep")
+        auto = [
+            i
+            for i, (r, m) in enumerate(zip(records, modes, strict=True))
+            if m == "auto" or (m == "keep" and not r.get("split"))
+        ]
+        held_out = stratified_eval([records[i] for i in auto], cfg.eval_fraction, cfg.seed)
+        out: dict[str, list[dict[str, Any]]] = {s: [] for s in SPLITS}
+        for rec, mode in zip(records, modes, strict=True):
+            reasoning = response_parts(rec["response"])[0] if rec.get("response") else ""
+            if rec.get("response"):
+                rec["meta"]["aha"] = has_aha(reasoning, cfg.aha_cues)
+            split = assign_split(rec, mode, rec["id"] in held_out, cfg.aha_cues)
+            if split == "sft" and not rec.get("response"):
+                split_rejects.append(
+                    {
+                        "id": rec["id"],
+                        "source": rec.get("source", ""),
+                        "step": "split",
+                        "reason": "split sft needs a response",
+                    }
+                )
+                continue
+            rec["split"] = split
+            final = parse_record({k: v for k, v in rec.items() if v is not None}, where="build output")
+            out[split].append(final.model_dump(exclude_none=True))
+        for split in SPLITS:
+            path = self.stage / f"{split}.jsonl"
+            if out[split]:
+                write_jsonl(path, out[split])
+            elif path.exists():
+                path.unlink()
+        rejected = self._rejected() + split_rejects
+        write_jsonl(self.stage / "rejected.jsonl", rejected)
+        referenced = {r["image"] for rows in out.values() for r in rows}
+        for img in (self.stage / "images").iterdir():
+            if f"images/{img.name}" not in referenced:  # rejected later, or a temp file of a killed run
+                img.unlink()
+        self.seconds["split"] = time.monotonic() - start
+        return self._manifest(out, rejected, fingerprint)
+
+    def _merge(self, rec: dict[str, Any], item: _Item) -> None:
+        teachers: dict[str, str] = {}
+        tokens: dict[str, dict[str, int]] = {}
+        for step in ("caption", "reason", "rewrite", "verify"):
+            entry = item.outputs.get(step)
+            if not entry or entry["status"] != "ok":
+                continue
+            out = entry.get("out", {})
+            if "caption" in out:
+                rec["caption"] = out["caption"]
+            if "response" in out:
+                rec["response"] = out["response"]
+            if "method" in out:
+                rec["meta"]["verified_by"] = out["method"]
+            if entry.get("model"):
+                teachers[step if step != "verify" else "judge"] = entry["model"]
+            if entry.get("usage"):
+                tokens[step] = {"prompt": entry["usage"]["prompt"], "completion": entry["usage"]["completion"]}
+        rec["meta"]["teachers"] = teachers
+        rec["meta"]["tokens"] = tokens
+
+    def _rejected(self) -> list[dict[str, Any]]:
+        rows = []
+        for step in STEPS[:5]:
+            if step not in self.journals and not (self.work / f"{STEPS.index(step) + 1}-{step}.jsonl").exists():
+                continue
+            for e in self.journal(step):
+                if e["status"] != "rejected":
+                    continue
+                rid = e.get("id") or e["key"]  # steps 2-5 are keyed by record id
+                rows.append({"id": rid, "source": e.get("source", ""), "step": step, "reason": e.get("reason", "")})
+        if rows:
+            source_of = {e["record"]["id"]: e["source"] for e in self.journal("collect") if e["status"] == "ok"}
+            for row in rows:
+                row["source"] = row["source"] or source_of.get(row["id"], "")
+        return rows
+
+    def _tokens(self) -> dict[str, dict[str, int]]:
+        totals: dict[str, dict[str, int]] = {}
+        for step in ("caption", "reason", "rewrite", "verify"):
+            path = self.work / f"{STEPS.index(step) + 1}-{step}.jsonl"
+            if step not in self.journals and not path.exists():
+                continue
+            t = {"calls": 0, "prompt": 0, "completion": 0, "attempts": 0}
+            for e in self.journal(step):
+                usage = e.get("usage")
+                if usage:
+                    t["calls"] += 1
+                    t["prompt"] += int(usage.get("prompt", 0))
+                    t["completion"] += int(usage.get("completion", 0))
+                    t["attempts"] += int(usage.get("attempts", 1))
+            totals[step if step != "verify" else "judge"] = t
+        totals["total"] = {k: sum(v[k] for v in totals.values()) for k in ("calls", "prompt", "completion", "attempts")}
+        return totals
+
+    def _manifest(
+        self, out: dict[str, list[dict[str, Any]]], rejected: list[dict[str, Any]], fingerprint: dict[str, Any]
+    ) -> dict[str, Any]:
+        cfg = self.cfg
+        files: dict[str, dict[str, Any]] = {}
+        content = hashlib.sha256()
+        for split in SPLITS:
+            path = self.stage / f"{split}.jsonl"
+            if not path.exists():
+                continue
+            digest = _sha256_file(path)
+            files[path.name] = {"records": len(out[split]), "sha256": digest}
+            content.update(f"{split}.jsonl:{digest}\n".encode())
+        rows = [r for split in SPLITS for r in out[split]]
+        per: dict[str, Counter[str]] = defaultdict(Counter)
+        for r in rows:
+            per["split"][r["split"]] += 1
+            per["source"][r.get("source", "")] += 1
+            per["verifier_type"][r["verifier_type"]] += 1
+            per[f"split/{r['split']}/verifier_type"][r["verifier_type"]] += 1
+            per[f"split/{r['split']}/source"][r.get("source", "")] += 1
+        served: dict[str, set[str]] = defaultdict(set)
+        for step in ("caption", "reason", "rewrite", "verify"):
+            if step in self.journals:
+                for e in self.journals[step]:
+                    if e.get("served"):
+                        served["judge" if step == "verify" else step].add(e["served"])
+        teachers = {
+            name: {"model": tc.model, "base_url": tc.base_url, "served_models": sorted(served.get(name, ()))}
+            for name, tc in cfg.teachers
+            if tc is not None
+        }
+        from thinkflow import __version__
+
+        return {
+            "format": FORMAT,
+            "content_hash": "sha256:" + content.hexdigest(),
+            "counts": {
+                "total": len(rows),
+                "split": dict(sorted(per["split"].items())),
+                "source": dict(sorted(per["source"].items())),
+                "verifier_type": dict(sorted(per["verifier_type"].items())),
+                "by_split": {
+                    s: {
+                        "verifier_type": dict(sorted(per[f"split/{s}/verifier_type"].items())),
+                        "source": dict(sorted(per[f"split/{s}/source"].items())),
+                    }
+                    for s in SPLITS
+                    if per["split"][s]
+                },
+                "rejected": len(rejected),
+                "rejected_by_step": dict(Counter(r["step"] for r in rejected)),
+                "not_sampled": {k: v for k, v in self.not_sampled.items() if v},
+            },
+            "files": files,
+            "teachers": teachers,
+            "tokens": self._tokens(),
+            "build_config": cfg.model_dump(mode="json"),
+            "fingerprint": hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest(),
+            "thinkflow_version": __version__,
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+
+
+def _conc(teachers: dict[str, Teacher], name: str) -> int:
+    return teachers[name].cfg.concurrency if name in teachers else 8
+
+
+def _verdict(text: str) -> bool | None:
+    _, rest = split_think(text)
+    m = re.search(r"\b(yes|no)\b", rest or text, re.IGNORECASE)
+    return None if m is None else m.group(1).lower() == "yes"
+
+
+def _rule_score(response: str, solution: str, vtype: str, meta: dict[str, Any]) -> float:
+    """Score with the rule-based verifier of ``thinkflow.rewards`` (imported lazily)."""
+    try:
+        from thinkflow.rewards import score
+    except ImportError as exc:
+        raise BuildError(
+            f"rule-based verification of {vtype!r} needs thinkflow.rewards ({exc}); "
+            "remove the type from verify.rule_types to use the judge"
+        ) from None
+    ctx: dict[str, Any] = {}
+    if vtype == "iou" and meta.get("image_size"):
+        ctx["image_size"] = tuple(meta["image_size"])
+    return float(score(response, solution, vtype, **ctx))
+
+
+def _stage_dirs(cfg: BuildConfig) -> tuple[Path, Path]:
+    if storage.is_remote(cfg.output):
+        digest = hashlib.sha256(cfg.output.rstrip("/").encode()).hexdigest()[:16]
+        stage = storage.cache_dir() / "build" / digest
+    else:
+        stage = Path(cfg.output).expanduser()
+    work = Path(cfg.work_dir).expanduser() if cfg.work_dir else stage / WORK_DIRNAME
+    stage.mkdir(parents=True, exist_ok=True)
+    return stage, work
+
+
+def _publish(stage: Path, output: str) -> None:
+    """Upload the dataset files (not the journal) to a remote output; manifest.json last."""
+    names = sorted(p.name for p in stage.iterdir() if p.name not in (WORK_DIRNAME, "manifest.json"))
+    for name in names:
+        storage.upload(stage / name, storage.join(output, name))
+    storage.upload(stage / "manifest.json", storage.join(output, "manifest.json"))
+
+
+def _build(cfg: BuildConfig, stage: Path, work: Path) -> dict[str, Any]:
+    builder = _Builder(cfg, stage, work)
+    try:
+        fingerprint = builder.check_fingerprint()
+        collected = builder.collect()
+        distilled = asyncio.run(builder.distill(collected))
+        manifest = builder.finish(collected, distilled, fingerprint)
+        manifest["seconds"] = {k: round(v, 3) for k, v in builder.seconds.items()}
+        manifest["calls_this_run"] = dict(builder.calls_this_run)
+        _write_atomic(stage / "manifest.json", json.dumps(manifest, indent=2, ensure_ascii=False).encode())
+        return manifest
+    finally:
+        builder.close()
+
+
+def _metrics(manifest: dict[str, Any]) -> dict[str, float]:
+    counts = manifest["counts"]
+    metrics: dict[str, float] = {"records": counts["total"], "rejected": counts["rejected"]}
+    for split in SPLITS:
+        metrics[f"records_{split}"] = counts["split"].get(split, 0)
+    for step, t in manifest["tokens"].items():
+        metrics[f"tokens_{step}_prompt"] = t["prompt"]
+        metrics[f"tokens_{step}_completion"] = t["completion"]
+        metrics[f"calls_{step}"] = t["calls"]
+    for step, seconds in manifest.get("seconds", {}).items():
+        metrics[f"seconds_{step}"] = seconds
+    return {k: float(v) for k, v in metrics.items()}
+
+
+def run(cfg: BuildConfig) -> StageResult:
+    """Build the dataset described by ``cfg`` (resuming from its journal if one exists)."""
+    stage, work = _stage_dirs(cfg)
+    run_id = None
+    with _locked(work):
+        if cfg.tracking:
+            import mlflow
+
+            from thinkflow.tracking import stage_run
+
+            with stage_run("build", cfg.model_dump(mode="json")) as active:
+                run_id = active.info.run_id
+                manifest = _build(cfg, stage, work)
+                mlflow.log_metrics(_metrics(manifest))
+                mlflow.set_tag("thinkflow.content_hash", manifest["content_hash"])
+                mlflow.log_artifact(str(stage / "manifest.json"))
+        else:
+            manifest = _build(cfg, stage, work)
+        if storage.is_remote(cfg.output):
+            _publish(stage, cfg.output)
+    artifacts = {
+        "manifest": storage.join(cfg.output, "manifest.json"),
+        "rejected": storage.join(cfg.output, "rejected.jsonl"),
+        **{s: storage.join(cfg.output, f"{s}.jsonl") for s in SPLITS if f"{s}.jsonl" in manifest["files"]},
+    }
+    return StageResult(
+        stage="build", output=cfg.output, metrics=_metrics(manifest), artifacts=artifacts, mlflow_run_id=run_id
+    )

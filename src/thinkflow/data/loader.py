@@ -1,0 +1,99 @@
+"""Read a built dataset: one split as a `datasets.Dataset` in the shape TRL's trainers take."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from thinkflow import storage
+from thinkflow.records import SPLITS, SYSTEM_PROMPT, read_records
+
+
+def dataset_root(data: str) -> Path:
+    """The local directory of a dataset (``s3://`` URIs are downloaded once to the cache)."""
+    try:
+        root = storage.localize(data)
+    except storage.StorageError as exc:
+        raise FileNotFoundError(f"dataset {data}: {exc}") from None
+    if not root.is_dir():
+        raise FileNotFoundError(f"dataset {data}: not a directory")
+    return root
+
+
+def load_manifest(data: str) -> dict[str, Any]:
+    """The dataset's ``manifest.json``."""
+    uri = storage.join(data, "manifest.json")
+    try:
+        text = storage.read_text(uri)
+    except (OSError, storage.StorageError):
+        raise FileNotFoundError(f"dataset {data}: no manifest.json (was it built by thinkflow?)") from None
+    try:
+        manifest = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{uri}: not valid JSON ({exc.msg})") from None
+    if not isinstance(manifest, dict):
+        raise ValueError(f"{uri}: expected a JSON object")
+    return manifest
+
+
+def manifest_hash(data: str) -> str:
+    """The content hash recorded in the dataset's ``manifest.json`` (``sha256:…``)."""
+    manifest = load_manifest(data)
+    value = manifest.get("content_hash")
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"dataset {data}: manifest.json has no content_hash")
+    return value
+
+
+def build_prompt(question: str, system_prompt: str = SYSTEM_PROMPT) -> list[dict[str, Any]]:
+    """The conversational prompt of one record: system prompt, then the image and the question."""
+    return [
+        {"role": "system", "content": [{"type": "text", "text": system_prompt}]},
+        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]},
+    ]
+
+
+def build_completion(response: str) -> list[dict[str, Any]]:
+    """The conversational completion of one record (its SFT target)."""
+    return [{"role": "assistant", "content": [{"type": "text", "text": response}]}]
+
+
+def _image_path(root: Path, ref: str, where: str) -> str:
+    path = storage.localize(ref) if storage.is_remote(ref) else root / ref  # an absolute ref stays absolute
+    if not path.is_file():
+        raise FileNotFoundError(f"{where}: image not found: {path}")
+    return str(path)
+
+
+def load_split(data: str, split: str, *, system_prompt: str = SYSTEM_PROMPT) -> Any:
+    """One split of a built dataset as a `datasets.Dataset`.
+
+    Columns: ``id``, ``question``, ``solution``, ``verifier_type``, ``image`` (decoded to a PIL image on
+    access), ``prompt`` (conversational: the system prompt, then the image and the question) and, when any
+    row has a response, ``completion`` (the assistant turn; ``None`` for rows without one). ``data`` is a
+    dataset directory or ``s3://`` URI.
+    """
+    import datasets
+
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+    root = dataset_root(data)
+    path = root / f"{split}.jsonl"
+    if not path.is_file():
+        present = [s for s in SPLITS if (root / f"{s}.jsonl").is_file()]
+        raise FileNotFoundError(f"dataset {data}: no {split}.jsonl (splits present: {', '.join(present) or 'none'})")
+    cols: dict[str, list[Any]] = {k: [] for k in ("id", "question", "solution", "verifier_type", "image", "prompt")}
+    completions: list[Any] = []
+    for rec in read_records(path):
+        cols["id"].append(rec.id)
+        cols["question"].append(rec.question)
+        cols["solution"].append(rec.solution)
+        cols["verifier_type"].append(rec.verifier_type)
+        cols["image"].append(_image_path(root, rec.image, f"{path}: record {rec.id}"))
+        cols["prompt"].append(build_prompt(rec.question, system_prompt))
+        completions.append(build_completion(rec.response) if rec.response else None)
+    if any(c is not None for c in completions):
+        cols["completion"] = completions
+    ds = datasets.Dataset.from_dict(cols)
+    return ds.cast_column("image", datasets.Image())

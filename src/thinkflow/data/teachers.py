@@ -1,0 +1,189 @@
+"""Teachers: any OpenAI-compatible chat endpoint (OpenAI, vLLM, KServe, `thinkflow serve-model`, …).
+
+`Teacher.chat` sends one chat completion with ``openai.AsyncOpenAI`` under a per-teacher
+`asyncio.Semaphore` (bounded concurrency), a per-request timeout, and retries with exponential backoff and
+jitter on 408/409/425/429/5xx and connection errors (honouring ``Retry-After``). Every reply carries the
+server's token usage; `Teacher.stats` sums it. The API key comes from the environment variable named by
+``api_key_env`` (mount a Kubernetes Secret as that variable); servers that need no key get ``"EMPTY"``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import random
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import openai
+from pydantic import BaseModel, ConfigDict, Field
+
+RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
+
+
+class TeacherConfig(BaseModel):
+    """One OpenAI-compatible endpoint and how to call it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: str = Field(description="Endpoint base URL, e.g. http://vllm:8000/v1.")
+    model: str = Field(description="Model id sent in every request.")
+    api_key_env: str = Field(default="OPENAI_API_KEY", description="Environment variable holding the API key.")
+    concurrency: int = Field(default=16, ge=1, description="Requests in flight at most.")
+    timeout: float = Field(default=300.0, gt=0, description="Per-request timeout in seconds.")
+    max_retries: int = Field(default=6, ge=0, description="Retries on 408/409/425/429/5xx and connection errors.")
+    backoff: float = Field(
+        default=1.0, ge=0, description="First retry delay in seconds (doubles each retry, with jitter)."
+    )
+    backoff_max: float = Field(default=60.0, ge=0, description="Longest retry delay in seconds.")
+    temperature: float | None = Field(default=None, ge=0, description="Sampling temperature (default: the server's).")
+    max_tokens: int | None = Field(default=4096, ge=1, description="Completion token budget per request.")
+    max_tokens_param: Literal["max_tokens", "max_completion_tokens"] = Field(
+        default="max_tokens",
+        description="Request field that carries max_tokens (OpenAI's newer models want the other).",
+    )
+    extra_body: dict[str, Any] = Field(default_factory=dict, description="Extra request fields (vLLM options, …).")
+
+
+class TeacherError(RuntimeError):
+    """A call that failed; ``retryable`` tells whether trying again later may succeed."""
+
+    def __init__(self, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+@dataclass
+class Reply:
+    """One completion: its text, the separate reasoning some servers return, and token usage."""
+
+    text: str
+    reasoning: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    model: str
+    attempts: int
+    finish_reason: str | None
+
+    def usage(self) -> dict[str, int]:
+        return {"prompt": self.prompt_tokens, "completion": self.completion_tokens, "attempts": self.attempts}
+
+
+@dataclass
+class TeacherStats:
+    calls: int = 0
+    retries: int = 0
+    failures: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    status: dict[str, int] = field(default_factory=dict)
+
+
+def image_part(data: bytes, fmt: str = "png") -> dict[str, Any]:
+    """An ``image_url`` content part carrying the image as a base64 data URL."""
+    mime = {"jpg": "jpeg"}.get(fmt.lower(), fmt.lower())
+    url = f"data:image/{mime};base64,{base64.b64encode(data).decode('ascii')}"
+    return {"type": "image_url", "image_url": {"url": url}}
+
+
+def _retry_after(exc: openai.APIStatusError) -> float | None:
+    try:
+        value = exc.response.headers.get("retry-after")
+        return float(value) if value is not None else None
+    except (ValueError, AttributeError):
+        return None
+
+
+class Teacher:
+    """A rate-limited, retrying client for one endpoint; use inside one event loop."""
+
+    def __init__(self, name: str, cfg: TeacherConfig) -> None:
+        self.name = name
+        self.cfg = cfg
+        self.stats = TeacherStats()
+        self._sem = asyncio.Semaphore(cfg.concurrency)
+        self._client = openai.AsyncOpenAI(
+            base_url=cfg.base_url,
+            api_key=os.environ.get(cfg.api_key_env) or "EMPTY",
+            timeout=cfg.timeout,
+            max_retries=0,  # retries are ours: counted, with our backoff
+        )
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+    async def _once(self, messages: list[dict[str, Any]], params: dict[str, Any]) -> Any:
+        payload: Any = messages
+        async with self._sem:
+            return await self._client.chat.completions.create(
+                model=self.cfg.model, messages=payload, timeout=self.cfg.timeout, **params
+            )
+
+    async def chat(self, messages: list[dict[str, Any]], **overrides: Any) -> Reply:
+        """One chat completion with retries; raises `TeacherError` when it cannot get one."""
+        params: dict[str, Any] = {}
+        if self.cfg.max_tokens is not None:
+            params[self.cfg.max_tokens_param] = self.cfg.max_tokens
+        if self.cfg.temperature is not None:
+            params["temperature"] = self.cfg.temperature
+        if self.cfg.extra_body:
+            params["extra_body"] = dict(self.cfg.extra_body)
+        params.update(overrides)
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                resp = await self._once(messages, params)
+                break
+            except openai.APIStatusError as exc:
+                status = exc.status_code
+                self.stats.status[str(status)] = self.stats.status.get(str(status), 0) + 1
+                retryable = status in RETRYABLE_STATUS or status >= 500
+                detail = f"HTTP {status}: {_message(exc)}"
+                hint = _retry_after(exc)
+            except openai.APIConnectionError as exc:  # includes timeouts
+                retryable, hint = True, None
+                detail = "timed out" if isinstance(exc, openai.APITimeoutError) else f"connection error: {exc}"
+            if not retryable or attempt > self.cfg.max_retries:
+                self.stats.failures += 1
+                tries = f" after {attempt} attempts" if attempt > 1 else ""
+                raise TeacherError(f"teacher {self.name} ({self.cfg.model}){tries}: {detail}", retryable=retryable)
+            self.stats.retries += 1
+            delay = min(self.cfg.backoff_max, self.cfg.backoff * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
+            if hint is not None:
+                delay = max(delay, min(hint, self.cfg.backoff_max))
+            await asyncio.sleep(delay)
+        return self._reply(resp, attempt)
+
+    def _reply(self, resp: Any, attempts: int) -> Reply:
+        if not getattr(resp, "choices", None):
+            self.stats.failures += 1
+            raise TeacherError(f"teacher {self.name} ({self.cfg.model}): reply has no choices", retryable=True)
+        choice = resp.choices[0]
+        msg = choice.message
+        extra = getattr(msg, "model_extra", None) or {}
+        reasoning = getattr(msg, "reasoning_content", None) or extra.get("reasoning_content") or extra.get("reasoning")
+        usage = getattr(resp, "usage", None)
+        reply = Reply(
+            text=msg.content or "",
+            reasoning=reasoning if isinstance(reasoning, str) and reasoning.strip() else None,
+            prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
+            completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+            model=str(getattr(resp, "model", None) or self.cfg.model),
+            attempts=attempts,
+            finish_reason=getattr(choice, "finish_reason", None),
+        )
+        self.stats.calls += 1
+        self.stats.prompt_tokens += reply.prompt_tokens
+        self.stats.completion_tokens += reply.completion_tokens
+        return reply
+
+
+def _message(exc: openai.APIStatusError) -> str:
+    body = exc.body
+    if isinstance(body, dict):
+        err = body.get("error", body)
+        if isinstance(err, dict) and err.get("message"):
+            return str(err["message"])[:500]
+    return str(exc.message)[:500]

@@ -1,0 +1,191 @@
+"""``thinkflow data validate DIR``: check a built dataset and fail when too much of it is bad.
+
+Checks every record of ``sft.jsonl`` / ``rl.jsonl`` / ``eval.jsonl``: JSON and schema (naming the field),
+``split`` matching the file, unique ids across splits, a known verifier type (the rewards registry),
+``iou`` solutions that are ``[x1, y1, x2, y2]`` boxes, responses in ``<think>…</think><answer>…</answer>``
+form (required in ``sft``), and images that exist and decode. When ``manifest.json`` is present, the split
+files must match the record counts and SHA-256 it lists. Fails (`DataValidationError`, non-zero exit in the
+CLI, naming the records) when the share of bad records exceeds ``max_bad_fraction`` or the manifest does
+not match.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import Field
+
+from thinkflow import storage
+from thinkflow.config import StageConfig, StageResult
+from thinkflow.data.checks import box_problem, known_verifier_types
+from thinkflow.data.loader import dataset_root
+from thinkflow.data.text import split_think
+from thinkflow.records import SPLITS, RecordError, parse_record
+
+
+class DataValidationError(ValueError):
+    """A dataset that fails validation; the message names the bad records and why."""
+
+
+class ValidateConfig(StageConfig):
+    data: str = Field(description="Dataset directory or s3:// URI.")
+    max_bad_fraction: float = Field(default=0.0, ge=0.0, le=1.0, description="Share of bad records tolerated.")
+    check_images: bool = Field(default=True, description="Open and decode every image.")
+    max_listed: int = Field(default=20, ge=1, description="Bad records named in the error message.")
+
+
+@dataclass
+class Problem:
+    where: str
+    id: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.where} id={self.id!r}: {self.reason}"
+
+
+@dataclass
+class Report:
+    records: int = 0
+    bad_ids: set[str] = field(default_factory=set)
+    problems: list[Problem] = field(default_factory=list)
+    dataset_problems: list[str] = field(default_factory=list)
+
+    @property
+    def bad_fraction(self) -> float:
+        return len(self.bad_ids) / self.records if self.records else 0.0
+
+
+def _image_problem(root: Path, ref: str) -> str | None:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        path = (
+            storage.localize(ref) if storage.is_remote(ref) else (Path(ref) if Path(ref).is_absolute() else root / ref)
+        )
+    except storage.StorageError as exc:
+        return f"image {ref}: {exc}"
+    if not path.is_file():
+        return f"image not found: {ref}"
+    try:
+        with Image.open(path) as im:
+            im.load()
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        return f"image undecodable: {ref}: {exc}"
+    return None
+
+
+def _response_problem(response: str | None, split: str) -> str | None:
+    if not response:
+        return "sft record without a response" if split == "sft" else None
+    reasoning, rest = split_think(response)
+    if not reasoning:
+        return "response has no <think>…</think> reasoning"
+    if not (rest.startswith("<answer>") and rest.endswith("</answer>")) or not rest[8:-9].strip():
+        return "response is not <think>…</think><answer>…</answer>"
+    return None
+
+
+def check(cfg: ValidateConfig) -> Report:
+    """Validate the dataset and return what was found (does not raise for bad records)."""
+    root = dataset_root(cfg.data)
+    report = Report()
+    known = known_verifier_types()
+    seen: dict[str, str] = {}
+    files = {s: root / f"{s}.jsonl" for s in SPLITS if (root / f"{s}.jsonl").is_file()}
+    if not files:
+        report.dataset_problems.append(f"no split files ({', '.join(f'{s}.jsonl' for s in SPLITS)}) in {cfg.data}")
+    for split, path in files.items():
+        with open(path, encoding="utf-8") as fh:
+            for lineno, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                report.records += 1
+                where = f"{path.name}:{lineno}"
+                problems: list[str] = []
+                rid = f"<line {lineno}>"
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    problems.append(f"not valid JSON ({exc.msg})")
+                    obj = None
+                if isinstance(obj, dict):
+                    rid = str(obj.get("id") or rid)
+                    try:
+                        rec = parse_record(obj)
+                    except RecordError as exc:
+                        problems.append(str(exc).split(": ", 1)[-1])
+                        rec = None
+                    if rec is not None:
+                        if rec.split != split:
+                            problems.append(f"field 'split' is {rec.split!r} in {path.name}")
+                        if rec.id in seen:
+                            problems.append(f"duplicate id (also at {seen[rec.id]})")
+                        seen.setdefault(rec.id, where)
+                        if rec.verifier_type not in known:
+                            problems.append(f"unknown verifier_type {rec.verifier_type!r}")
+                        if rec.verifier_type == "iou":
+                            box = box_problem(rec.solution, rec.meta.get("image_size"))
+                            if box:
+                                problems.append(f"field 'solution': {box}")
+                        resp = _response_problem(rec.response, split)
+                        if resp:
+                            problems.append(f"field 'response': {resp}")
+                        if cfg.check_images:
+                            img = _image_problem(root, rec.image)
+                            if img:
+                                problems.append(f"field 'image': {img}")
+                elif obj is not None:
+                    problems.append(f"expected a JSON object, got {type(obj).__name__}")
+                for reason in problems:
+                    report.problems.append(Problem(where, rid, reason))
+                if problems:
+                    report.bad_ids.add(f"{split}:{rid}")
+    manifest_path = root / "manifest.json"
+    if manifest_path.is_file():
+        try:
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+            listed = manifest.get("files", {})
+        except (json.JSONDecodeError, AttributeError):
+            report.dataset_problems.append("manifest.json is not a valid manifest")
+            listed = {}
+        for name, info in listed.items():
+            path = root / name
+            if not path.is_file():
+                report.dataset_problems.append(f"manifest lists {name} but it is missing")
+                continue
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            if digest != info.get("sha256"):
+                report.dataset_problems.append(f"{name} does not match the sha256 in manifest.json")
+        for path in files.values():
+            if path.name not in listed:
+                report.dataset_problems.append(f"{path.name} is not listed in manifest.json")
+    return report
+
+
+def run(cfg: ValidateConfig) -> StageResult:
+    """Validate; raise `DataValidationError` naming the bad records when the dataset fails."""
+    report = check(cfg)
+    metrics = {
+        "records": float(report.records),
+        "bad_records": float(len(report.bad_ids)),
+        "bad_fraction": report.bad_fraction,
+        "problems": float(len(report.problems) + len(report.dataset_problems)),
+    }
+    too_many = report.bad_fraction > cfg.max_bad_fraction
+    if too_many or report.dataset_problems:
+        lines = list(report.dataset_problems)
+        if too_many:
+            lines.insert(
+                0,
+                f"{len(report.bad_ids)} of {report.records} records are bad "
+                f"({report.bad_fraction:.1%} > max_bad_fraction {cfg.max_bad_fraction:.1%})",
+            )
+            lines += [str(p) for p in report.problems[: cfg.max_listed]]
+            if len(report.problems) > cfg.max_listed:
+                lines.append(f"… and {len(report.problems) - cfg.max_listed} more problems")
+        raise DataValidationError(f"dataset {cfg.data} failed validation:\n  " + "\n  ".join(lines))
+    return StageResult(stage="validate", output=cfg.data, metrics=metrics)

@@ -1,0 +1,269 @@
+"""The evaluation stage: ``thinkflow.evaluate.run(cfg: EvalConfig) -> StageResult``.
+
+Reads the benchmarks (or a built dataset's ``eval`` split), answers every question with the model under
+the paper's evaluation settings, scores through `thinkflow.rewards`, and writes ``predictions.jsonl``,
+``metrics.json``, ``report.md``, ``report.html`` and the plots to ``output_dir`` (local or ``s3://``). Metrics
+and reports are logged to the stage's MLflow run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from thinkflow import storage
+from thinkflow.config import StageConfig, StageResult
+from thinkflow.records import SYSTEM_PROMPT
+from thinkflow.rewards.config import RewardConfig
+
+log = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.json"
+PREDICTIONS_FILE = "predictions.jsonl"
+
+
+class BenchmarkSpec(BaseModel):
+    """One benchmark to evaluate: its adapter ``name`` and the ``path`` of its HF datasets copy."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str  # mathvista | mathvision | mathverse | dynamath | wemath | logicvista | dataset
+    path: str = Field(min_length=1)  # local dir or s3:// URI
+    split: str | None = None  # default: the benchmark's (testmini, test, sample_variant*, eval)
+    limit: int | None = Field(default=None, gt=0)  # first N samples (N groups for DynaMath / WeMath)
+    fields: dict[str, str] = Field(default_factory=dict)  # field-name overrides, e.g. {"question": "prompt"}
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        from thinkflow.evaluate.benchmarks import ADAPTERS
+
+        if value not in ADAPTERS:
+            raise ValueError(f"unknown benchmark {value!r}; known: {', '.join(ADAPTERS)}")
+        return value
+
+
+def _parse_spec(item: Any) -> Any:
+    """``"mathvista=s3://b/mathvista"`` -> ``{"name": "mathvista", "path": "s3://b/mathvista"}``."""
+    if isinstance(item, str):
+        name, sep, path = item.partition("=")
+        if not sep:
+            raise ValueError(f"benchmark entry {item!r}: expected NAME=PATH (e.g. mathvista=s3://bench/mathvista)")
+        return {"name": name.strip(), "path": path.strip()}
+    return item
+
+
+class EvalConfig(StageConfig):
+    """Evaluate one model on benchmarks and/or a built dataset's eval split (the paper's settings by default)."""
+
+    model: str = Field(default=".thinkflow/runs/tiny-grpo", min_length=1)  # model dir or s3:// URI
+    # A built dataset (dir or s3://, its `split` is evaluated) or a list of benchmarks
+    # ({name, path, split, limit, fields} or "name=path").
+    data: str | list[BenchmarkSpec] = ".thinkflow/data"
+    split: str = "eval"  # split of a built dataset given as a string `data`
+    output_dir: str = Field(default=".thinkflow/eval", min_length=1)
+    limit: int | None = Field(default=None, gt=0)  # at most N samples per benchmark (unless the entry sets its own)
+    # Generation: the paper's evaluation settings
+    backend: Literal["auto", "hf", "vllm"] = "auto"
+    max_new_tokens: int = Field(default=800, gt=0)
+    temperature: float = Field(default=0.0, ge=0.0)  # 0 = greedy
+    system_prompt: str | None = SYSTEM_PROMPT
+    batch_size: int = Field(default=8, gt=0)
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] | None = None
+    device: str | None = None
+    seed: int = 0
+    # Scoring
+    fallback_to_raw: bool = True  # no <answer> block: judge the visible text (VLMEvalKit-style)
+    # reward >= threshold counts as correct (1.0 for types not listed)
+    correct_thresholds: dict[str, float] = Field(default_factory=lambda: {"iou": 0.5, "open": 0.5})
+    rewards: RewardConfig = Field(default_factory=RewardConfig)  # verifier settings; scorer for `open` samples
+    aha_keywords: list[str] = Field(default_factory=lambda: list(_aha_default()))
+    # Report
+    baseline: str | None = None  # metrics.json (file/dir/s3://) or models:/NAME@champion
+    train_run_id: str | None = None  # MLflow run of the training stage (default: lineage.json's mlflow_run_id)
+    progress: bool = True
+
+    @field_validator("data", mode="before")
+    @classmethod
+    def _parse_data(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [_parse_spec(v) for v in value]
+        return value
+
+    def benchmarks(self) -> list[BenchmarkSpec]:
+        """The benchmarks this config evaluates (a string ``data`` is the built dataset's split)."""
+        if isinstance(self.data, str):
+            return [BenchmarkSpec(name="dataset", path=self.data, split=self.split, limit=self.limit)]
+        if not self.data:
+            raise ValueError("data: the benchmark list is empty")
+        return [b if b.limit or not self.limit else b.model_copy(update={"limit": self.limit}) for b in self.data]
+
+
+def _aha_default() -> tuple[str, ...]:
+    from thinkflow.evaluate.score import AHA_KEYWORDS
+
+    return AHA_KEYWORDS
+
+
+def eval_set_hash(samples: list[Any], cfg: EvalConfig) -> str:
+    """Identity of the eval set and protocol: every (benchmark, id, question, solution) plus the generation settings.
+
+    Two evaluations are comparable (for the promotion gate) only when their hashes are equal.
+    """
+    h = hashlib.sha256()
+    protocol = {
+        "system_prompt": cfg.system_prompt,
+        "max_new_tokens": cfg.max_new_tokens,
+        "temperature": cfg.temperature,
+        "fallback_to_raw": cfg.fallback_to_raw,
+        "correct_thresholds": cfg.correct_thresholds,
+        "rewards": cfg.rewards.model_dump(mode="json", exclude={"math_workers", "timeout_s", "scorer_timeout_s"}),
+    }
+    h.update(json.dumps(protocol, sort_keys=True).encode())
+    for s in sorted(samples, key=lambda s: (s.benchmark, s.id)):
+        h.update(json.dumps([s.benchmark, s.id, s.question, s.solution, s.verifier_type]).encode())
+    return h.hexdigest()
+
+
+def _model_lineage(model: str) -> dict[str, Any] | None:
+    try:
+        uri = storage.join(model, "lineage.json")
+        if storage.exists(uri):
+            data = json.loads(storage.read_text(uri))
+            return data if isinstance(data, dict) else None
+    except (OSError, ValueError, storage.StorageError) as exc:
+        log.warning("model %s: unreadable lineage.json (%s)", model, exc)
+    return None
+
+
+def run(cfg: EvalConfig) -> StageResult:
+    """Evaluate ``cfg.model``; returns the output dir, headline metrics and the report artifacts."""
+    import mlflow
+
+    from thinkflow.evaluate.benchmarks import adapter, load_benchmark
+    from thinkflow.evaluate.generate import generate_answers
+    from thinkflow.evaluate.metrics import flatten_metrics, summarize
+    from thinkflow.evaluate.report import load_baseline, training_curves, write_report
+    from thinkflow.evaluate.score import aha_counts, score_predictions
+    from thinkflow.rewards import MixedReward
+    from thinkflow.tracking import stage_run
+
+    specs = cfg.benchmarks()
+    samples = []
+    for spec in specs:
+        loaded = load_benchmark(spec.name, spec.path, split=spec.split, limit=spec.limit, fields=spec.fields)
+        log.info("benchmark %s: %d samples from %s", spec.name, len(loaded), spec.path)
+        samples.extend(loaded)
+    reward = MixedReward(cfg.rewards)
+    reward.check([s.verifier_type for s in samples], where="evaluation samples")
+    set_hash = eval_set_hash(samples, cfg)
+    lineage = _model_lineage(cfg.model)
+
+    with stage_run("evaluate", cfg.model_dump(mode="json")) as active:
+        started = time.monotonic()
+        completions, lengths, backend = generate_answers(
+            cfg.model,
+            [s.image for s in samples],
+            [s.question for s in samples],
+            backend=cfg.backend,
+            max_new_tokens=cfg.max_new_tokens,
+            system_prompt=cfg.system_prompt,
+            temperature=cfg.temperature,
+            batch_size=cfg.batch_size,
+            dtype=cfg.dtype,
+            device=cfg.device,
+            seed=cfg.seed,
+            progress=cfg.progress,
+        )
+        gen_seconds = time.monotonic() - started
+        scored = score_predictions(
+            completions,
+            [s.solution for s in samples],
+            [s.verifier_type for s in samples],
+            images=[s.image for s in samples],
+            questions=[s.question for s in samples],
+            fallback_to_raw=cfg.fallback_to_raw,
+            thresholds=cfg.correct_thresholds,
+            reward=reward,
+        )
+        predictions = [
+            {
+                "id": s.id,
+                "benchmark": s.benchmark,
+                "group": s.group,
+                "question": s.question,
+                "solution": s.solution,
+                "verifier_type": s.verifier_type,
+                "completion": completion,
+                "answer": sc.answer,
+                "from_answer_tag": sc.from_answer_tag,
+                "well_formed": sc.well_formed,
+                "reward": sc.reward,
+                "correct": sc.correct,
+                "length_tokens": n_tokens,
+                "aha": aha_counts(completion, cfg.aha_keywords),
+                "meta": s.meta,
+            }
+            for s, completion, n_tokens, sc in zip(samples, completions, lengths, scored, strict=True)
+        ]
+        kinds = {spec.name: adapter(spec.name).score_kind for spec in specs}
+        summary = summarize(predictions, kinds, cfg.aha_keywords)
+        metrics_doc: dict[str, Any] = {
+            "model": cfg.model,
+            "eval_set_hash": set_hash,
+            "backend": backend,
+            "benchmarks_spec": [s.model_dump(mode="json") for s in specs],
+            **summary,
+            "generation_seconds": gen_seconds,
+            "lineage": {k: lineage.get(k) for k in ("stage", "git_sha", "mlflow_run_id")} if lineage else None,
+            "config": cfg.model_dump(mode="json"),
+        }
+        baseline = None
+        if cfg.baseline:
+            try:
+                baseline = load_baseline(cfg.baseline)
+            except Exception as exc:  # a missing baseline must not fail the evaluation itself
+                log.warning("baseline %s not used: %s", cfg.baseline, exc)
+        curves = None
+        train_run = cfg.train_run_id or (lineage or {}).get("mlflow_run_id")
+        if train_run:
+            try:
+                curves = training_curves(str(train_run))
+            except Exception as exc:  # the training run may live in another tracking server
+                log.warning("training curves of run %s not available: %s", train_run, exc)
+        flat = flatten_metrics(summary)
+        with tempfile.TemporaryDirectory() as tmp:
+            local = Path(cfg.output_dir) if not storage.is_remote(cfg.output_dir) else Path(tmp, "eval")
+            local.mkdir(parents=True, exist_ok=True)
+            from thinkflow.records import write_jsonl
+
+            write_jsonl(local / PREDICTIONS_FILE, predictions)
+            (local / METRICS_FILE).write_text(json.dumps(metrics_doc, indent=2, default=str) + "\n", encoding="utf-8")
+            facts = [
+                ("eval set", set_hash[:16]),
+                ("samples", str(len(samples))),
+                ("generation", f"{backend}, max_new_tokens={cfg.max_new_tokens}, "
+                               f"{'greedy' if cfg.temperature == 0 else f'temperature={cfg.temperature}'}"),
+            ]
+            if train_run and curves:
+                facts.append(("training run", str(train_run)))
+            paths = write_report(summary, local, model=cfg.model, baseline=baseline, curves=curves, facts=facts)
+            mlflow.log_metrics(flat)
+            mlflow.set_tags({"thinkflow.eval_set_hash": set_hash, "thinkflow.model": cfg.model})
+            mlflow.log_artifacts(str(local), artifact_path="eval")
+            storage.publish(local, cfg.output_dir)
+        artifacts = {
+            "metrics": storage.join(cfg.output_dir, METRICS_FILE),
+            "predictions": storage.join(cfg.output_dir, PREDICTIONS_FILE),
+            **{name: storage.join(cfg.output_dir, p.name) for name, p in paths.items()},
+        }
+        headline = {k: v for k, v in flat.items() if k.startswith("overall.") or k.endswith(".score")}
+        return StageResult(stage="evaluate", output=cfg.output_dir, metrics=headline, artifacts=artifacts,
+                           mlflow_run_id=active.info.run_id)

@@ -1,0 +1,33 @@
+"""KFP pipelines: ``vlaa_thinker``, ``sft_then_grpo``, ``sft_vs_rl_study``, and how to run them.
+
+- `build(name, options, local=False)`: the pipeline (a KFP ``GraphComponent``);
+- `compile_all(out_dir)` / `compile_pipeline(name, path)`: the packages committed in ``pipelines/``;
+- `run_local(...)`: a whole pipeline with ``kfp.local`` on the embedded default (``thinkflow run``);
+- `submit(...)`: upload a version and start a run or a recurring run on a KFP server (``thinkflow submit``);
+- `compare(cfg)`: the study's comparison table (the ``compare_study`` component's stage function).
+"""
+
+from thinkflow.pipelines.common import PipelineOptions
+from thinkflow.pipelines.compile import compile_all, compile_pipeline, load_package
+from thinkflow.pipelines.local import LocalRunResult, run_local
+from thinkflow.pipelines.registry import DISPLAY_NAMES, PIPELINES, UnknownPipelineError, build
+from thinkflow.pipelines.study import RECIPES, CompareConfig, compare
+from thinkflow.pipelines.submit import SubmitResult, submit
+
+__all__ = [
+    "DISPLAY_NAMES",
+    "PIPELINES",
+    "RECIPES",
+    "CompareConfig",
+    "LocalRunResult",
+    "PipelineOptions",
+    "SubmitResult",
+    "UnknownPipelineError",
+    "build",
+    "compare",
+    "compile_all",
+    "compile_pipeline",
+    "load_package",
+    "run_local",
+    "submit",
+]

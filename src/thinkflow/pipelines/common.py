@@ -1,0 +1,184 @@
+"""What the three pipelines share: compile-time options, and how a task is placed on the cluster.
+
+Two kinds of settings:
+
+- **pipeline parameters** (chosen per run, in the KFP UI or ``thinkflow submit --params``): model,
+  presets and ``*_overrides`` (recipe hyperparameters), GPUs per training task, the accelerator resource,
+  the GPU node selector and tolerations (kfp-kubernetes JSON helpers, so they can be parameters), CPU and
+  memory. They are the signature of each pipeline function.
+- **compile-time options** (`PipelineOptions`, fixed in the package): the workspace PVC size and class,
+  the ``/dev/shm`` size, retries and backoff of training tasks, the caching policy per component, the
+  names of the Secrets and the ConfigMap, images. KFP cannot take these from run parameters.
+
+``local=True`` builds the same graph for ``kfp.local``: no Kubernetes platform config, no resources
+(``kfp.local`` cannot resolve resource placeholders), no retries; the workspace stays (``kfp.local``
+maps it to a local folder).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kfp import dsl, kubernetes
+from pydantic import BaseModel, ConfigDict, Field
+
+from thinkflow.components import images
+
+CONFIG_MAP_KEYS = ("MLFLOW_TRACKING_URI", "AWS_ENDPOINT_URL", "MLFLOW_S3_ENDPOINT_URL", "AWS_DEFAULT_REGION")
+S3_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+MLFLOW_KEYS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
+TEACHER_KEYS = ("OPENAI_API_KEY",)
+# Components that call the teachers / the open-ended reward model (OpenAI-compatible endpoints).
+TEACHER_COMPONENTS = ("build_dataset", "grpo", "evaluate")
+TRAINING_COMPONENTS = ("sft", "grpo")
+IMAGE_ENV = "THINKFLOW_IMAGE"  # recorded in the registered version's lineage tags
+
+# Defaults of the pipeline parameters shared by the pipelines (the cluster's: the compiled packages).
+GPU_NODE_SELECTOR = {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}
+GPU_TOLERATIONS = [{"key": "nvidia.com/gpu", "operator": "Equal", "value": "present", "effect": "NoSchedule"}]
+ACCELERATOR = "nvidia.com/gpu"
+
+
+class PipelineOptions(BaseModel):
+    """Compile-time settings of a pipeline package (the defaults build the committed ``pipelines/*.yaml``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # Per-run workspace PVC (dsl.PipelineConfig workspace): checkpoints, so retried tasks resume.
+    workspace_size: str = "500Gi"
+    workspace_storage_class: str | None = None  # None: the cluster's default StorageClass
+    workspace_access_modes: tuple[str, ...] = ("ReadWriteOnce",)
+    # /dev/shm of GPU tasks (NCCL, dataloader workers): a memory-backed emptyDir.
+    shm_size: str = "64Gi"
+    # Retries of training tasks (they resume from the newest checkpoint in the workspace).
+    retries: int = Field(default=3, ge=0)
+    backoff_duration: str = "60s"
+    backoff_factor: float = Field(default=2.0, ge=1.0)
+    backoff_max_duration: str = "3600s"
+    # Caching policy: whether KFP may reuse a task's outputs from an earlier run with the same inputs.
+    # The MLflow parent run and registration always run (they have effects outside the artifacts).
+    cache: dict[str, bool] = Field(
+        default_factory=lambda: {
+            "build_dataset": True,
+            "validate_data": True,
+            "sft": True,
+            "grpo": True,
+            "evaluate": True,
+            "compare_study": True,
+        }
+    )
+    # Requests/limits of CPU-only tasks (data, validation, registration, comparison, parent run).
+    cpu: str = "2"
+    memory: str = "8Gi"
+    data_cpu: str = "8"
+    data_memory: str = "32Gi"
+    # Names of what the Helm chart creates in the pipelines namespace.
+    env_config_map: str = "thinkflow-env"
+    s3_secret: str = "thinkflow-s3"
+    mlflow_secret: str = "thinkflow-mlflow"
+    teachers_secret: str = "thinkflow-teachers"
+    # Pod label the chart's NetworkPolicies admit (besides KFP's own pipelines.kubeflow.org/v2_component).
+    pod_labels: dict[str, str] = Field(default_factory=lambda: {"thinkflow.io/client": "true"})
+    # Images (`thinkflow.components.images`); change with `thinkflow compile --registry/--tag`.
+    base_image: str = images.BASE_IMAGE
+    trainer_image: str = images.TRAINER_IMAGE
+    # Study fan-out: how many recipes train at once (0: all).
+    study_parallelism: int = Field(default=0, ge=0)
+
+    def pipeline_config(self) -> dsl.PipelineConfig:
+        """The per-run workspace PVC."""
+        patch: dict[str, Any] = {"accessModes": list(self.workspace_access_modes)}
+        if self.workspace_storage_class:
+            patch["storageClassName"] = self.workspace_storage_class
+        return dsl.PipelineConfig(
+            workspace=dsl.WorkspaceConfig(
+                size=self.workspace_size, kubernetes=dsl.KubernetesWorkspaceConfig(pvcSpecPatch=patch)
+            )
+        )
+
+
+def component_name(task: dsl.PipelineTask) -> str:
+    """The component behind a task (``grpo`` for tasks ``grpo``, ``grpo-2``...)."""
+    return str(task.component_spec.name).replace("-", "_")
+
+
+def cluster_env(task: dsl.PipelineTask, options: PipelineOptions) -> None:
+    """Endpoints from the chart's ConfigMap and credentials from Secrets: references only, never values."""
+    name = component_name(task)
+    kubernetes.use_config_map_as_env(task, options.env_config_map, {k: k for k in CONFIG_MAP_KEYS})
+    kubernetes.use_secret_as_env(task, options.s3_secret, {k: k for k in S3_KEYS})
+    # MLflow may run without authentication; the teachers' key is needed only by presets that call them.
+    kubernetes.use_secret_as_env(task, options.mlflow_secret, {k: k for k in MLFLOW_KEYS}, optional=True)
+    if name in TEACHER_COMPONENTS:
+        kubernetes.use_secret_as_env(task, options.teachers_secret, {k: k for k in TEACHER_KEYS}, optional=True)
+    for key, value in options.pod_labels.items():
+        kubernetes.add_pod_label(task, key, value)
+
+
+def place(task: dsl.PipelineTask, options: PipelineOptions, *, local: bool) -> dsl.PipelineTask:
+    """A CPU task: caching policy, image, and on the cluster its env, secrets and requests."""
+    name = component_name(task)
+    task.set_caching_options(options.cache.get(name, False))
+    if local:
+        return task
+    task.set_container_image(options.base_image).set_env_variable(IMAGE_ENV, options.base_image)
+    cpu, memory = (options.data_cpu, options.data_memory) if name == "build_dataset" else (options.cpu, options.memory)
+    task.set_cpu_request(cpu).set_cpu_limit(cpu).set_memory_request(memory).set_memory_limit(memory)
+    cluster_env(task, options)
+    return task
+
+
+def place_gpu(
+    task: dsl.PipelineTask,
+    options: PipelineOptions,
+    *,
+    local: bool,
+    gpus: Any,
+    accelerator: Any,
+    node_selector: Any,
+    tolerations: Any,
+    cpu: Any,
+    memory: Any,
+) -> dsl.PipelineTask:
+    """A GPU task: the accelerator and its count, CPU/memory, the GPU node selector and tolerations (all
+    pipeline parameters), ``/dev/shm`` in memory, retries with backoff for training, env and secrets."""
+    name = component_name(task)
+    task.set_caching_options(options.cache.get(name, False))
+    if local:
+        return task
+    task.set_container_image(options.trainer_image).set_env_variable(IMAGE_ENV, options.trainer_image)
+    task.set_accelerator_type(accelerator).set_accelerator_limit(gpus)
+    task.set_cpu_request(cpu).set_cpu_limit(cpu).set_memory_request(memory).set_memory_limit(memory)
+    kubernetes.add_node_selector_json(task, node_selector)
+    kubernetes.add_toleration_json(task, tolerations)
+    kubernetes.empty_dir_mount(
+        task, volume_name="dshm", mount_path="/dev/shm", medium="Memory", size_limit=options.shm_size  # noqa: S108
+    )
+    if name in TRAINING_COMPONENTS and options.retries:
+        task.set_retry(
+            num_retries=options.retries,
+            backoff_duration=options.backoff_duration,
+            backoff_factor=options.backoff_factor,
+            backoff_max_duration=options.backoff_max_duration,
+        )
+    cluster_env(task, options)
+    return task
+
+
+# Presets the compiled packages default to (cluster scale) and those the local run uses (tiny, CPU).
+CLUSTER_PRESETS = {
+    "data": "tiny-data",
+    "sft": "qwen2.5-vl-3b-sft",
+    "grpo": "qwen2.5-vl-3b-grpo",
+    "eval": "tiny-eval",
+}
+LOCAL_PRESETS = {"data": "tiny-data", "sft": "tiny-sft", "grpo": "tiny-grpo", "eval": "tiny-eval"}
+
+
+def options_for_images(registry: str | None = None, tag: str | None = None) -> PipelineOptions:
+    """Default options with the images taken from another registry and/or tag."""
+    reg, version = registry or images.REGISTRY, tag or images.TAG
+    return PipelineOptions(
+        base_image=images.image(images.BASE_REPOSITORY, reg, version),
+        trainer_image=images.image(images.TRAINER_REPOSITORY, reg, version),
+    )

@@ -1,0 +1,252 @@
+"""Run a whole pipeline on this machine with ``kfp.local`` (``thinkflow run``, ``make run``).
+
+The embedded default: the synthetic dataset (preset ``tiny-data``), the tiny random Qwen2.5-VL built
+offline (`thinkflow.models.tiny`), the ``tiny-*`` training and evaluation presets, MLflow in a sqlite
+store under the root, and every artifact under the root (default ``./.thinkflow``):
+
+    .thinkflow/
+      mlflow.db                 MLflow tracking + registry (sqlite)
+      mlartifacts/              MLflow artifacts (models, reports)
+      models/tiny-qwen2.5-vl/   the tiny base model (built once)
+      pipeline-root/            KFP artifacts, one folder per pipeline run and task
+      workspace/                the per-run workspace (checkpoints), removed by kfp.local after the run
+      cache/                    downloads (THINKFLOW_CACHE)
+
+Tasks run as subprocesses of this interpreter (``SubprocessRunner(use_venv=False)``), so the installed
+``thinkflow`` is what runs. The pipelines are built with ``local=True``: no Kubernetes platform config
+(secrets, node selectors, tolerations, ``/dev/shm``, pod labels), no resource requests (``kfp.local``
+cannot resolve resource placeholders) and no retries; the workspace is kept (``kfp.local`` maps it to a
+local folder). The local runner creates the MLflow parent run itself and hands its id to the tasks in
+``THINKFLOW_PARENT_RUN_ID``; at the end it reads the summary back from that run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+import warnings
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from thinkflow.components import runtime
+from thinkflow.pipelines.common import LOCAL_PRESETS, PipelineOptions
+from thinkflow.pipelines.registry import DISPLAY_NAMES, build, check_name
+
+log = logging.getLogger("thinkflow.pipelines")
+
+DEFAULT_ROOT = ".thinkflow"
+DEFAULT_EXPERIMENT = "thinkflow-local"
+TINY_MODEL_DIR = Path("models", "tiny-qwen2.5-vl")
+
+
+class LocalRunError(RuntimeError):
+    """A local pipeline run that failed; the message names the failed task and the MLflow run."""
+
+
+class LocalRunResult(BaseModel):
+    """What ``thinkflow run`` prints at the end."""
+
+    pipeline: str
+    root: str
+    state: str
+    parent_run_id: str
+    experiment: str
+    tracking_uri: str
+    pipeline_root: str
+    wall_s: float
+    metrics: dict[str, float] = {}
+    outputs: dict[str, str] = {}
+    report: str | None = None
+    comparison: str | None = None
+    registered: dict[str, str] | None = None
+
+
+def tiny_model(root: Path) -> Path:
+    """The tiny base model under ``root`` (built offline once, then reused)."""
+    from thinkflow.models.tiny import build_tiny
+
+    path = root / TINY_MODEL_DIR
+    if not (path / "config.json").is_file():
+        build_tiny(path, family="qwen2.5-vl", seed=0)
+    return path
+
+
+def default_arguments(pipeline: str, model: str) -> dict[str, Any]:
+    """The embedded default's pipeline arguments (tiny presets, the tiny model)."""
+    args: dict[str, Any] = {
+        "model": model,
+        "data_preset": LOCAL_PRESETS["data"],
+        "grpo_preset": LOCAL_PRESETS["grpo"],
+        "eval_preset": LOCAL_PRESETS["eval"],
+    }
+    if pipeline in ("sft_then_grpo", "sft_vs_rl_study"):
+        args["sft_preset"] = LOCAL_PRESETS["sft"]
+    return args
+
+
+@contextlib.contextmanager
+def _environ(values: dict[str, str]) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _experiment_id(name: str, artifacts: Path) -> str:
+    import mlflow
+
+    exp = mlflow.get_experiment_by_name(name)
+    if exp is not None:
+        return str(exp.experiment_id)
+    return str(mlflow.create_experiment(name, artifact_location=artifacts.resolve().as_uri()))
+
+
+def run_local(
+    pipeline: str = "vlaa_thinker",
+    root: str | Path = DEFAULT_ROOT,
+    arguments: dict[str, Any] | None = None,
+    *,
+    model: str | None = None,
+    experiment: str = DEFAULT_EXPERIMENT,
+    tracking_uri: str | None = None,
+    options: PipelineOptions | None = None,
+) -> LocalRunResult:
+    """Run ``pipeline`` end to end with ``kfp.local`` and return its summary.
+
+    ``arguments`` override pipeline parameters (on top of the embedded default); ``model`` replaces the
+    tiny base model; ``tracking_uri`` replaces the sqlite store under ``root``.
+    """
+    from kfp import local
+    from mlflow.tracking import MlflowClient
+
+    key = check_name(pipeline)
+    started = time.monotonic()
+    base = Path(root).resolve()
+    base.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    tracking = tracking_uri or f"sqlite:///{base / 'mlflow.db'}"
+    workspace = base / "workspace" / f"{key}-{stamp}"
+    env = {
+        "MLFLOW_TRACKING_URI": tracking,
+        "MLFLOW_EXPERIMENT_NAME": experiment,
+        "THINKFLOW_CACHE": str(base / "cache"),
+        runtime.WORKSPACE_ENV: str(workspace),
+        # Nothing comes from a model hub in the local run.
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
+    with _environ(env):
+        model_path = model or str(tiny_model(base))
+        graph = build(key, (options or PipelineOptions()).model_copy(update={"study_parallelism": 1}), local=True)
+        inputs = set(graph.component_spec.inputs or {})
+        args = {k: v for k, v in default_arguments(key, model_path).items() if k in inputs}
+        args.update(arguments or {})
+        unknown = sorted(set(args) - inputs)
+        if unknown:
+            raise ValueError(f"unknown pipeline parameter(s) for {key}: {', '.join(unknown)}")
+        if "experiment" in inputs:
+            args.setdefault("experiment", experiment)
+        client = MlflowClient()
+        exp_id = _experiment_id(args.get("experiment", experiment), base / "mlartifacts")
+        parent = client.create_run(exp_id, run_name=f"{DISPLAY_NAMES[key]}-{stamp}", tags={"thinkflow.local": "true"})
+        parent_id = parent.info.run_id
+        with _environ({runtime.PARENT_ENV: parent_id}):
+            local.init(
+                runner=local.SubprocessRunner(use_venv=False),
+                pipeline_root=str(base / "pipeline-root"),
+                workspace_root=str(workspace),
+                raise_on_error=True,
+            )
+            failure: str | None = None
+            with warnings.catch_warnings():
+                # SubprocessRunner warns that our images' names do not contain "python": they run here.
+                warnings.filterwarnings("ignore", message=".*non-Python base image.*", category=RuntimeWarning)
+                try:
+                    graph(**args)
+                except RuntimeError as exc:
+                    failure = str(exc)
+        run = client.get_run(parent_id)
+        if run.info.status == "RUNNING":  # the exit handler did not run (e.g. the graph failed to start)
+            client.set_terminated(parent_id, status="FAILED" if failure else "FINISHED")
+            run = client.get_run(parent_id)
+    result = summarize(key, run, base=base, tracking=tracking, wall_s=time.monotonic() - started)
+    if failure:
+        raise LocalRunError(
+            f"{failure}\nMLflow parent run {parent_id} ({tracking}); task logs are above, artifacts under "
+            f"{base / 'pipeline-root'}"
+        )
+    return result
+
+
+def summarize(pipeline: str, run: Any, *, base: Path, tracking: str, wall_s: float) -> LocalRunResult:
+    """The summary of a pipeline run, read from its MLflow parent run's metrics and tags."""
+    tags: dict[str, str] = dict(run.data.tags)
+    out_prefix, reg_prefix = runtime.TAG_OUTPUT + ".", runtime.TAG_REGISTERED + "."
+    outputs = {k.removeprefix(out_prefix): v for k, v in tags.items() if k.startswith(out_prefix)}
+    reports = sorted(v for k, v in outputs.items() if k.endswith("evaluate.report"))
+    registered = {k.removeprefix(reg_prefix): v for k, v in tags.items() if k.startswith(reg_prefix)}
+    return LocalRunResult(
+        pipeline=pipeline,
+        root=str(base),
+        state=tags.get(runtime.TAG_STATE, run.info.status),
+        parent_run_id=run.info.run_id,
+        experiment=str(run.info.experiment_id),
+        tracking_uri=tracking,
+        pipeline_root=str(base / "pipeline-root"),
+        wall_s=round(wall_s, 1),
+        metrics=dict(run.data.metrics),
+        outputs=outputs,
+        report=reports[0] if len(reports) == 1 else None,
+        comparison=outputs.get("compare_study.table"),
+        registered=registered or None,
+    )
+
+
+def render_summary(result: LocalRunResult) -> Any:
+    """A rich renderable of the summary (metrics, report, registered version and alias)."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    head = Table.grid(padding=(0, 2))
+    head.add_column(style="bold")
+    head.add_column()
+    head.add_row("pipeline", f"{result.pipeline} ({result.state}, {result.wall_s:.0f}s)")
+    head.add_row("MLflow", f"run {result.parent_run_id} in {result.tracking_uri}")
+    head.add_row("artifacts", result.pipeline_root)
+    if result.report:
+        head.add_row("report", result.report)
+    else:
+        for key, value in sorted(result.outputs.items()):
+            if key.endswith("evaluate.report"):
+                head.add_row(f"report ({key.split('/')[0]})", value)
+    if result.comparison:
+        head.add_row("comparison", result.comparison)
+    if result.registered:
+        reg = result.registered
+        alias = f" @{reg['alias']}" if reg.get("alias") else ""
+        gate = f" (gate: {reg['gate']})" if reg.get("gate") else ""
+        head.add_row("registered", f"{reg.get('name')} version {reg.get('version')}{alias}{gate}")
+    table = Table(title="metrics", show_lines=False)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, number in sorted(result.metrics.items()):
+        if name.startswith(("evaluate.", "compare_study.")) or "/evaluate." in name:
+            table.add_row(name, f"{number:.4g}")
+    parts: list[Any] = [Text("ThinkFlow run summary", style="bold green"), head]
+    if table.row_count:
+        parts.append(table)
+    return Group(*parts)

@@ -1,0 +1,135 @@
+"""``vlaa_thinker``: build -> validate -> grpo -> evaluate -> register (the paper's recipe)."""
+
+
+from kfp import dsl
+from kfp.dsl.graph_component import GraphComponent
+
+from thinkflow import components as c
+from thinkflow.pipelines.common import (
+    ACCELERATOR,
+    CLUSTER_PRESETS,
+    GPU_NODE_SELECTOR,
+    GPU_TOLERATIONS,
+    PipelineOptions,
+    place,
+    place_gpu,
+)
+
+NAME = "vlaa-thinker"
+DESCRIPTION = (
+    "ThinkFlow: the VLAA-Thinker recipe. Build the dataset, validate it, train with GRPO and the mixed "
+    "reward, evaluate, register the model in MLflow (@challenger; the gate moves @champion)."
+)
+
+
+def make(options: PipelineOptions | None = None, *, local: bool = False) -> GraphComponent:
+    """The pipeline for the cluster (``local=False``: the compiled package) or for ``kfp.local``."""
+    opts = options or PipelineOptions()
+
+    @dsl.pipeline(name=NAME, description=DESCRIPTION, pipeline_config=opts.pipeline_config())
+    def vlaa_thinker(
+        model: str = "",
+        data_preset: str = CLUSTER_PRESETS["data"],
+        data_overrides: dict = {},  # noqa: B006 (KFP reads defaults from the signature)
+        validate_overrides: dict = {},  # noqa: B006
+        grpo_preset: str = CLUSTER_PRESETS["grpo"],
+        grpo_overrides: dict = {},  # noqa: B006
+        eval_preset: str = CLUSTER_PRESETS["eval"],
+        eval_overrides: dict = {},  # noqa: B006
+        model_name: str = "vlaa-thinker",
+        register_overrides: dict = {},  # noqa: B006
+        experiment: str = "thinkflow",
+        gpus_per_task: int = 8,
+        eval_gpus: int = 1,
+        accelerator: str = ACCELERATOR,
+        gpu_node_selector: dict = GPU_NODE_SELECTOR,
+        gpu_tolerations: list = GPU_TOLERATIONS,
+        train_cpu: str = "32",
+        train_memory: str = "256Gi",
+        eval_cpu: str = "8",
+        eval_memory: str = "64Gi",
+    ) -> None:
+        """VLAA-Thinker: build -> validate -> grpo -> evaluate -> register.
+
+        Args:
+            model: Base model, a directory or s3:// URI (empty: the GRPO preset's model).
+            data_preset: Dataset build preset (shipped name or YAML path).
+            data_overrides: Keys overriding the build preset, e.g. {"n": 2000}.
+            validate_overrides: Keys of the validation config, e.g. {"max_bad_fraction": 0.01}.
+            grpo_preset: GRPO preset (the paper's settings for Qwen2.5-VL-3B by default).
+            grpo_overrides: Recipe hyperparameters, e.g. {"learning_rate": 1e-6, "max_steps": 500}.
+            eval_preset: Evaluation preset.
+            eval_overrides: Keys overriding the evaluation preset, e.g. {"max_new_tokens": 800}.
+            model_name: Registered model name in MLflow.
+            register_overrides: Keys of the registration config, e.g. {"margin": 0.01}.
+            experiment: MLflow experiment of the pipeline's parent run.
+            gpus_per_task: GPUs of the training task (one pod; torchrun uses them all).
+            eval_gpus: GPUs of the evaluation task.
+            accelerator: Extended resource name of the GPUs.
+            gpu_node_selector: Node selector of GPU tasks, e.g. {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}.
+            gpu_tolerations: Tolerations of GPU tasks (a list of Kubernetes toleration objects).
+            train_cpu: CPU request and limit of the training task.
+            train_memory: Memory request and limit of the training task.
+            eval_cpu: CPU request and limit of the evaluation task.
+            eval_memory: Memory request and limit of the evaluation task.
+        """
+        gpu = dict(accelerator=accelerator, node_selector=gpu_node_selector, tolerations=gpu_tolerations)
+        finish = place(c.close_run(), opts, local=local)
+        with dsl.ExitHandler(finish, name="mlflow-parent-run"):
+            start = place(
+                c.open_run(
+                    pipeline=NAME,
+                    experiment=experiment,
+                    model=model,
+                    data_preset=data_preset,
+                    data_overrides=data_overrides,
+                    grpo_preset=grpo_preset,
+                    grpo_overrides=grpo_overrides,
+                    eval_preset=eval_preset,
+                    eval_overrides=eval_overrides,
+                    model_name=model_name,
+                ),
+                opts,
+                local=local,
+            )
+            build = place(c.build_dataset(preset=data_preset, overrides=data_overrides), opts, local=local).after(start)
+            check = place(
+                c.validate_data(dataset=build.outputs["dataset"], overrides=validate_overrides), opts, local=local
+            )
+            train = place_gpu(
+                c.grpo(
+                    data=build.outputs["dataset"], preset=grpo_preset, overrides=grpo_overrides, base_model_uri=model
+                ).after(check),
+                opts,
+                local=local,
+                gpus=gpus_per_task,
+                cpu=train_cpu,
+                memory=train_memory,
+                **gpu,
+            )
+            evaluation = place_gpu(
+                c.evaluate(
+                    data=build.outputs["dataset"],
+                    model=train.outputs["model"],
+                    preset=eval_preset,
+                    overrides=eval_overrides,
+                ),
+                opts,
+                local=local,
+                gpus=eval_gpus,
+                cpu=eval_cpu,
+                memory=eval_memory,
+                **gpu,
+            )
+            place(
+                c.register(
+                    model=train.outputs["model"],
+                    evaluation=evaluation.outputs["results"],
+                    name=model_name,
+                    overrides=register_overrides,
+                ),
+                opts,
+                local=local,
+            )
+
+    return vlaa_thinker

@@ -1,0 +1,744 @@
+"""``math``: math-verify equivalence (``parse``/``verify``, gold first), fast and bounded in time.
+
+Semantics are math-verify's: ``verify(parse(gold), parse(answer))``, with bare LaTeX wrapped in ``$…$``
+first (``parse(r"\\frac{\\sqrt{3}}{3}")`` alone returns nothing), so equivalent forms score 1: ``0.5`` =
+``\\frac{1}{2}`` = ``\\frac{2}{4}`` = ``x = \\frac12``; ``\\sqrt{18}`` = ``3\\sqrt{2}``; ``60^\\circ`` = ``60``.
+
+How it is fast (see ``bench/rewards.py``):
+
+1. exact fast path: the two answers are the same text once delimiters and spaces are removed;
+2. numeric fast path: both sides are numbers or simple numeric expressions (integers, decimals,
+   ``\\frac``, ``\\sqrt``, ``\\pi``, ``^``, ``\\cdot``, a single ``x =``, a trailing ``^\\circ``). They are evaluated
+   exactly (fractions) or in floating point, and only clear verdicts are taken: equal exactly, or apart by
+   far more than math-verify's 6-decimal rounding. Anything in between, and everything else (sets,
+   intervals, expressions with variables, text), goes to math-verify;
+3. verdict cache: ``(gold, answer)`` pairs already judged (GRPO groups repeat answers);
+4. math-verify in worker processes (``MathPool``) with the gold parsed once per worker, large batches
+   spread over the workers.
+
+How it is bounded in time: sympy never runs in the caller's process. Each item gets ``timeout_s`` in a
+worker (a ``setitimer`` signal in the worker's main thread); an item the signal cannot stop (C-level big
+integers such as ``10^{10^{10}}``) gets the worker killed and replaced after ``timeout_s + grace_s``. So a
+call is bounded from the main thread, from worker threads (TRL, HTTP servers) and from processes alike.
+Answers longer than ``max_answer_chars`` score 0 without parsing.
+
+One departure from raw math-verify: a gold that math-verify cannot parse scores 0 there for every answer;
+here the exact fast path still gives 1 to an identical answer (data validation reports such golds, see
+``check_math_solution``).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import logging
+import math as _m
+import os
+import re
+import selectors
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from thinkflow.rewards.extract import solution_text, strip_wrappers
+
+log = logging.getLogger(__name__)
+
+WORKER_SCRIPT = Path(__file__).with_name("_mathworker.py")
+DEFAULT_TIMEOUT_S = 1.0
+DEFAULT_MAX_ANSWER_CHARS = 1000
+
+# ---------------------------------------------------------------------------------------------------
+# Preparing text for math-verify
+# ---------------------------------------------------------------------------------------------------
+
+_DELIMITED = ("$", "\\(", "\\[", "\\boxed", "\\fbox")
+_PROSE_WORD = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{3,}")
+
+
+def prepare(text: str) -> str:
+    """Text ready for ``math_verify.parse``: bare LaTeX wrapped in ``$…$``, prose and delimited text as is.
+
+    ``\\frac{\\sqrt{3}}{3}`` becomes ``$\\frac{\\sqrt{3}}{3}$``; ``The area is $12$`` and ``The area is 12``
+    (two or more words outside LaTeX commands) are left for math-verify's own extraction.
+    """
+    s = text.strip()
+    if any(d in s for d in _DELIMITED):
+        return s
+    if len(_PROSE_WORD.findall(s, 0, 2000)) >= 2:
+        return s
+    return f"${s}$"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Fast paths
+# ---------------------------------------------------------------------------------------------------
+
+Value = Fraction | float
+_MAX_FAST_CHARS = 120
+_MAX_MAGNITUDE = 1e12
+_TOKEN = re.compile(
+    r"\s*(?:(?P<num>\d+(?:\.\d+)?)|(?P<cmd>\\[A-Za-z]+)|(?P<op>[-+*/^(){}])|(?P<other>\S))"
+)
+_ASSIGN = re.compile(r"^([A-Za-z])\s*=\s*(?!=)")
+_THOUSANDS = re.compile(r"[+-]?\d{1,3}(?:,\d{3})+")
+_DEGREE = re.compile(r"(?:\^\s*\{?\s*\\circ\s*\}?|°)$")
+_MULT_CMDS = {"\\cdot", "\\times"}
+_FRAC_CMDS = {"\\frac", "\\dfrac", "\\tfrac"}
+_SPACE_CMDS = {"\\left", "\\right", "\\,", "\\!", "\\;", "\\:"}
+
+
+class _Unsupported(Exception):
+    """Not in the fast path's grammar: let math-verify decide."""
+
+
+class _Expr:
+    """A recursive-descent evaluator for a small, unambiguous subset of LaTeX numerals.
+
+    Grammar: ``expr := [+-] term (('+'|'-') term)*``; ``term := power ((\\cdot|\\times|*|/|\\div)? power)*``
+    where implicit multiplication is allowed only before ``\\sqrt``/``\\pi``;
+    ``power := atom ['^' (digit | '{' expr '}')]``;
+    ``atom := number | \\frac{expr}{expr} | \\frac DD | \\sqrt{expr} | \\sqrt D | \\pi | (expr) | {expr}``.
+    Mixed numbers (``1\\frac12``), juxtaposed numbers (``2 3``), ``2(3)``, decimals inside expressions
+    (math-verify then compares with sympy's float semantics), ``e``/``i`` and anything else raise
+    ``_Unsupported``.
+    """
+
+    def __init__(self, text: str):
+        self.tokens: list[tuple[str, str]] = []
+        pos = 0
+        while pos < len(text):
+            match = _TOKEN.match(text, pos)
+            if match is None:
+                if text[pos:].strip():
+                    raise _Unsupported
+                break
+            pos = match.end()
+            kind = match.lastgroup or "other"
+            value = match.group(kind)
+            if kind == "cmd" and value in _SPACE_CMDS:
+                continue
+            if kind == "cmd" and value in ("\\div",):
+                kind, value = "op", "/"
+            if kind == "cmd" and value in _MULT_CMDS:
+                kind, value = "op", "*"
+            if kind == "other":
+                raise _Unsupported
+            self.tokens.append((kind, value))
+        self.i = 0
+        self.decimals = 0
+
+    def peek(self) -> tuple[str, str] | None:
+        return self.tokens[self.i] if self.i < len(self.tokens) else None
+
+    def take(self, value: str | None = None) -> tuple[str, str]:
+        tok = self.peek()
+        if tok is None or (value is not None and tok[1] != value):
+            raise _Unsupported
+        self.i += 1
+        return tok
+
+    def parse(self) -> Value:
+        value = self.expr()
+        if self.peek() is not None:
+            raise _Unsupported
+        return value
+
+    def expr(self) -> Value:
+        sign = 1
+        tok = self.peek()
+        if tok is not None and tok[1] in "+-" and tok[0] == "op":
+            self.take()
+            sign = -1 if tok[1] == "-" else 1
+        value = _mul(sign, self.term())
+        while (tok := self.peek()) is not None and tok[0] == "op" and tok[1] in "+-":
+            self.take()
+            right = self.term()
+            value = value + right if tok[1] == "+" else value - right
+        return value
+
+    def term(self) -> Value:
+        value = self.power()
+        while (tok := self.peek()) is not None:
+            if tok[0] == "op" and tok[1] in "*/":
+                self.take()
+                right = self.power()
+                value = value * right if tok[1] == "*" else _div(value, right)
+            elif tok[0] == "cmd" and tok[1] in ("\\sqrt", "\\pi"):
+                value = value * self.power()
+            else:
+                break
+        return value
+
+    def power(self) -> Value:
+        base = self.atom()
+        tok = self.peek()
+        if tok is not None and tok[1] == "^":
+            self.take()
+            nxt = self.peek()
+            if nxt is not None and nxt[0] == "num" and len(nxt[1]) == 1:
+                self.take()
+                exponent: Value = Fraction(int(nxt[1]))
+            else:
+                self.take("{")
+                exponent = self.expr()
+                self.take("}")
+            if self.peek() is not None and self.peek() == ("op", "^"):
+                raise _Unsupported  # a^b^c: associativity differs between readers
+            return _pow(base, exponent)
+        return base
+
+    def group(self) -> Value:
+        self.take("{")
+        value = self.expr()
+        self.take("}")
+        return value
+
+    def digit_arg(self) -> Value:
+        """``\\frac12`` / ``\\sqrt2``: single-digit arguments without braces."""
+        tok = self.take()
+        if tok[0] != "num" or not tok[1].isdigit():
+            raise _Unsupported
+        return Fraction(int(tok[1]))
+
+    def atom(self) -> Value:
+        kind, value = self.take()
+        if kind == "num":
+            if "." in value:
+                self.decimals += 1
+            nxt = self.peek()
+            if nxt is not None and (nxt[0] == "num" or nxt[1] in ("(", "{") or nxt[1] in _FRAC_CMDS):
+                raise _Unsupported  # "2 3", "2(3)", "1\frac12": math-verify reads these in surprising ways
+            return Fraction(value)
+        if kind == "cmd" and value in _FRAC_CMDS:
+            if self.peek() == ("op", "{"):
+                num = self.group()
+                den = self.group()
+            else:
+                tok = self.peek()
+                if tok is None or tok[0] != "num" or len(tok[1]) != 2 or not tok[1].isdigit():
+                    raise _Unsupported
+                self.take()
+                num, den = Fraction(int(tok[1][0])), Fraction(int(tok[1][1]))
+            return _div(num, den)
+        if kind == "cmd" and value == "\\sqrt":
+            arg = self.group() if self.peek() == ("op", "{") else self.digit_arg()
+            return _sqrt(arg)
+        if kind == "cmd" and value == "\\pi":
+            return _m.pi
+        if kind == "op" and value == "(":
+            inner = self.expr()
+            self.take(")")
+            return inner
+        if kind == "op" and value == "{":
+            inner = self.expr()
+            self.take("}")
+            return inner
+        raise _Unsupported
+
+
+def _check(value: Value) -> Value:
+    if isinstance(value, float) and not _m.isfinite(value):
+        raise _Unsupported
+    if abs(float(value)) > _MAX_MAGNITUDE:
+        raise _Unsupported
+    return value
+
+
+def _mul(a: Value, b: Value) -> Value:
+    return _check(a * b)
+
+
+def _div(a: Value, b: Value) -> Value:
+    if b == 0:
+        raise _Unsupported
+    return _check(a / b)
+
+
+def _pow(base: Value, exponent: Value) -> Value:
+    if not isinstance(exponent, Fraction) or exponent.denominator != 1 or abs(exponent) > 64:
+        raise _Unsupported
+    if base == 0 and exponent < 0:
+        raise _Unsupported
+    if isinstance(base, Fraction) and (abs(base.numerator) > 10**6 or abs(base.denominator) > 10**6):
+        raise _Unsupported
+    return _check(base ** int(exponent))
+
+
+def _sqrt(arg: Value) -> Value:
+    if float(arg) < 0:
+        raise _Unsupported
+    if isinstance(arg, Fraction):
+        num, den = _m.isqrt(arg.numerator), _m.isqrt(arg.denominator)
+        if num * num == arg.numerator and den * den == arg.denominator:
+            return Fraction(num, den)
+    return _check(_m.sqrt(float(arg)))
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """What the fast paths need to know about one side (gold or answer)."""
+
+    key: str  # the text with delimiters and spaces removed (exact fast path)
+    value: Value | None  # numeric value, None when not a simple numeral
+    literal: bool  # a bare number (an atom for math-verify's float rounding)
+    assignment: bool  # written as "x = …"
+
+
+def _strip_spaces(text: str) -> str:
+    return re.sub(r"\s+", "", text) if "\\text" not in text and "\\mathrm" not in text else text.strip()
+
+
+def analyze(text: str) -> Analysis:
+    """Analyse one side for the fast paths (never raises)."""
+    s = strip_wrappers(text)
+    if s.endswith(".") and not s.endswith("\\."):
+        s = s[:-1].rstrip()
+    key = _strip_spaces(s)
+    if len(s) > _MAX_FAST_CHARS or "%" in s:
+        return Analysis(key, None, False, False)
+    assignment = False
+    match = _ASSIGN.match(s)
+    if match:
+        assignment = True
+        s = s[match.end() :]
+    s = _DEGREE.sub("", s).strip()
+    value: Value | None = None
+    literal = False
+    try:
+        if _THOUSANDS.fullmatch(s):
+            value, literal = Fraction(s.replace(",", "")), True
+        else:
+            expr = _Expr(s)
+            value = _check(expr.parse())
+            literal = len(expr.tokens) <= 2 and expr.tokens[-1][0] == "num"
+            if expr.decimals and not literal:
+                value = None  # a decimal inside an expression: sympy's Float semantics decide
+    except (_Unsupported, ValueError, ZeroDivisionError, OverflowError, ArithmeticError, RecursionError):
+        value = None
+    return Analysis(key, value, literal, assignment)
+
+
+def fast_verdict(gold: Analysis, pred: Analysis) -> bool | None:
+    """True/False when the fast paths are sure of math-verify's verdict, ``None`` when it must decide."""
+    if gold.key and gold.key == pred.key:
+        return True
+    if gold.value is None or pred.value is None or (gold.assignment and pred.assignment):
+        return None
+    a, b = gold.value, pred.value
+    if isinstance(a, Fraction) and isinstance(b, Fraction):
+        if a == b:
+            return True
+    else:
+        scale = max(1.0, abs(float(a)), abs(float(b)))
+        if abs(float(a) - float(b)) <= 1e-12 * scale:
+            return True
+    diff = abs(float(a) - float(b))
+    if diff > 1e-5 and diff > 1e-9 * max(abs(float(a)), abs(float(b))):
+        return False
+    return None  # within math-verify's rounding: let it decide
+
+
+# ---------------------------------------------------------------------------------------------------
+# The worker pool
+# ---------------------------------------------------------------------------------------------------
+
+
+class _Worker:
+    """One worker process and the parent's view of it."""
+
+    def __init__(self) -> None:
+        env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-P", str(WORKER_SCRIPT)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=env,
+        )
+        assert self.proc.stdout is not None and self.proc.stdin is not None
+        self.fd = self.proc.stdout.fileno()
+        os.set_blocking(self.fd, False)
+        self.buffer = b""
+        self.ready = False
+        self.started = time.monotonic()
+
+    def send(self, request: dict[str, Any]) -> bool:
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.write((json.dumps(request) + "\n").encode())
+            self.proc.stdin.flush()
+            return True
+        except (BrokenPipeError, OSError):
+            return False
+
+    def read_lines(self) -> list[dict[str, Any]] | None:
+        """Available complete lines; ``None`` on end of file (the worker died)."""
+        try:
+            chunk = os.read(self.fd, 1 << 16)
+        except BlockingIOError:
+            return []
+        except OSError:
+            return None
+        if not chunk:
+            return None
+        self.buffer += chunk
+        *lines, self.buffer = self.buffer.split(b"\n")
+        out = []
+        for line in lines:
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue
+        return out
+
+    def kill(self) -> None:
+        for stream in (self.proc.stdin, self.proc.stdout):
+            try:
+                if stream is not None:
+                    stream.close()
+            except OSError:
+                pass
+        if self.proc.poll() is None:
+            self.proc.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=5)
+
+
+@dataclass
+class _Job:
+    worker: _Worker
+    indices: list[int]  # positions in the caller's item list, in the order sent
+    done: int = 0
+    deadline: float = 0.0
+    sent: bool = False
+
+
+@dataclass
+class PoolStats:
+    """Counters of a pool's outcomes since it started."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+
+
+class MathPool:
+    """Persistent math-verify worker processes with per-item deadlines (see the module docstring).
+
+    Thread-safe (one batch at a time). Workers start lazily; ``close`` (also at exit) stops them.
+    """
+
+    def __init__(
+        self,
+        workers: int = 2,
+        *,
+        grace_s: float = 1.0,
+        startup_timeout_s: float = 120.0,
+        min_chunk: int = 16,
+    ) -> None:
+        if workers < 1:
+            raise ValueError(f"math workers must be >= 1, got {workers}")
+        self.size = workers
+        self.grace_s = grace_s
+        self.startup_timeout_s = startup_timeout_s
+        self.min_chunk = min_chunk
+        self.workers: list[_Worker] = []
+        self.stats = PoolStats()
+        self.pid = os.getpid()
+        self._lock = threading.Lock()
+
+    def _worker(self, k: int) -> _Worker:
+        while len(self.workers) <= k:
+            self.workers.append(_Worker())
+        return self.workers[k]
+
+    def start(self, n: int | None = None) -> None:
+        """Start ``n`` workers (all by default) and wait until they are ready."""
+        with self._lock:
+            jobs = [_Job(self._worker(k), []) for k in range(min(n or self.size, self.size))]
+            self._run(jobs, "judge", [], 1.0, [])
+
+    def close(self) -> None:
+        """Stop every worker."""
+        with self._lock:
+            for worker in self.workers:
+                worker.kill()
+            self.workers.clear()
+
+    def run(self, op: str, items: Sequence[Any], timeout_s: float) -> list[tuple[bool, str, str]]:
+        """Run ``op`` (``judge`` | ``parse``) on every item; returns ``(verdict, status, detail)`` per item."""
+        if not items:
+            return []
+        if os.getpid() != self.pid:  # forked: the parent's pipes are not ours
+            raise RuntimeError("MathPool used after fork; create a new pool in the child")
+        with self._lock:
+            n_jobs = max(1, min(self.size, len(items) // self.min_chunk))
+            bounds = [round(k * len(items) / n_jobs) for k in range(n_jobs + 1)]
+            jobs = [_Job(self._worker(k), list(range(bounds[k], bounds[k + 1]))) for k in range(n_jobs)]
+            results: list[tuple[bool, str, str] | None] = [None] * len(items)
+            self._run(jobs, op, items, timeout_s, results)
+            return [r if r is not None else (False, "error", "") for r in results]
+
+    def _replace(self, job: _Job) -> None:
+        old = job.worker
+        old.kill()
+        job.worker = _Worker()
+        if old in self.workers:
+            self.workers[self.workers.index(old)] = job.worker
+        job.sent = False
+
+    def _run(self, jobs: list[_Job], op: str, items: Sequence[Any], timeout_s: float, results: list[Any]) -> None:
+        """Drive the jobs until every item has a result (the event loop behind ``run`` and ``start``)."""
+        selector = selectors.DefaultSelector()
+        active: dict[int, _Job] = {}
+        step = timeout_s + self.grace_s
+
+        def activate(job: _Job) -> None:
+            """Register a job; dispatch it now if its worker is ready (a dead idle worker is replaced)."""
+            if job.worker.proc.poll() is not None:
+                self._replace(job)
+            if job.worker.ready:
+                if job.done >= len(job.indices):
+                    return
+                request = {"op": op, "items": [items[i] for i in job.indices[job.done :]], "timeout": timeout_s}
+                if not job.worker.send(request):
+                    self._replace(job)
+                else:
+                    job.sent = True
+                    job.deadline = time.monotonic() + step
+            active[job.worker.fd] = job
+            selector.register(job.worker.fd, selectors.EVENT_READ, job)
+
+        def retire(job: _Job) -> None:
+            selector.unregister(job.worker.fd)
+            del active[job.worker.fd]
+
+        def fail(job: _Job, status: str) -> None:
+            """A worker died or overran its item: that item scores 0, the rest go to a fresh worker."""
+            retire(job)
+            self.stats.counts[status] += 1
+            if not job.worker.ready:
+                # It never started: score its items 0 rather than spawning forever.
+                for position in job.indices[job.done :]:
+                    results[position] = (False, status, "")
+                job.done = len(job.indices)
+                self._replace(job)
+                log.error("math-verify worker failed to start (%s)", status)
+                return
+            if job.done < len(job.indices):
+                results[job.indices[job.done]] = (False, status, "")
+                job.done += 1
+            log.warning("math-verify worker %s on an item; replacing it", status)
+            self._replace(job)
+            if job.done < len(job.indices):
+                activate(job)
+
+        for job in jobs:
+            activate(job)
+        try:
+            while active:
+                limits = {
+                    fd: (job.deadline if job.worker.ready else job.worker.started + self.startup_timeout_s)
+                    for fd, job in active.items()
+                }
+                wait = max(0.0, min(limits.values()) - time.monotonic())
+                for key, _ in selector.select(timeout=wait):
+                    job = key.data
+                    if job.worker.fd not in active:
+                        continue
+                    lines = job.worker.read_lines()
+                    if lines is None:
+                        fail(job, "crashed" if job.worker.ready else "startup_failed")
+                        continue
+                    for reply in lines:
+                        if reply.get("ready"):
+                            job.worker.ready = True
+                            retire(job)
+                            activate(job)
+                        elif "i" in reply and job.sent and job.done < len(job.indices):
+                            status = str(reply.get("s", "error"))
+                            results[job.indices[job.done]] = (bool(reply.get("v")), status, str(reply.get("r", "")))
+                            self.stats.counts[status] += 1
+                            job.done += 1
+                            job.deadline = time.monotonic() + step
+                    if job.worker.fd in active and job.worker.ready and job.done >= len(job.indices):
+                        retire(job)
+                now = time.monotonic()
+                for fd, job in list(active.items()):
+                    limit = job.deadline if job.worker.ready else job.worker.started + self.startup_timeout_s
+                    if fd in active and now >= limit:
+                        fail(job, "killed" if job.worker.ready else "startup_failed")
+        finally:
+            selector.close()
+
+
+_POOLS: dict[int, MathPool] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def get_pool(workers: int = 2) -> MathPool:
+    """The process-wide pool with ``workers`` workers (one per size; new after a fork)."""
+    with _POOLS_LOCK:
+        pool = _POOLS.get(workers)
+        if pool is None or pool.pid != os.getpid():
+            pool = MathPool(workers)
+            _POOLS[workers] = pool
+        return pool
+
+
+@atexit.register
+def _close_pools() -> None:
+    for pool in list(_POOLS.values()):
+        if pool.pid == os.getpid():
+            pool.close()
+
+
+# ---------------------------------------------------------------------------------------------------
+# The verifier
+# ---------------------------------------------------------------------------------------------------
+
+
+class _LRU(OrderedDict[Any, Any]):
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+
+    def lookup(self, key: Any) -> Any:
+        if key in self:
+            self.move_to_end(key)
+            return self[key]
+        return None
+
+    def store(self, key: Any, value: Any) -> None:
+        self[key] = value
+        if len(self) > self.size:
+            self.popitem(last=False)
+
+
+class MathVerifier:
+    """Scores answers against math golds; see the module docstring for semantics and speed.
+
+    ``stats`` counts how each item was decided: ``exact``, ``numeric``, ``cached``, ``verified``,
+    ``too_long``, ``timeout``, ``killed``, ``error``, ``gold_unparsed``, ``no_answer``.
+    """
+
+    def __init__(
+        self,
+        *,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        workers: int = 2,
+        max_answer_chars: int = DEFAULT_MAX_ANSWER_CHARS,
+        cache_size: int = 1 << 16,
+        pool: MathPool | None = None,
+    ) -> None:
+        self.timeout_s = timeout_s
+        self.workers = workers
+        self.max_answer_chars = max_answer_chars
+        self._pool = pool
+        self._verdicts = _LRU(cache_size)
+        self._analyses = _LRU(cache_size)
+        self._lock = threading.Lock()
+        self.stats: Counter[str] = Counter()
+
+    @property
+    def pool(self) -> MathPool:
+        if self._pool is None or self._pool.pid != os.getpid():
+            self._pool = get_pool(self.workers)
+        return self._pool
+
+    def _analysis(self, text: str) -> Analysis:
+        with self._lock:
+            hit = self._analyses.lookup(text)
+        if hit is None:
+            hit = analyze(text)
+            with self._lock:
+                self._analyses.store(text, hit)
+        return hit
+
+    def score_many(self, answers: Sequence[str | None], solutions: Sequence[Any]) -> list[float]:
+        """One reward (0.0 or 1.0) per ``(answer, solution)``; ``None`` answers score 0."""
+        if len(answers) != len(solutions):
+            raise ValueError(f"{len(answers)} answers but {len(solutions)} solutions")
+        rewards = [0.0] * len(answers)
+        slow: dict[tuple[str, str], list[int]] = {}
+        for i, (answer, solution) in enumerate(zip(answers, solutions, strict=True)):
+            if answer is None:
+                self.stats["no_answer"] += 1
+                continue
+            if len(answer) > self.max_answer_chars:
+                self.stats["too_long"] += 1
+                continue
+            gold = solution_text(solution)
+            gold_analysis, answer_analysis = self._analysis(gold), self._analysis(answer)
+            verdict = fast_verdict(gold_analysis, answer_analysis)
+            if verdict is not None:
+                self.stats["exact" if gold_analysis.key == answer_analysis.key else "numeric"] += 1
+                rewards[i] = float(verdict)
+                continue
+            pair = (prepare(gold), prepare(answer))
+            with self._lock:
+                cached = self._verdicts.lookup(pair)
+            if cached is not None:
+                self.stats["cached"] += 1
+                rewards[i] = float(cached)
+                continue
+            slow.setdefault(pair, []).append(i)
+        if slow:
+            pairs = list(slow)
+            outcomes = self.pool.run("judge", [list(p) for p in pairs], self.timeout_s)
+            for pair, (verdict, status, _) in zip(pairs, outcomes, strict=True):
+                self.stats["verified" if status == "ok" else status] += len(slow[pair])
+                with self._lock:
+                    self._verdicts.store(pair, verdict)
+                for i in slow[pair]:
+                    rewards[i] = float(verdict)
+        return rewards
+
+    def score(self, answer: str | None, solution: Any) -> float:
+        """The reward of one answer (0.0 or 1.0)."""
+        return self.score_many([answer], [solution])[0]
+
+    def check_solutions(self, solutions: Sequence[Any]) -> list[str | None]:
+        """For each math gold, a problem (math-verify cannot parse it into math) or ``None``."""
+        texts = [prepare(solution_text(s)) for s in solutions]
+        outcomes = self.pool.run("parse", texts, max(self.timeout_s, 5.0))
+        problems: list[str | None] = []
+        for solution, (ok, status, _) in zip(solutions, outcomes, strict=True):
+            if ok:
+                problems.append(None)
+            else:
+                reason = (
+                    "math-verify cannot parse it as math (answers would only be compared as text)"
+                    if status == "ok"
+                    else f"parsing failed ({status})"
+                )
+                problems.append(f"math solution {solution_text(solution)!r}: {reason}")
+        return problems
+
+
+_DEFAULT: MathVerifier | None = None
+
+
+def default_verifier() -> MathVerifier:
+    """The process-wide verifier with default settings."""
+    global _DEFAULT
+    if _DEFAULT is None:
+        _DEFAULT = MathVerifier()
+    return _DEFAULT
+
+
+def math_reward(answer: str | None, solution: Any) -> float:
+    """1.0 when math-verify finds the answer equivalent to the ground truth, else 0.0."""
+    return default_verifier().score(answer, solution)
+
+
+def check_math_solution(solution: Any) -> str | None:
+    """A problem with a ``math`` ground truth (math-verify cannot parse it), or ``None`` when it is usable."""
+    return default_verifier().check_solutions([solution])[0]

@@ -1,0 +1,94 @@
+"""Trainer callbacks: training metrics into the stage's MLflow run, and a console line per log step.
+
+`MLflowMetricsCallback` logs every numeric value the trainer logs (TRL's names, e.g. ``loss``, ``kl``,
+``reward``, ``reward_std``, ``frac_reward_zero_std``, ``completions/mean_length``, ``entropy``,
+``learning_rate``; the mixed reward's ``rewards/<verifier>/mean`` and format-failure rate through TRL's
+metric hook) at the trainer's ``global_step``, and adds what TRL does not compute:
+
+- ``tokens_per_second`` and ``tokens_per_second_per_device``: prompt + completion tokens processed
+  (``state.num_input_tokens_seen``) per wall-clock second since the previous log;
+- ``step_seconds``: wall-clock seconds per optimizer step since the previous log (TRL's own
+  ``step_time`` counts only the forward/backward of a GRPO step and is kept as it is).
+
+It writes with an `MlflowClient` to a fixed run id, so it does not depend on which run is "active" in
+the process, and only the main process logs.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from typing import Any
+
+from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+
+_BAD_CHARS = re.compile(r"[^A-Za-z0-9_\-./ ]")
+# Logged once at the end of training by the Trainer; kept under these names.
+_SUMMARY_KEYS = {"train_runtime", "train_samples_per_second", "train_steps_per_second", "train_loss", "total_flos"}
+
+
+def metric_name(key: str) -> str:
+    """A trainer log key as a valid MLflow metric name."""
+    return _BAD_CHARS.sub("_", key)
+
+
+def numeric_metrics(logs: dict[str, Any]) -> dict[str, float]:
+    """The finite numeric entries of a trainer log dict, with MLflow-safe names (strings and NaN dropped)."""
+    out: dict[str, float] = {}
+    for key, value in logs.items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        if not math.isfinite(float(value)):
+            continue
+        out[metric_name(key)] = float(value)
+    return out
+
+
+class MLflowMetricsCallback(TrainerCallback):
+    """Log trainer metrics (plus tokens/s and step time) to one MLflow run."""
+
+    def __init__(self, run_id: str, *, world_size: int = 1) -> None:
+        from mlflow import MlflowClient
+
+        self.client = MlflowClient()
+        self.run_id = run_id
+        self.world_size = max(1, world_size)
+        self.last: dict[str, float] = {}
+        self._mark: tuple[float, int, int] | None = None  # (time, global_step, tokens seen)
+
+    def on_train_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        self._mark = (time.perf_counter(), state.global_step, int(state.num_input_tokens_seen or 0))
+
+    def on_log(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        logs: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if not state.is_world_process_zero or not logs:
+            return
+        from mlflow.entities import Metric
+
+        metrics = numeric_metrics(logs)
+        now = time.perf_counter()
+        tokens = int(state.num_input_tokens_seen or 0)
+        if self._mark is not None and not (_SUMMARY_KEYS & logs.keys()):
+            then, step, seen = self._mark
+            elapsed, steps = now - then, state.global_step - step
+            if elapsed > 0 and steps > 0:
+                metrics["step_seconds"] = elapsed / steps
+                if tokens > seen:
+                    metrics["tokens_per_second"] = (tokens - seen) / elapsed
+                    metrics["tokens_per_second_per_device"] = metrics["tokens_per_second"] / self.world_size
+        self._mark = (now, state.global_step, tokens)
+        if not metrics:
+            return
+        self.last.update(metrics)
+        stamp = int(time.time() * 1000)
+        batch = [Metric(key=k, value=v, timestamp=stamp, step=state.global_step) for k, v in metrics.items()]
+        self.client.log_batch(self.run_id, metrics=batch, synchronous=True)

@@ -1,0 +1,185 @@
+"""The math verifier: math-verify semantics, its fast paths, and its time bounds."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from thinkflow.rewards.math import MathPool, MathVerifier, analyze, fast_verdict, prepare
+
+
+@pytest.fixture(scope="module")
+def verifier() -> MathVerifier:
+    return MathVerifier(workers=1)
+
+
+EQUIVALENT = [
+    ("0.5", "\\frac{1}{2}"),
+    ("0.5", "\\frac{2}{4}"),
+    ("\\frac{1}{2}", "x = \\frac12"),
+    ("\\frac{1}{2}", "0.5"),
+    ("\\sqrt{18}", "3\\sqrt{2}"),
+    ("60^\\circ", "60"),
+    ("60", "60^\\circ"),
+    ("\\frac{\\sqrt{3}}{3}", "\\frac{1}{\\sqrt{3}}"),  # bare LaTeX gold: must be wrapped to parse
+    ("\\frac{\\sqrt{3}}{3}", "\\frac{\\sqrt{3}}{3}"),
+    ("2x + 1", "1 + 2x"),
+    ("(x+1)^2", "x^2 + 2x + 1"),
+    ("\\{1, 2\\}", "\\{2, 1\\}"),
+    ("[1, 3)", "[1, 3)"),
+    ("1000", "1,000"),
+    ("\\frac{1}{3}", "0.333333"),
+    ("2\\pi", "6.283185"),
+    ("3", "\\boxed{3}"),
+    ("12", "The area is $12$."),
+    ("7", "7"),
+    (7, "7.0"),
+]
+
+DIFFERENT = [
+    ("3", "31"),
+    ("0.5", "\\frac{1}{3}"),
+    ("\\sqrt{2}", "1.414"),
+    ("2x + 1", "2x - 1"),
+    ("60^\\circ", "\\frac{\\pi}{3}"),
+    ("x = 2", "y = 2"),
+    ("[1, 3)", "[1, 3]"),
+    ("5", "5.0000004"),
+    ("5", "five"),
+]
+
+
+@pytest.mark.parametrize(("gold", "answer"), EQUIVALENT)
+def test_equivalent_forms_score_one(verifier: MathVerifier, gold: object, answer: str) -> None:
+    assert verifier.score(answer, gold) == 1.0
+
+
+@pytest.mark.parametrize(("gold", "answer"), DIFFERENT)
+def test_different_values_score_zero(verifier: MathVerifier, gold: str, answer: str) -> None:
+    assert verifier.score(answer, gold) == 0.0
+
+
+def test_bare_latex_is_wrapped_prose_and_delimited_text_are_not() -> None:
+    assert prepare("\\frac{\\sqrt{3}}{3}") == "$\\frac{\\sqrt{3}}{3}$"
+    assert prepare(" x = 2 ") == "$x = 2$"
+    assert prepare("$x$") == "$x$"
+    assert prepare("\\boxed{2}") == "\\boxed{2}"
+    assert prepare("The area is 12") == "The area is 12"
+
+
+# Pairs covering each fast-path rule and its limits; the fast verdict must equal raw math-verify's.
+FAST_CASES = [
+    *EQUIVALENT, *DIFFERENT,
+    ("0.5", ".5"), ("1000000", "1,000,000"), ("-4", "-2^2"), ("4", "(-2)^2"), ("\\frac{3}{2}", "1\\frac{1}{2}"),
+    ("\\frac{\\pi}{2}", "\\frac{1}{2}\\pi"), ("2\\sqrt{3}\\pi", "2\\pi\\sqrt{3}"), ("8", "2^3"), ("1.5", "3/2"),
+    ("6", "2\\times 3"), ("6", "2\\cdot 3"), ("2", "6\\div3"), ("12", "12."), ("5", "+5"), ("3", "\\sqrt9"),
+    ("2", "2 3"), ("6", "2(3)"), ("5", "e = 5"), ("30", "30^{\\circ}"), ("30", "30°"), ("0", "-0.0"),
+    ("\\sqrt{2}", "\\sqrt{2.0}"), ("100", "10^{2}"), ("0.01", "10^{-2}"), ("3", "003"), ("3.0", "3"),
+    ("5", "5.0000000000001"), ("\\sqrt{2}", "1.4142135623730951"), ("\\pi", "3.14159265358979"),
+    ("\\dfrac{1}{2}", "0.5"), ("\\tfrac{1}{2}", "0.5"), ("2", "\\sqrt{2}\\sqrt{2}"), ("\\frac{1}{2}", "\\frac{1}{-2}"),
+    ("-0.5", "-\\frac{1}{2}"), ("x=2", "2"), ("2\\sqrt{2}", "\\sqrt{8}"), ("1", "\\left(1\\right)"),
+    ("0.5", "50\\%"), ("3\\sqrt{3}", "\\sqrt{27}"), ("4\\pi", "12.566370614359172"), ("2^{10}", "1024"),
+    ("2^10", "1024"), ("10", "2^10"), ("1", "\\frac{1}{0}"), ("0", "0^{-1}"), ("-1", "\\sqrt{-1}"),
+]
+
+
+def test_fast_paths_agree_with_raw_math_verify() -> None:
+    from math_verify import parse, verify
+
+    decided = 0
+    for gold, answer in FAST_CASES:
+        fast = fast_verdict(analyze(str(gold)), analyze(answer))
+        if fast is None:
+            continue
+        decided += 1
+        raw = verify(parse(prepare(str(gold)), parsing_timeout=None), parse(prepare(answer), parsing_timeout=None),
+                     timeout_seconds=None)
+        assert fast == raw, (gold, answer, fast, raw)
+    assert decided >= len(FAST_CASES) // 2  # the fast paths do take most of these
+
+
+def test_stats_show_the_fast_paths_and_the_cache(verifier: MathVerifier) -> None:
+    v = MathVerifier(pool=verifier.pool)
+    v.score_many(["\\frac{2}{4}", "1 + 2x", "1 + 2x", "0.5"], ["0.5", "2x + 1", "2x + 1", "0.5"])
+    assert v.stats["numeric"] == 1 and v.stats["exact"] == 1
+    assert v.stats["verified"] == 2  # the repeated pair is judged once per batch
+    v.score("1 + 2x", "2x + 1")
+    assert v.stats["cached"] == 1
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "10^{10^{10}}",  # sympy evaluates a huge power
+        "9^{9^{9^{9}}}",
+        "{" * 400 + "1" + "}" * 400,  # deep nesting: slow ANTLR parse
+        "\\frac{1}{" * 90 + "2" + "}" * 90,
+    ],
+    ids=["huge-power", "power-tower", "nested-braces", "nested-fracs"],
+)
+def test_pathological_answers_are_bounded_and_score_zero(answer: str) -> None:
+    v = MathVerifier(workers=1, timeout_s=0.5)
+    assert v.score(answer, "3") == 0.0
+    assert v.stats["timeout"] + v.stats["killed"] + v.stats["error"] + v.stats["verified"] == 1
+
+
+def test_overlong_answers_are_not_parsed(verifier: MathVerifier) -> None:
+    v = MathVerifier(pool=verifier.pool, max_answer_chars=50)
+    assert v.score("1" * 51, "1" * 51) == 0.0
+    assert v.stats["too_long"] == 1
+
+
+def test_a_worker_that_cannot_be_interrupted_is_killed_and_replaced() -> None:
+    pool = MathPool(1, grace_s=0.2)
+    try:
+        # timeout 0 disables the worker's own timer: only the parent's deadline can stop this item
+        results = pool.run("judge", [["$3$", "$10^{10^{10}}$"], ["$2$", "$1+1$"]], 0.0)
+        assert results[0][:2] == (False, "killed")
+        assert results[1][:2] == (True, "ok")  # the rest of the batch went to a fresh worker
+        assert pool.stats.counts["killed"] == 1
+    finally:
+        pool.close()
+
+
+def test_a_crashed_worker_is_replaced() -> None:
+    pool = MathPool(1)
+    try:
+        assert pool.run("judge", [["$1$", "$1$"]], 1.0)[0][:2] == (True, "ok")
+        pool.workers[0].proc.kill()  # dies while idle
+        pool.workers[0].proc.wait()
+        assert pool.run("judge", [["$1$", "$2-1$"]], 1.0)[0][:2] == (True, "ok")
+    finally:
+        pool.close()
+
+
+def test_works_from_worker_threads(verifier: MathVerifier) -> None:
+    """math-verify's own timeouts need the main thread; ours do not."""
+    results: dict[int, float] = {}
+
+    def work(k: int) -> None:
+        results[k] = verifier.score(f"{k} + x", f"x + {k}")
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == {0: 1.0, 1: 1.0, 2: 1.0, 3: 1.0}
+    with ThreadPoolExecutor(2) as ex:
+        assert list(ex.map(lambda a: verifier.score(a, "10^{10^{10}}"), ["3", "4"])) == [0.0, 0.0]
+
+
+def test_large_batches_use_several_workers() -> None:
+    v = MathVerifier(workers=2)
+    golds = [f"{k}x + 1" for k in range(1, 41)]
+    answers = [f"1 + {k}x" if k % 2 else f"1 - {k}x" for k in range(1, 41)]
+    assert v.score_many(answers, golds) == [float(k % 2) for k in range(1, 41)]
+    assert len(v.pool.workers) == 2
+
+
+def test_check_solutions(verifier: MathVerifier) -> None:
+    problems = verifier.check_solutions(["\\frac{\\sqrt{3}}{3}", "2x+1", "\\frac{"])
+    assert problems[0] is None and problems[1] is None
+    assert problems[2] is not None and "\\frac{" in problems[2]
