@@ -33,8 +33,10 @@ from typing import Any
 # The corpus
 # ---------------------------------------------------------------------------------------------------
 
-WORDS = ("first count the shapes then compare the lengths so the side is wait let me check again the area "
-         "of the triangle is half base times height which gives us").split()
+WORDS = [
+    "first", "count", "the", "shapes", "then", "compare", "lengths", "so", "side", "is", "wait", "let", "me",
+    "check", "again", "area", "of", "triangle", "half", "base", "times", "height", "which", "gives", "us",
+]
 
 
 @dataclass
@@ -58,8 +60,8 @@ def _reasoning(rng: random.Random) -> str:
 def _math_problem(rng: random.Random) -> tuple[str, list[str], list[str]]:
     """A gold answer, equivalent forms of it, and wrong answers."""
     family = rng.choices(
-        ["int", "frac", "decimal", "sqrt", "pi", "expr", "degree", "interval", "neg", "approx"],
-        weights=[26, 16, 10, 10, 6, 10, 8, 4, 6, 4],
+        ["int", "frac", "decimal", "sqrt", "pi", "expr", "degree", "interval", "neg", "approx", "set", "trig"],
+        weights=[26, 16, 10, 10, 6, 10, 8, 4, 6, 4, 3, 2],
     )[0]
     if family == "int":
         n = rng.randint(0, 500)
@@ -97,10 +99,19 @@ def _math_problem(rng: random.Random) -> tuple[str, list[str], list[str]]:
             [f"{180 - d}^\\circ", f"{d // 2}", f"{d + 10}^\\circ"]
     if family == "interval":
         lo, hi = rng.randint(-5, 0), rng.randint(1, 9)
-        return f"[{lo}, {hi})", [f"[{lo}, {hi})", f"[{lo},{hi})"], [f"({lo}, {hi})", f"[{lo}, {hi}]", f"[{lo}, {hi + 1})"]
+        wrong = [f"({lo}, {hi})", f"[{lo}, {hi}]", f"[{lo}, {hi + 1})"]
+        return f"[{lo}, {hi})", [f"[{lo}, {hi})", f"[{lo},{hi})"], wrong
     if family == "neg":
         n = rng.randint(1, 60)
         return f"-{n}", [f"-{n}", f"- {n}", f"-{n}.0"], [str(n), f"-{n + 1}"]
+    if family == "set":
+        a, b = sorted(rng.sample(range(-9, 10), 2))
+        return f"\\{{{a}, {b}\\}}", [f"\\{{{a}, {b}\\}}", f"\\{{{b}, {a}\\}}", f"\\{{{a},{b}\\}}"], \
+            [f"\\{{{a}, {b + 1}\\}}", f"\\{{{a}\\}}", f"\\{{{a - 1}, {b}\\}}"]
+    if family == "trig":
+        k = rng.randint(2, 5)
+        return f"{k}\\sin x", [f"{k}\\sin x", f"{k}\\sin(x)", f"\\sin(x) \\cdot {k}"], \
+            [f"{k}\\cos x", f"{k + 1}\\sin x", f"\\sin {k}x"]
     p, q = rng.choice([(1, 3), (2, 3), (1, 6), (5, 6), (1, 7)])
     return f"\\frac{{{p}}}{{{q}}}", [f"{p / q:.6f}", f"\\frac{{{p}}}{{{q}}}"], [f"{p / q:.2f}", f"{p / q:.4f}"]
 
@@ -224,12 +235,11 @@ def _run_ours(items: list[Item], batch: int, workers: int) -> tuple[list[float |
 
 
 def _contender(name: str, items: list[Item], batch: int, workers: int, queue: Any) -> None:
-    import thinkflow.rewards  # noqa: F401 - imports outside the timed region for every contender
-    import trl.rewards  # noqa: F401
-
+    # every import outside the timed region, for every contender
     from math_verify import parse, verify
     from trl.rewards import accuracy_reward
 
+    import thinkflow.rewards  # noqa: F401
     from thinkflow.rewards.math import get_pool
 
     stats: dict[str, int] = {}

@@ -72,6 +72,121 @@ def ask(
     console.print(f"[bold]Q:[/bold] {question}\n[bold]A:[/bold] {answer!r}")
 
 
+def _run_build(cfg: StageConfig) -> None:
+    """Run a dataset build and print its counts; build errors exit 1."""
+    from thinkflow.data.build import BuildError, run
+    from thinkflow.data.journal import JournalError
+    from thinkflow.data.sources import SourceError
+
+    try:
+        result = run(cfg)  # type: ignore[arg-type]
+    except (BuildError, SourceError, JournalError, FileNotFoundError, ValueError) as exc:
+        console.print(f"[red]build failed:[/red] {exc}")
+        raise typer.Exit(1) from None
+    m = {k: int(v) for k, v in result.metrics.items() if k.startswith("records") or k == "rejected"}
+    splits = ", ".join(f"{s} {m.get(f'records_{s}', 0)}" for s in ("sft", "rl", "eval"))
+    console.print(
+        f"[green]dataset built[/green]: {result.output}: {m['records']} records ({splits}), {m['rejected']} rejected"
+    )
+
+
+@app.command("build")
+def build_command(config: ConfigOpt = None, sets: SetOpt = None, print_config: PrintOpt = False) -> None:
+    """Build a dataset with the six VLAA-Thinking steps (resumable). --config tiny-data: the synthetic default."""
+    from thinkflow.data.build import BuildConfig
+
+    _run_build(resolve_config(BuildConfig, config, sets, print_config))
+
+
+@data_app.command("import-vlaa")
+def data_import_vlaa(
+    json_files: Annotated[
+        list[str], typer.Option("--json", help="VLAA-Thinking JSON file (repeatable); SFT->sft, GRPO->rl.")
+    ],
+    images: Annotated[str, typer.Option("--images", help="Image root folder (local or s3://).")],
+    output: Annotated[str, typer.Option("--output", "-o", help="Dataset directory or s3:// URI.")],
+    max_samples: Annotated[int | None, typer.Option("--max-samples", help="Cap per file (random by seed).")] = None,
+    config: ConfigOpt = None,
+    sets: SetOpt = None,
+    print_config: PrintOpt = False,
+) -> None:
+    """Import the published VLAA-Thinking files (gt -> solution, ds_answer -> <think>/<answer> response)."""
+    import json
+
+    from pydantic import ValidationError
+
+    from thinkflow.data.build import BuildConfig
+    from thinkflow.data.sources import VlaaSource
+
+    cfg = resolve_config(BuildConfig, config, [f"output={json.dumps(output)}", *(sets or [])], False)
+    try:
+        cfg.sources = [VlaaSource(json_file=f, images=images, max_samples=max_samples) for f in json_files]
+    except ValidationError as exc:
+        console.print(f"[red]config error:[/red] {exc.errors()[0]['msg']}")
+        raise typer.Exit(2) from None
+    if print_config:
+        typer.echo(cfg.to_yaml())
+        raise typer.Exit(0)
+    _run_build(cfg)
+
+
+@data_app.command("synth")
+def data_synth(
+    output: Annotated[str, typer.Option("--output", "-o", help="Dataset directory or s3:// URI.")],
+    n: Annotated[int, typer.Option("--n", help="Number of scenes (balanced across verifier types).")] = 200,
+    seed: Annotated[int, typer.Option("--seed", help="Scene and split seed.")] = 0,
+    eval_fraction: Annotated[float, typer.Option("--eval-fraction", help="Held-out eval share per type.")] = 0.1,
+) -> None:
+    """Write a synthetic dataset: PIL-drawn scenes with known answers for every verifier type."""
+    from thinkflow.data.synthetic import generate
+
+    if n < 1:
+        raise typer.BadParameter("must be at least 1", param_hint="--n")
+    result = generate(output, n, seed, eval_fraction=eval_fraction, progress=True)
+    counts = ", ".join(f"{s} {int(result.metrics.get(f'records_{s}', 0))}" for s in ("sft", "rl", "eval"))
+    console.print(f"[green]synthetic dataset[/green]: {result.output}: {counts}")
+
+
+@data_app.command("validate")
+def data_validate(
+    data: Annotated[str, typer.Argument(help="Dataset directory or s3:// URI.")],
+    max_bad_fraction: Annotated[
+        float, typer.Option("--max-bad-fraction", help="Share of bad records tolerated.")
+    ] = 0.0,
+    no_images: Annotated[bool, typer.Option("--no-images", help="Skip decoding the images.")] = False,
+) -> None:
+    """Check schema, images, boxes and verifier types; exit 1 naming the bad records when too many are bad."""
+    import json
+
+    from thinkflow.data.validate import DataValidationError, ValidateConfig, run
+
+    sets = [f"data={json.dumps(data)}", f"max_bad_fraction={max_bad_fraction}", f"check_images={not no_images}"]
+    cfg = resolve_config(ValidateConfig, None, sets, False)
+    try:
+        result = run(cfg)
+    except (DataValidationError, FileNotFoundError) as exc:
+        console.print(f"[red]invalid:[/red] {exc}")
+        raise typer.Exit(1) from None
+    m = result.metrics
+    console.print(f"[green]valid[/green]: {data}: {int(m['records'])} records, {int(m['bad_records'])} bad")
+
+
+@app.command("serve-model")
+def serve_model(
+    model_dir: Annotated[str, typer.Argument(help="Model dir or s3:// URI.")],
+    host: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    name: Annotated[str | None, typer.Option(help="Model id in /v1/models (default: the dir name).")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu / cuda (default: cuda when available).")] = None,
+    dtype: Annotated[str | None, typer.Option(help="auto | float32 | bfloat16 | float16.")] = None,
+    max_tokens: Annotated[int, typer.Option(help="Default max_tokens of a request.")] = 256,
+) -> None:
+    """Serve a VLM as an OpenAI-compatible chat endpoint (images included) for teachers and judges."""
+    from thinkflow.data.serve import serve
+
+    serve(model_dir, host=host, port=port, name=name, device=device, dtype=dtype, default_max_tokens=max_tokens)
+
+
 @rewards_app.command("score")
 def rewards_score(
     input_path: Annotated[Path, typer.Argument(help="JSON lines: completion, solution, verifier_type.")],

@@ -10,7 +10,15 @@ import httpx
 import pytest
 from PIL import Image, ImageDraw
 
-from thinkflow.rewards import HTTPScorer, LogProbScorer, MixedReward, RewardConfig, ScorerError, ScorerServer, score_file
+from thinkflow.rewards import (
+    HTTPScorer,
+    LogProbScorer,
+    MixedReward,
+    RewardConfig,
+    ScorerError,
+    ScorerServer,
+    score_file,
+)
 from thinkflow.testing import free_port
 
 QUESTION = "Describe the image."
@@ -80,7 +88,7 @@ def test_http_scorer_against_a_loopback_server(scorer: LogProbScorer, image_file
         once = HTTPScorer(server.url, retries=0)
         with pytest.raises(ScorerError, match="HTTP 500"):  # the server cannot decode this image
             once.score("data:image/png;base64,AAAA", QUESTION, ["a"])
-        with pytest.raises(FileNotFoundError, match="does-not-exist.png"):
+        with pytest.raises(FileNotFoundError, match=r"does-not-exist\.png"):
             once.score("does-not-exist.png", QUESTION, ["a"])
 
         # thinkflow rewards score with scorer=http, images relative to the input file

@@ -44,7 +44,8 @@ def test_no_valid_answer_is_none(completion: str) -> None:
 def test_conversational_completions() -> None:
     conv = [{"role": "assistant", "content": "<think>t</think><answer>B</answer>"}]
     assert extract_answer(conv) == "B"
-    parts = [{"role": "assistant", "content": [{"type": "text", "text": "<think>t</think><answer>"}, {"type": "text", "text": "9</answer>"}]}]
+    content = [{"type": "text", "text": "<think>t</think><answer>"}, {"type": "text", "text": "9</answer>"}]
+    parts = [{"role": "assistant", "content": content}]
     assert extract_answer(parts) == "9"
     multi = [
         {"role": "assistant", "content": "<answer>1</answer>"},

@@ -82,6 +82,21 @@ FAST_CASES = [
     ("-0.5", "-\\frac{1}{2}"), ("x=2", "2"), ("2\\sqrt{2}", "\\sqrt{8}"), ("1", "\\left(1\\right)"),
     ("0.5", "50\\%"), ("3\\sqrt{3}", "\\sqrt{27}"), ("4\\pi", "12.566370614359172"), ("2^{10}", "1024"),
     ("2^10", "1024"), ("10", "2^10"), ("1", "\\frac{1}{0}"), ("0", "0^{-1}"), ("-1", "\\sqrt{-1}"),
+    # variables
+    ("2x + 3", "3 + 2x"), ("2x + 3", "2x - 3"), ("2x + 3", "3x + 2"), ("x^2 + 2x + 1", "(x+1)^2"), ("2x", "2y"),
+    ("x", "x + 0"), ("x", "y"), ("ab", "ba"), ("2ab", "2ba"), ("y = 2x + 1", "2x + 1"), ("2x + 1", "y = 2x + 1"),
+    ("5", "5x"), ("\\frac{x}{2}", "0.5x"), ("x^2", "x2"), ("\\sqrt{x}", "x^{1/2}"), ("3n", "n3"), ("f(x)", "f(x)"),
+    ("2\\pi r", "2r\\pi"), ("\\frac{1}{2}bh", "\\frac{bh}{2}"), ("4", "x = 4"), ("x^2 - 1", "(x-1)(x+1)"),
+    # intervals
+    ("[1, 3)", "[1,3)"), ("[1, 3)", "[1, 4)"), ("[1, 3)", "(1, 3)"), ("(1, 3)", "(1, 3.5)"), ("(1,000)", "(1, 0)"),
+    ("[-1, \\frac{1}{2}]", "[-1, 0.5]"), ("(1, 2)", "(2, 1)"), ("[1, 3]", "(1, 3)"), ("(2, 1)", "[2, 1]"),
+    # 6-decimal rounding of a decimal against an exact fraction
+    ("\\frac{1}{3}", "0.3333333"), ("\\frac{1}{3}", "0.333334"), ("0.166667", "\\frac{1}{6}"),
+    ("-\\frac{2}{3}", "-0.666667"),
+    ("\\frac{1}{7}", "0.1429"), ("\\frac{1}{7}", "0.14286"), ("5", "5.0000004"), ("\\frac{7}{2}", "3.5000001"),
+    # one formula in a sentence
+    ("12", "The answer is $12$."), ("12", "The answer is $13$."), ("12", "Answer: $x = 12$"),
+    ("12", "The answer is $12$ or $13$."), ("12", "It is 3 times $4$."),
 ]
 
 
@@ -102,10 +117,11 @@ def test_fast_paths_agree_with_raw_math_verify() -> None:
 
 def test_stats_show_the_fast_paths_and_the_cache(verifier: MathVerifier) -> None:
     v = MathVerifier(pool=verifier.pool)
-    v.score_many(["\\frac{2}{4}", "1 + 2x", "1 + 2x", "0.5"], ["0.5", "2x + 1", "2x + 1", "0.5"])
+    sets = ("\\{1, 2\\}", "\\{2, 1\\}")  # sets: beyond the fast paths
+    v.score_many(["\\frac{2}{4}", sets[1], sets[1], "0.5"], ["0.5", sets[0], sets[0], "0.5"])
     assert v.stats["numeric"] == 1 and v.stats["exact"] == 1
     assert v.stats["verified"] == 2  # the repeated pair is judged once per batch
-    v.score("1 + 2x", "2x + 1")
+    v.score(sets[1], sets[0])
     assert v.stats["cached"] == 1
 
 
@@ -159,7 +175,7 @@ def test_works_from_worker_threads(verifier: MathVerifier) -> None:
     results: dict[int, float] = {}
 
     def work(k: int) -> None:
-        results[k] = verifier.score(f"{k} + x", f"x + {k}")
+        results[k] = verifier.score(f"\\{{{k}, x\\}}", f"\\{{x, {k}\\}}")  # sets: judged in a worker
 
     threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
     for t in threads:
@@ -173,8 +189,8 @@ def test_works_from_worker_threads(verifier: MathVerifier) -> None:
 
 def test_large_batches_use_several_workers() -> None:
     v = MathVerifier(workers=2)
-    golds = [f"{k}x + 1" for k in range(1, 41)]
-    answers = [f"1 + {k}x" if k % 2 else f"1 - {k}x" for k in range(1, 41)]
+    golds = [f"\\{{{k}, {k + 1}\\}}" for k in range(1, 41)]  # sets: always math-verify's
+    answers = [f"\\{{{k + 1}, {k}\\}}" if k % 2 else f"\\{{{k}, {k + 2}\\}}" for k in range(1, 41)]
     assert v.score_many(answers, golds) == [float(k % 2) for k in range(1, 41)]
     assert len(v.pool.workers) == 2
 

@@ -86,9 +86,9 @@ def test_reports_per_verifier_means_and_format_failures_through_trl_hooks() -> N
 
 
 def test_unknown_verifier_type_is_a_clear_error() -> None:
-    with pytest.raises(UnknownVerifierError, match="'ocr'.*known: digit, mcq, math, iou, open"):
+    with pytest.raises(UnknownVerifierError, match=r"'ocr'.*known: digit, mcq, math, iou, open"):
         validate_verifier_type("ocr", where="data.jsonl:7")
-    with pytest.raises(UnknownVerifierError, match="data.jsonl:7"):
+    with pytest.raises(UnknownVerifierError, match=r"data\.jsonl:7"):
         validate_verifier_type("ocr", where="data.jsonl:7")
     with pytest.raises(UnknownVerifierError, match="dataset row 1"):
         MixedReward().check(["math", "ocr"])

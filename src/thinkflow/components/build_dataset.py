@@ -16,10 +16,13 @@ def build_dataset(
     overrides: Optional[dict] = None,
     workspace: str = dsl.WORKSPACE_PATH_PLACEHOLDER,
 ):
-    """Build the VLAA-format dataset (sources, teachers, the six steps, split) described by the preset."""
+    """Build the VLAA-format dataset (sources, teachers, the six steps, split) described by the preset.
+    The step journals live in the run's workspace, so a retried task does not repeat teacher calls."""
     from thinkflow.components import runtime
     from thinkflow.data.build import BuildConfig, run
 
-    cfg = runtime.stage_config(BuildConfig, preset, overrides, output_dir=dataset.path)
+    cfg = runtime.stage_config(
+        BuildConfig, preset, overrides, output=dataset.path, work_dir=str(runtime.workspace_dir(workspace, "build"))
+    )
     result = runtime.run_stage(run, cfg, workspace)
     runtime.record(result, metrics, dataset)

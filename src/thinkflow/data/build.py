@@ -52,7 +52,7 @@ from tqdm.auto import tqdm
 
 from thinkflow import storage
 from thinkflow.config import StageConfig, StageResult
-from thinkflow.data.checks import box_problem, known_verifier_types
+from thinkflow.data.checks import known_verifier_types, solution_problem
 from thinkflow.data.journal import Journal
 from thinkflow.data.prompts import Prompts, PromptsConfig
 from thinkflow.data.sources import Candidate, Source, SyntheticSource, iter_candidates, source_name
@@ -284,10 +284,9 @@ class _Builder:
                 fmt, size = (im.format or "PNG"), [int(im.width), int(im.height)]
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
             return f"image undecodable: {cand.image_ref}: {exc}", None
-        if rec["verifier_type"] == "iou":
-            problem = box_problem(rec["solution"], size)
-            if problem:
-                return f"bad box in solution: {problem}", None
+        problem = solution_problem(rec["verifier_type"], rec["solution"], size)
+        if problem:
+            return f"field 'solution' ({rec['verifier_type']}): {problem}", None
         digest = hashlib.sha256(data).hexdigest()
         rel = f"images/{digest[:32]}.{IMAGE_EXT.get(fmt, fmt.lower())}"
         target = self.stage / rel

@@ -59,3 +59,23 @@ def box_problem(solution: str, image_size: Any = None) -> str | None:
         if x2 > w or y2 > h:
             return f"pixel box {value} lies outside the {w}x{h} image"
     return None
+
+
+def solution_problem(verifier_type: str, solution: str, image_size: Any = None) -> str | None:
+    """Why ``solution`` is not a usable ground truth for ``verifier_type`` (``None`` when it is).
+
+    Boxes are checked here (`box_problem`); the rewards registry's own check (``check_solution``, e.g. an
+    mcq gold that is no option letter) is applied too when ``thinkflow.rewards`` is installed.
+    """
+    if verifier_type == "iou":
+        problem = box_problem(solution, image_size)
+        if problem:
+            return problem
+    try:
+        from thinkflow.rewards import check_solution
+    except ImportError:
+        return None
+    try:
+        return check_solution(verifier_type, solution)
+    except ValueError as exc:
+        return str(exc)

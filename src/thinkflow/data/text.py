@@ -92,6 +92,8 @@ def final_answer(text: str, verifier_type: str | None = None) -> str:
             letter = option_letter(candidate) if candidate else None
             if letter:
                 return letter
+    if verifier_type == "open":  # free text: keep it as written
+        return (tags[-1] if tags else line or text).strip().strip("*").strip()
     if tags:
         return _clean(tags[-1])
     boxed = _boxed(text)

@@ -20,7 +20,7 @@ from pydantic import Field
 
 from thinkflow import storage
 from thinkflow.config import StageConfig, StageResult
-from thinkflow.data.checks import box_problem, known_verifier_types
+from thinkflow.data.checks import known_verifier_types, solution_problem
 from thinkflow.data.loader import dataset_root
 from thinkflow.data.text import split_think
 from thinkflow.records import SPLITS, RecordError, parse_record
@@ -127,10 +127,8 @@ def check(cfg: ValidateConfig) -> Report:
                         seen.setdefault(rec.id, where)
                         if rec.verifier_type not in known:
                             problems.append(f"unknown verifier_type {rec.verifier_type!r}")
-                        if rec.verifier_type == "iou":
-                            box = box_problem(rec.solution, rec.meta.get("image_size"))
-                            if box:
-                                problems.append(f"field 'solution': {box}")
+                        elif sol := solution_problem(rec.verifier_type, rec.solution, rec.meta.get("image_size")):
+                            problems.append(f"field 'solution': {sol}")
                         resp = _response_problem(rec.response, split)
                         if resp:
                             problems.append(f"field 'response': {resp}")

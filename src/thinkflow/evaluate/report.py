@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from thinkflow import storage
 
@@ -116,6 +117,7 @@ def plot_curves(curves: Curves, path: Path) -> Path:
     for ax, title in ((ax_r, "Reward"), (ax_l, "Completion length")):
         ax.set_title(title)
         ax.set_xlabel("step")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
     fig.savefig(path, dpi=110)
@@ -142,6 +144,7 @@ def plot_aha(summary: dict[str, Any], path: Path, baseline: dict[str, Any] | Non
         ax.legend(fontsize=8)
     ax.set_xticks(xs, keys, rotation=20, ha="right")
     ax.set_ylabel("occurrences")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     n = int(summary["overall"].get("n", 0))
     ax.set_title(f"Aha cues ({int(summary['aha']['responses_with_cue'])} of {n} responses have one)")
     fig.savefig(path, dpi=110)

@@ -162,7 +162,10 @@ def run(cfg: EvalConfig) -> StageResult:
         log.info("benchmark %s: %d samples from %s", spec.name, len(loaded), spec.path)
         samples.extend(loaded)
     reward = MixedReward(cfg.rewards)
-    reward.check([s.verifier_type for s in samples], where="evaluation samples")
+    try:
+        reward.check([s.verifier_type for s in samples], where="the evaluation set")
+    except ValueError as exc:
+        raise ValueError(f"{exc} (evaluate keys: rewards.scorer, rewards.scorer_url / rewards.scorer_model)") from None
     set_hash = eval_set_hash(samples, cfg)
     lineage = _model_lineage(cfg.model)
 

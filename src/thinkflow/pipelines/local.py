@@ -7,7 +7,7 @@ store under the root, and every artifact under the root (default ``./.thinkflow`
     .thinkflow/
       mlflow.db                 MLflow tracking + registry (sqlite)
       mlartifacts/              MLflow artifacts (models, reports)
-      models/tiny-qwen2.5-vl/   the tiny base model (built once)
+      tiny/                     the tiny base model (built once)
       pipeline-root/            KFP artifacts, one folder per pipeline run and task
       workspace/                the per-run workspace (checkpoints), removed by kfp.local after the run
       cache/                    downloads (THINKFLOW_CACHE)
@@ -42,7 +42,7 @@ log = logging.getLogger("thinkflow.pipelines")
 
 DEFAULT_ROOT = ".thinkflow"
 DEFAULT_EXPERIMENT = "thinkflow-local"
-TINY_MODEL_DIR = Path("models", "tiny-qwen2.5-vl")
+TINY_MODEL_DIR = Path("tiny")  # where the tiny-* presets look for it (.thinkflow/tiny)
 
 
 class LocalRunError(RuntimeError):
@@ -78,12 +78,15 @@ def tiny_model(root: Path) -> Path:
 
 
 def default_arguments(pipeline: str, model: str) -> dict[str, Any]:
-    """The embedded default's pipeline arguments (tiny presets, the tiny model)."""
+    """The embedded default's pipeline arguments: the tiny presets and the tiny model, which is also the
+    stand-in reward model that scores open-ended answers (the presets name it by a relative path)."""
     args: dict[str, Any] = {
         "model": model,
         "data_preset": LOCAL_PRESETS["data"],
         "grpo_preset": LOCAL_PRESETS["grpo"],
+        "grpo_overrides": {"reward": {"scorer_model": model}},
         "eval_preset": LOCAL_PRESETS["eval"],
+        "eval_overrides": {"rewards": {"scorer_model": model}},
     }
     if pipeline in ("sft_then_grpo", "sft_vs_rl_study"):
         args["sft_preset"] = LOCAL_PRESETS["sft"]

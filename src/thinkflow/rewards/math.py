@@ -44,6 +44,7 @@ import time
 from collections import Counter, OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from decimal import ROUND_HALF_EVEN, Decimal
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -86,8 +87,17 @@ Value = Fraction | float
 _MAX_FAST_CHARS = 120
 _MAX_MAGNITUDE = 1e12
 _TOKEN = re.compile(
-    r"\s*(?:(?P<num>\d+(?:\.\d+)?)|(?P<cmd>\\[A-Za-z]+)|(?P<op>[-+*/^(){}])|(?P<other>\S))"
+    r"\s*(?:(?P<num>\d+(?:\.\d+)?)|(?P<cmd>\\[A-Za-z]+)|(?P<var>[a-z])|(?P<op>[-+*/^(){}])|(?P<other>\S))"
 )
+# Single-letter variables the evaluator accepts: not e (Euler's number for latex2sympy), i/j (imaginary units).
+_VARIABLES = frozenset("abcdfghklmnpqrstuvwxyz")
+# Values substituted for variables: two assignments of unremarkable irrationals.
+_ENVS = (
+    {v: 0.5772156649015329 + 0.1031 * k for k, v in enumerate(sorted(_VARIABLES))},
+    {v: 1.2020569031595942 + 0.3719 * k for k, v in enumerate(sorted(_VARIABLES))},
+)
+_SENTENCE = re.compile(r"[A-Za-z ,.:;'!?-]*\$([^$]+)\$[A-Za-z ,.:;'!?-]*")
+_INTERVAL = re.compile(r"([\[(])([^,\[\]()]+),([^,\[\]()]+)([\])])")
 _ASSIGN = re.compile(r"^([A-Za-z])\s*=\s*(?!=)")
 _THOUSANDS = re.compile(r"[+-]?\d{1,3}(?:,\d{3})+")
 _DEGREE = re.compile(r"(?:\^\s*\{?\s*\\circ\s*\}?|°)$")
@@ -104,15 +114,18 @@ class _Expr:
     """A recursive-descent evaluator for a small, unambiguous subset of LaTeX numerals.
 
     Grammar: ``expr := [+-] term (('+'|'-') term)*``; ``term := power ((\\cdot|\\times|*|/|\\div)? power)*``
-    where implicit multiplication is allowed only before ``\\sqrt``/``\\pi``;
+    where implicit multiplication is allowed only before ``\\sqrt``/``\\pi``/a variable;
     ``power := atom ['^' (digit | '{' expr '}')]``;
-    ``atom := number | \\frac{expr}{expr} | \\frac DD | \\sqrt{expr} | \\sqrt D | \\pi | (expr) | {expr}``.
-    Mixed numbers (``1\\frac12``), juxtaposed numbers (``2 3``), ``2(3)``, decimals inside expressions
-    (math-verify then compares with sympy's float semantics), ``e``/``i`` and anything else raise
+    ``atom := number | variable | \\frac{expr}{expr} | \\frac DD | \\sqrt{expr} | \\sqrt D | \\pi | (expr) | {expr}``.
+    Variables (single lower-case letters but ``e``, ``i``, ``j``) take the values in ``env``. Mixed numbers
+    (``1\\frac12``), juxtaposed numbers (``2 3``), ``2(3)``, ``x(…)`` (a function call?), ``x2``, decimals
+    inside expressions (math-verify then compares with sympy's float semantics) and anything else raise
     ``_Unsupported``.
     """
 
-    def __init__(self, text: str):
+    def __init__(self, text: str, env: dict[str, float] | None = None):
+        self.env = env or {}
+        self.variables: set[str] = set()
         self.tokens: list[tuple[str, str]] = []
         pos = 0
         while pos < len(text):
@@ -172,8 +185,8 @@ class _Expr:
                 self.take()
                 right = self.power()
                 value = value * right if tok[1] == "*" else _div(value, right)
-            elif tok[0] == "cmd" and tok[1] in ("\\sqrt", "\\pi"):
-                value = value * self.power()
+            elif (tok[0] == "cmd" and tok[1] in ("\\sqrt", "\\pi")) or tok[0] == "var":
+                value = _mul(value, self.power())
             else:
                 break
         return value
@@ -218,6 +231,14 @@ class _Expr:
             if nxt is not None and (nxt[0] == "num" or nxt[1] in ("(", "{") or nxt[1] in _FRAC_CMDS):
                 raise _Unsupported  # "2 3", "2(3)", "1\frac12": math-verify reads these in surprising ways
             return Fraction(value)
+        if kind == "var":
+            nxt = self.peek()
+            if value not in _VARIABLES or value not in self.env:
+                raise _Unsupported
+            if nxt is not None and (nxt[0] in ("num", "var") or nxt[1] in ("(", "{")):
+                raise _Unsupported  # "x2" (a subscript?), "f(x)" (a function?), "ab" (math-verify reads oddly)
+            self.variables.add(value)
+            return self.env[value]
         if kind == "cmd" and value in _FRAC_CMDS:
             if self.peek() == ("op", "{"):
                 num = self.group()
@@ -288,63 +309,148 @@ class Analysis:
     """What the fast paths need to know about one side (gold or answer)."""
 
     key: str  # the text with delimiters and spaces removed (exact fast path)
-    value: Value | None  # numeric value, None when not a simple numeral
-    literal: bool  # a bare number (an atom for math-verify's float rounding)
-    assignment: bool  # written as "x = …"
+    value: Value | None = None  # numeric value (at the first assignment when there are variables)
+    value2: float | None = None  # value at the second assignment (only with variables)
+    variables: frozenset[str] = frozenset()
+    bare_symbol: bool = False  # a lone variable: math-verify compares symbols by name
+    assignment: bool = False  # written as "x = …"
+    interval: tuple[str, Value, Value, str] | None = None  # "[a, b)" with numeric ends
+    decimals: int | None = None  # decimal places when the side is a plain decimal number ("-0.333333": 6)
 
 
 def _strip_spaces(text: str) -> str:
     return re.sub(r"\s+", "", text) if "\\text" not in text and "\\mathrm" not in text else text.strip()
 
 
+_ERRORS = (_Unsupported, ValueError, ZeroDivisionError, OverflowError, ArithmeticError, RecursionError)
+
+
+def _numeric(text: str) -> Value:
+    """The value of a variable-free numeral; raises ``_Unsupported`` (or an arithmetic error) otherwise."""
+    expr = _Expr(text)
+    value = _check(expr.parse())
+    if expr.decimals and not (len(expr.tokens) <= 2 and expr.tokens[-1][0] == "num"):
+        raise _Unsupported  # a decimal inside an expression: sympy's Float semantics decide
+    return value
+
+
+def _interval(text: str) -> tuple[str, Value, Value, str] | None:
+    match = _INTERVAL.fullmatch(text)
+    if match is None:
+        return None
+    left, a, b, right = match.groups()
+    if re.fullmatch(r"\d{3}", b):  # "(1,000)": a thousands separator, not an interval
+        return None
+    try:
+        return (left, _numeric(a.strip()), _numeric(b.strip()), right)
+    except _ERRORS:
+        return None
+
+
 def analyze(text: str) -> Analysis:
     """Analyse one side for the fast paths (never raises)."""
     s = strip_wrappers(text)
+    if len(s) <= _MAX_FAST_CHARS and "$" in s:
+        sentence = _SENTENCE.fullmatch(s)  # "The answer is $12$.": math-verify extracts the one formula
+        if sentence:
+            s = sentence.group(1).strip()
     if s.endswith(".") and not s.endswith("\\."):
         s = s[:-1].rstrip()
     key = _strip_spaces(s)
     if len(s) > _MAX_FAST_CHARS or "%" in s:
-        return Analysis(key, None, False, False)
+        return Analysis(key)
     assignment = False
     match = _ASSIGN.match(s)
     if match:
         assignment = True
         s = s[match.end() :]
     s = _DEGREE.sub("", s).strip()
-    value: Value | None = None
-    literal = False
+    if _THOUSANDS.fullmatch(s):
+        return Analysis(key, Fraction(s.replace(",", "")), assignment=assignment)
+    interval = _interval(s) if not assignment else None
+    if interval is not None:
+        return Analysis(key, interval=interval)
     try:
-        if _THOUSANDS.fullmatch(s):
-            value, literal = Fraction(s.replace(",", "")), True
-        else:
-            expr = _Expr(s)
-            value = _check(expr.parse())
-            literal = len(expr.tokens) <= 2 and expr.tokens[-1][0] == "num"
-            if expr.decimals and not literal:
-                value = None  # a decimal inside an expression: sympy's Float semantics decide
-    except (_Unsupported, ValueError, ZeroDivisionError, OverflowError, ArithmeticError, RecursionError):
-        value = None
-    return Analysis(key, value, literal, assignment)
+        first = _Expr(s, _ENVS[0])
+        value = _check(first.parse())
+        if first.decimals and not (len(first.tokens) <= 2 and first.tokens[-1][0] == "num"):
+            return Analysis(key, assignment=assignment)  # a decimal inside an expression: sympy decides
+        if not first.variables:
+            places = None
+            if len(first.tokens) <= 2 and first.tokens[-1][0] == "num" and "." in first.tokens[-1][1]:
+                places = len(first.tokens[-1][1].split(".")[1])
+            return Analysis(key, value, assignment=assignment, decimals=places)
+        second = _Expr(s, _ENVS[1])
+        value2 = float(_check(second.parse()))
+        bare = len(first.tokens) == 1
+        return Analysis(key, float(value), value2, frozenset(first.variables), bare, assignment)
+    except _ERRORS:
+        return Analysis(key, assignment=assignment)
+
+
+def _close(a: Value, b: Value) -> bool:
+    if isinstance(a, Fraction) and isinstance(b, Fraction):
+        return a == b
+    return abs(float(a) - float(b)) <= 1e-12 * max(1.0, abs(float(a)), abs(float(b)))
+
+
+def _apart(a: Value, b: Value) -> bool:
+    diff = abs(float(a) - float(b))
+    return diff > 1e-5 and diff > 1e-9 * max(abs(float(a)), abs(float(b)))
 
 
 def fast_verdict(gold: Analysis, pred: Analysis) -> bool | None:
     """True/False when the fast paths are sure of math-verify's verdict, ``None`` when it must decide."""
     if gold.key and gold.key == pred.key:
         return True
+    if gold.interval is not None and pred.interval is not None:
+        (gl, ga, gb, gr), (pl, pa, pb, pr) = gold.interval, pred.interval
+        if (gl, gr) != (pl, pr):
+            # different brackets are different sets (or a tuple vs a set) when both are proper intervals
+            return False if float(ga) < float(gb) and float(pa) < float(pb) else None
+        if _close(ga, pa) and _close(gb, pb):
+            return True
+        return False if _apart(ga, pa) or _apart(gb, pb) else None
     if gold.value is None or pred.value is None or (gold.assignment and pred.assignment):
         return None
+    if gold.variables or pred.variables:
+        if gold.bare_symbol or pred.bare_symbol:
+            return None
+        gold2 = gold.value2 if gold.variables else gold.value
+        pred2 = pred.value2 if pred.variables else pred.value
+        if gold2 is None or pred2 is None:
+            return None
+        pairs = ((gold.value, pred.value), (gold2, pred2))
+        if gold.variables == pred.variables and all(
+            abs(float(a) - float(b)) <= 1e-9 * max(1.0, abs(float(a))) for a, b in pairs
+        ):
+            return True
+        if any(abs(float(a) - float(b)) > 1e-6 * max(1.0, abs(float(a)), abs(float(b))) for a, b in pairs):
+            return False
+        return None
     a, b = gold.value, pred.value
-    if isinstance(a, Fraction) and isinstance(b, Fraction):
-        if a == b:
-            return True
-    else:
-        scale = max(1.0, abs(float(a)), abs(float(b)))
-        if abs(float(a) - float(b)) <= 1e-12 * scale:
-            return True
-    diff = abs(float(a) - float(b))
-    if diff > 1e-5 and diff > 1e-9 * max(abs(float(a)), abs(float(b))):
+    if _close(a, b):
+        return True
+    if _apart(a, b):
         return False
-    return None  # within math-verify's rounding: let it decide
+    # Within math-verify's rounding: a decimal (a sympy Float) against an exact fraction compares both
+    # rounded half-even to 6 places (1/3 = 0.333333 = 0.3333333, 1/3 != 0.333334). Else math-verify decides.
+    for exact, side, decimal in ((a, gold, pred), (b, pred, gold)):
+        if (
+            isinstance(exact, Fraction)
+            and exact.denominator != 1
+            and side.decimals is None
+            and decimal.decimals is not None
+            and decimal.decimals >= 4
+            and isinstance(decimal.value, Fraction)
+        ):
+            return _round6(exact) == _round6(decimal.value)
+    return None
+
+
+def _round6(value: Fraction) -> Decimal:
+    exact = Decimal(value.numerator) / Decimal(value.denominator)
+    return exact.quantize(Decimal("0.000001"), rounding=ROUND_HALF_EVEN)
 
 
 # ---------------------------------------------------------------------------------------------------

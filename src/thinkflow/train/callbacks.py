@@ -11,7 +11,8 @@ metric hook) at the trainer's ``global_step``, and adds what TRL does not comput
   ``step_time`` counts only the forward/backward of a GRPO step and is kept as it is).
 
 It writes with an `MlflowClient` to a fixed run id, so it does not depend on which run is "active" in
-the process, and only the main process logs.
+the process; only the main process logs, asynchronously (MLflow's logging thread), flushed at the end
+of training.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from typing import Any
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 _BAD_CHARS = re.compile(r"[^A-Za-z0-9_\-./ ]")
-# Logged once at the end of training by the Trainer; kept under these names.
-_SUMMARY_KEYS = {"train_runtime", "train_samples_per_second", "train_steps_per_second", "train_loss", "total_flos"}
+# The Trainer's end-of-training summary log has this key (no step timing for it).
+_SUMMARY_KEY = "train_loss"
 
 
 def metric_name(key: str) -> str:
@@ -55,12 +56,16 @@ class MLflowMetricsCallback(TrainerCallback):
         self.run_id = run_id
         self.world_size = max(1, world_size)
         self.last: dict[str, float] = {}
-        self._mark: tuple[float, int, int] | None = None  # (time, global_step, tokens seen)
+        self._pending: list[Any] = []
+        self._step_mark: tuple[float, int] | None = None  # (time, global_step) at the previous log
+        self._token_mark: tuple[float, int] | None = None  # (time, tokens seen) when the count last moved
 
     def on_train_begin(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
-        self._mark = (time.perf_counter(), state.global_step, int(state.num_input_tokens_seen or 0))
+        now = time.perf_counter()
+        self._step_mark = (now, state.global_step)
+        self._token_mark = (now, int(state.num_input_tokens_seen or 0))
 
     def on_log(
         self,
@@ -76,19 +81,37 @@ class MLflowMetricsCallback(TrainerCallback):
 
         metrics = numeric_metrics(logs)
         now = time.perf_counter()
-        tokens = int(state.num_input_tokens_seen or 0)
-        if self._mark is not None and not (_SUMMARY_KEYS & logs.keys()):
-            then, step, seen = self._mark
-            elapsed, steps = now - then, state.global_step - step
-            if elapsed > 0 and steps > 0:
-                metrics["step_seconds"] = elapsed / steps
-                if tokens > seen:
-                    metrics["tokens_per_second"] = (tokens - seen) / elapsed
-                    metrics["tokens_per_second_per_device"] = metrics["tokens_per_second"] / self.world_size
-        self._mark = (now, state.global_step, tokens)
+        if _SUMMARY_KEY not in logs:
+            if self._step_mark is not None:
+                then, step = self._step_mark
+                if now > then and state.global_step > step:
+                    metrics["step_seconds"] = (now - then) / (state.global_step - step)
+                    self._step_mark = (now, state.global_step)
+            # GRPO counts a rollout's tokens when it is generated, then trains on them for several steps:
+            # measure between two logs where the count moved.
+            tokens = int(state.num_input_tokens_seen or 0)
+            if self._token_mark is not None and tokens > self._token_mark[1] and now > self._token_mark[0]:
+                rate = (tokens - self._token_mark[1]) / (now - self._token_mark[0])
+                metrics["tokens_per_second"] = rate
+                metrics["tokens_per_second_per_device"] = rate / self.world_size
+                self._token_mark = (now, tokens)
         if not metrics:
             return
         self.last.update(metrics)
         stamp = int(time.time() * 1000)
         batch = [Metric(key=k, value=v, timestamp=stamp, step=state.global_step) for k, v in metrics.items()]
-        self.client.log_batch(self.run_id, metrics=batch, synchronous=True)
+        # queued and written by MLflow's logging thread, so the training step does not wait on the store
+        operation = self.client.log_batch(self.run_id, metrics=batch, synchronous=False)
+        if operation is not None:
+            self._pending.append(operation)
+
+    def on_train_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        self.flush()
+
+    def flush(self) -> None:
+        """Wait until every queued metric is in the tracking store (raises the store's error, if any)."""
+        pending, self._pending = self._pending, []
+        for operation in pending:
+            operation.wait()

@@ -17,6 +17,7 @@ import logging
 import re
 import shutil
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger("thinkflow.train")
 
@@ -83,3 +84,38 @@ def prepare_resume(root: str | Path, *, remove_incomplete: bool = True) -> Path 
     if chosen is not None:
         log.info("resuming from %s (global_step %d)", chosen, chosen_step)
     return chosen
+
+
+class ResumeWeightsMixin:
+    """Restore a checkpoint's weights through ``from_pretrained`` (key conversion included) on resume.
+
+    transformers 5 saves Qwen2(.5)-VL weights in the original checkpoint layout (``visual.*``,
+    ``model.layers.*``) but the Trainer's resume path loads them with a plain ``load_state_dict`` into
+    the model's own layout (``model.visual.*``, ``model.language_model.*``), so *no* weight is restored and
+    training silently continues from the base weights (huggingface/transformers#43701). Mixed into the
+    ThinkFlow trainers before the TRL class; DeepSpeed, FSDP and PEFT checkpoints keep their own loaders.
+    """
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
+        from peft import PeftModel
+
+        trainer: Any = self
+        target = model if model is not None else trainer.model
+        unwrapped = trainer.accelerator.unwrap_model(target)
+        has_weights = any(
+            (Path(resume_from_checkpoint) / name).is_file()
+            for name in ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
+        )
+        if (
+            trainer.is_deepspeed_enabled
+            or trainer.is_fsdp_enabled
+            or isinstance(unwrapped, PeftModel)
+            or not has_weights
+        ):
+            super()._load_from_checkpoint(resume_from_checkpoint, model)  # type: ignore[misc]
+            return
+        dtype = next(unwrapped.parameters()).dtype
+        restored = type(unwrapped).from_pretrained(resume_from_checkpoint, dtype=dtype)
+        unwrapped.load_state_dict(restored.state_dict(), strict=True)
+        del restored
+        log.info("restored the weights of %s", resume_from_checkpoint)

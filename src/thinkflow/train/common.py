@@ -303,7 +303,7 @@ def load_dataset_split(
 
     try:
         dataset = load_split(cfg.data, cfg.split)
-    except FileNotFoundError as exc:
+    except (OSError, ValueError) as exc:  # missing files, bad records (RecordError), unknown split
         raise TrainError(f"data {cfg.data}: {exc}") from None
     if need is not None and need in dataset.column_names:
         dataset = dataset.filter(lambda row: row[need] is not None)

@@ -30,6 +30,8 @@ import torch
 from trl import GRPOTrainer
 from trl.trainer.utils import nanstd, pad, split_pixel_values_by_grid
 
+from thinkflow.train.checkpoints import ResumeWeightsMixin
+
 log = logging.getLogger("thinkflow.train")
 
 # Per-sample tensors aligned with the prompt (left-padded) and their padding values (None: the pad token).
@@ -41,8 +43,11 @@ COMPLETION_PADDING: dict[str, int | None] = {"completion_ids": None, "tool_mask"
 BATCH_SCALARS = ("num_items_in_batch",)
 
 
-class ThinkFlowGRPOTrainer(GRPOTrainer):
-    """`GRPOTrainer` with optional zero-variance group filtering (see the module docstring)."""
+class ThinkFlowGRPOTrainer(ResumeWeightsMixin, GRPOTrainer):
+    """`GRPOTrainer` with optional zero-variance group filtering (see the module docstring).
+
+    It also restores checkpoint weights correctly on resume (see `ResumeWeightsMixin`).
+    """
 
     def __init__(self, *args: Any, dynamic_sampling: bool = False, dynamic_sampling_max_rounds: int = 4, **kwargs: Any):
         super().__init__(*args, **kwargs)

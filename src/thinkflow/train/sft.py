@@ -63,13 +63,13 @@ def trl_args(cfg: SFTConfig, output_dir: Path) -> Any:
 
 def build_trainer(cfg: SFTConfig, model_dir: Path, checkpoint_root: Path, callbacks: list[Any]) -> Prepared:
     """An `SFTTrainer` for ``cfg`` on the model at ``model_dir``, checkpointing under ``checkpoint_root``."""
-    from trl import SFTTrainer
+    from thinkflow.train.trainers import ThinkFlowSFTTrainer
 
     args = trl_args(cfg, checkpoint_root)  # before the model: DeepSpeed ZeRO-3 must see its config first
     processor = load_processor(model_dir, cfg, padding_side="right")
     model = load_model(model_dir, cfg)
     dataset = load_dataset_split(cfg, SFT_COLUMNS, need="completion")
-    trainer = SFTTrainer(
+    trainer = ThinkFlowSFTTrainer(
         model=model,
         args=args,
         train_dataset=dataset,

@@ -1,0 +1,130 @@
+"""The evaluation stage end to end on CPU: benchmarks + a built dataset, the tiny model, a local MLflow store."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import eval_fixtures as fx  # noqa: E402
+
+from thinkflow.cli import app  # noqa: E402
+from thinkflow.config import load_config  # noqa: E402
+from thinkflow.evaluate import EvalConfig, run  # noqa: E402
+from thinkflow.evaluate.metrics import summarize  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def db_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return fx.mlflow_db_template(tmp_path_factory.mktemp("mlflow-template"))
+
+
+@pytest.fixture
+def mlflow_local(db_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    return fx.use_mlflow_db(db_template, tmp_path, monkeypatch)
+
+
+@pytest.fixture(scope="module")
+def synthetic_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from thinkflow.data.synthetic import generate
+
+    out = tmp_path_factory.mktemp("synth") / "data"
+    generate(str(out), 30, seed=1, eval_fraction=0.2)
+    return out
+
+
+def test_config_forms() -> None:
+    cfg = EvalConfig(data=["mathvista=/b/mv", {"name": "wemath", "path": "/b/wm", "limit": 3}], limit=5)
+    assert [(b.name, b.path, b.limit) for b in cfg.benchmarks()] == [("mathvista", "/b/mv", 5), ("wemath", "/b/wm", 3)]
+    assert EvalConfig(data="/d").benchmarks()[0].name == "dataset"
+    with pytest.raises(ValueError, match="expected NAME=PATH"):
+        EvalConfig(data=["mathvista"])
+    with pytest.raises(ValueError, match="unknown benchmark 'mmmu'"):
+        EvalConfig(data=["mmmu=/x"])
+    tiny = load_config(EvalConfig, "tiny-eval", ["max_new_tokens=4"])
+    assert tiny.max_new_tokens == 4 and tiny.rewards.scorer == "logprob" and tiny.split == "eval"
+    paper = load_config(EvalConfig, "paper-eval")
+    assert [b.name for b in paper.benchmarks()] == ["mathvista", "mathvision", "mathverse", "dynamath", "wemath",
+                                                    "logicvista"]
+    assert EvalConfig().max_new_tokens == 800 and EvalConfig().temperature == 0.0  # the paper's settings
+
+
+def test_run_on_benchmarks(tiny_model: Path, tmp_path: Path, mlflow_local: str) -> None:
+    import mlflow
+
+    paths = {name: fx.WRITERS[name](tmp_path / name) for name in ("mathvista", "dynamath", "wemath", "logicvista")}
+    cfg = EvalConfig(model=str(tiny_model), data=[f"{n}={p}" for n, p in paths.items()],
+                     output_dir=str(tmp_path / "eval"), max_new_tokens=8, batch_size=4, progress=False)
+    result = run(cfg)
+    out = tmp_path / "eval"
+    for name in ("metrics.json", "predictions.jsonl", "report.md", "report.html", "benchmarks.png", "aha.png"):
+        assert (out / name).is_file(), name
+    metrics = json.loads((out / "metrics.json").read_text())
+    preds = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert len(preds) == 3 + 6 + 7 + 2 and {p["benchmark"] for p in preds} == set(paths)
+    assert all(0 < p["length_tokens"] <= 8 and p["completion"] is not None for p in preds)
+    # metrics.json is exactly the aggregation of predictions.jsonl
+    again = summarize(preds, {"mathvista": "accuracy", "dynamath": "worst_case", "wemath": "wemath_strict",
+                              "logicvista": "accuracy"}, cfg.aha_keywords)
+    assert metrics["benchmarks"] == json.loads(json.dumps(again["benchmarks"]))
+    assert metrics["benchmarks"]["dynamath"]["n_groups"] == 2 and metrics["benchmarks"]["wemath"]["wemath"][
+        "n_problems"] == 2
+    assert len(metrics["eval_set_hash"]) == 64 and metrics["backend"] == "hf"
+    assert result.output == str(out) and result.metrics["overall.n"] == 18
+    assert set(result.metrics) >= {"overall.mean_score", "mathvista.score", "dynamath.score", "wemath.score"}
+    run_data = mlflow.get_run(result.mlflow_run_id).data
+    assert run_data.tags["thinkflow.stage"] == "evaluate" and run_data.tags["thinkflow.eval_set_hash"] == metrics[
+        "eval_set_hash"]
+    assert run_data.metrics["wemath.wemath.n_problems"] == 2.0
+    logged = {f.path for f in mlflow.artifacts.list_artifacts(run_id=result.mlflow_run_id, artifact_path="eval")}
+    assert {"eval/metrics.json", "eval/report.html", "eval/report.md"} <= logged
+    # same questions and settings -> same eval set hash; another protocol -> another hash
+    again_cfg = cfg.model_copy(update={"output_dir": str(tmp_path / "eval2")})
+    assert json.loads(Path(run(again_cfg).artifacts["metrics"]).read_text())["eval_set_hash"] == metrics[
+        "eval_set_hash"]
+
+
+def test_cli_evaluate_built_dataset_with_open_records(tiny_model: Path, synthetic_data: Path, tmp_path: Path,
+                                                      mlflow_local: str) -> None:
+    (tmp_path / "eval.yaml").write_text(
+        f"model: {tiny_model}\ndata: {synthetic_data}\noutput_dir: {tmp_path / 'out'}\nmax_new_tokens: 6\n"
+        f"rewards:\n  scorer: logprob\n  scorer_model: {tiny_model}\nprogress: false\n"
+    )
+    baseline = tmp_path / "base"
+    baseline.mkdir()
+    result = CliRunner().invoke(app, ["evaluate", "--config", str(tmp_path / "eval.yaml")])
+    assert result.exit_code == 0, result.output
+    assert "evaluate done" in result.output
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    from thinkflow.data import load_split
+
+    assert set(metrics["benchmarks"]) == {"dataset"}
+    assert metrics["benchmarks"]["dataset"]["n"] == len(load_split(str(synthetic_data), "eval"))
+    assert "open" in metrics["per_verifier"]
+    # the first evaluation is the baseline of the next one
+    (baseline / "metrics.json").write_text((tmp_path / "out" / "metrics.json").read_text())
+    result = CliRunner().invoke(app, ["evaluate", "--config", str(tmp_path / "eval.yaml"), "--set",
+                                      f"baseline={baseline}", "--set", f"output_dir={tmp_path / 'out2'}"])
+    assert result.exit_code == 0, result.output
+    assert "| dataset |" in (tmp_path / "out2" / "report.md").read_text()
+    assert "- **baseline**:" in (tmp_path / "out2" / "report.md").read_text()
+
+
+def test_open_records_without_a_reward_model_fail_early(tiny_model: Path, synthetic_data: Path,
+                                                        tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["evaluate", "--set", f"model={tiny_model}", "--set", f"data={synthetic_data}",
+                                      "--set", f"output_dir={tmp_path / 'o'}"])
+    assert result.exit_code == 1
+    output = " ".join(result.output.split())
+    assert "'open' records but no reward model is configured" in output and "rewards.scorer" in output
+    assert not (tmp_path / "o").exists()
+
+
+def test_cli_config_errors_name_the_key() -> None:
+    result = CliRunner().invoke(app, ["evaluate", "--set", "max_new_token=3"])
+    assert result.exit_code == 2 and "max_new_token" in result.output
