@@ -260,7 +260,7 @@ def main() -> None:
         steps_per_generation=steps_per_generation,
         num_generations=args.num_generations,
         max_completion_length=args.completion_length,
-        generation_kwargs={"min_new_tokens": args.completion_length} if not args.vllm else {"min_tokens": args.completion_length},
+        generation_kwargs={("min_tokens" if args.vllm else "min_new_tokens"): args.completion_length},
         temperature=0.8,
         beta=args.beta,
         learning_rate=1e-6,

@@ -258,8 +258,9 @@ def _contender(name: str, items: list[Item], batch: int, workers: int, queue: An
     else:
         verdicts, stats = _run_ours(items, batch, workers)
     wall = time.perf_counter() - wall0
-    cpu = time.process_time() - cpu0 + _children_cpu() - child0
-    queue.put((name, verdicts, wall, cpu, stats))
+    own, workers_cpu = time.process_time() - cpu0, _children_cpu() - child0
+    stats = {**stats, "cpu_ms_own": round(1000 * own), "cpu_ms_workers": round(1000 * workers_cpu)}
+    queue.put((name, verdicts, wall, own + workers_cpu, stats))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -275,7 +276,10 @@ def explain_vs_raw(it: Item, ours: float, raw: float) -> str:
 
 
 def explain_vs_trl(it: Item, ours: float, trl: float | None) -> str:
+    from math_verify import parse
+
     from thinkflow.rewards import extract_answer
+    from thinkflow.rewards.math import prepare
 
     answer = extract_answer(it.completion)
     if trl is None:
@@ -287,6 +291,8 @@ def explain_vs_trl(it: Item, ours: float, trl: float | None) -> str:
     if ours > trl:
         if not any(d in answer for d in ("$", "\\boxed")):
             return "TRL extracts only \\boxed{} or $…$ (try_extract_without_anchor=False); the answer is bare"
+        if str(parse(it.solution)) != str(parse(prepare(it.solution))):
+            return "TRL parses the gold as written: bare LaTeX is misread without $…$ (e.g. 5\\sqrt{3} as 5)"
         return "TRL's units=True normalization or first-match extraction misreads the answer"
     return "UNEXPLAINED"
 

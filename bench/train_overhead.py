@@ -62,19 +62,24 @@ def thinkflow_side(cfg: Any) -> tuple[list[float], float]:
 
 
 def plain_side(cfg: Any, workdir: Path) -> tuple[list[float], float]:
-    import thinkflow  # noqa: F401 - the tiny model's image-only processor
+    from transformers import AutoModelForImageTextToText
     from trl import GRPOTrainer
 
+    import thinkflow  # noqa: F401 - the tiny model's image-only processor
     from thinkflow.data import load_split
     from thinkflow.train.grpo import batch_plan, trl_args
 
     timer = StepTimer()
     start = time.perf_counter()
-    plan = batch_plan(cfg.rollout_batch_size, cfg.train_batch_size, cfg.num_generations, cfg.per_device_train_batch_size, 1)
+    plan = batch_plan(
+        cfg.rollout_batch_size, cfg.train_batch_size, cfg.num_generations, cfg.per_device_train_batch_size, 1
+    )
     args = trl_args(cfg, workdir, plan)
     dataset = load_split(cfg.data, "rl").select_columns(["prompt", "image", "solution", "verifier_type"])
+    model = AutoModelForImageTextToText.from_pretrained(cfg.model)
+    model.model.visual.requires_grad_(False)  # same setting as the stage: vision tower frozen
     trainer = GRPOTrainer(
-        model=cfg.model, reward_funcs=[digit_fraction], args=args, train_dataset=dataset, callbacks=[timer]
+        model=model, reward_funcs=[digit_fraction], args=args, train_dataset=dataset, callbacks=[timer]
     )
     trainer.train()
     trainer.save_model(str(workdir / "final"))
@@ -113,7 +118,7 @@ def main() -> None:
                 "logging_steps=1",
             ],
         )
-        for side in (("thinkflow", "plain") if i % 2 == 0 else ("plain", "thinkflow")):
+        for side in ("thinkflow", "plain") if i % 2 == 0 else ("plain", "thinkflow"):
             if side == "thinkflow":
                 times, total = thinkflow_side(cfg)
             else:
@@ -123,8 +128,8 @@ def main() -> None:
     tf, plain = statistics.median(results["thinkflow"]), statistics.median(results["plain"])
     print(f"steps measured per side: {len(results['thinkflow'])} / {len(results['plain'])}")
     print(f"median step  thinkflow {tf * 1000:8.1f} ms   plain TRL {plain * 1000:8.1f} ms   ratio {tf / plain:.3f}")
-    tf_total, plain_total = statistics.median(totals["thinkflow"]), statistics.median(totals["plain"])
-    print(f"median run   thinkflow {tf_total:8.2f} s    plain TRL {plain_total:8.2f} s    ratio {tf_total / plain_total:.3f}")
+    tf_run, plain_run = statistics.median(totals["thinkflow"]), statistics.median(totals["plain"])
+    print(f"median run   thinkflow {tf_run:8.2f} s    plain TRL {plain_run:8.2f} s    ratio {tf_run / plain_run:.3f}")
 
 
 if __name__ == "__main__":

@@ -83,20 +83,22 @@ def write_mathvista(root: Path, layout: str = "parquet") -> Path:
             "query": "Hint: answer with one decimal.\nQuestion: What is the ratio?",
         },
     ]
-    features = Features({
-        "pid": Value("string"),
-        "question": Value("string"),
-        "image": Value("string"),
-        "decoded_image": Image(),
-        "choices": List(Value("string")),
-        "unit": Value("string"),
-        "precision": Value("float64"),
-        "answer": Value("string"),
-        "question_type": Value("string"),
-        "answer_type": Value("string"),
-        "metadata": {"category": Value("string"), "task": Value("string")},
-        "query": Value("string"),
-    })
+    features = Features(
+        {
+            "pid": Value("string"),
+            "question": Value("string"),
+            "image": Value("string"),
+            "decoded_image": Image(),
+            "choices": List(Value("string")),
+            "unit": Value("string"),
+            "precision": Value("float64"),
+            "answer": Value("string"),
+            "question_type": Value("string"),
+            "answer_type": Value("string"),
+            "metadata": {"category": Value("string"), "task": Value("string")},
+            "query": Value("string"),
+        }
+    )
     return _save(rows, features, root, "testmini", layout)
 
 
@@ -104,16 +106,42 @@ def write_mathvision(root: Path, layout: str = "parquet") -> Path:
     from datasets import Features, Image, List, Value
 
     rows = [
-        {"id": "1", "question": "<image1> Which colour?", "options": ["red", "green", "blue"], "image": "images/1.jpg",
-         "decoded_image": picture(0), "answer": "A", "solution": None, "level": 1, "subject": "counting"},
-        {"id": "2", "question": "<image1> How many circles?", "options": [], "image": "images/2.jpg",
-         "decoded_image": picture(2), "answer": "3", "solution": None, "level": 2, "subject": "counting"},
+        {
+            "id": "1",
+            "question": "<image1> Which colour?",
+            "options": ["red", "green", "blue"],
+            "image": "images/1.jpg",
+            "decoded_image": picture(0),
+            "answer": "A",
+            "solution": None,
+            "level": 1,
+            "subject": "counting",
+        },
+        {
+            "id": "2",
+            "question": "<image1> How many circles?",
+            "options": [],
+            "image": "images/2.jpg",
+            "decoded_image": picture(2),
+            "answer": "3",
+            "solution": None,
+            "level": 2,
+            "subject": "counting",
+        },
     ]
-    features = Features({
-        "id": Value("string"), "question": Value("string"), "options": List(Value("string")), "image": Value("string"),
-        "decoded_image": Image(), "answer": Value("string"), "solution": Value("string"), "level": Value("int64"),
-        "subject": Value("string"),
-    })
+    features = Features(
+        {
+            "id": Value("string"),
+            "question": Value("string"),
+            "options": List(Value("string")),
+            "image": Value("string"),
+            "decoded_image": Image(),
+            "answer": Value("string"),
+            "solution": Value("string"),
+            "level": Value("int64"),
+            "subject": Value("string"),
+        }
+    )
     return _save(rows, features, root, "test", layout)
 
 
@@ -124,26 +152,41 @@ def write_mathverse(root: Path, layout: str = "parquet") -> Path:
     versions = ["Text Dominant", "Vision Only", "Vision Only", "Text Lite"]
     for i, version in enumerate(versions):
         mc = i % 2 == 1
-        rows.append({
-            "sample_index": str(i + 1),
-            "problem_index": str(i // 2 + 1),
-            "problem_version": version,
-            "question": "" if version == "Vision Only" else "Find the angle.",
-            "image": picture(i),
-            "answer": "B" if mc else "60",
-            "question_type": "multi-choice" if mc else "free-form",
-            "metadata": {"split": "testmini", "source": "GeoQA", "subject": "Plane Geometry", "subfield": "Angle"},
-            "query_wo": "According to the question shown in the image, please directly answer the question.",
-            "query_cot": "According to the question shown in the image, please first conduct reasoning.",
-            "question_for_eval": "Find the angle.",
-        })
-    features = Features({
-        "sample_index": Value("string"), "problem_index": Value("string"), "problem_version": Value("string"),
-        "question": Value("string"), "image": Image(), "answer": Value("string"), "question_type": Value("string"),
-        "metadata": {"split": Value("string"), "source": Value("string"), "subject": Value("string"),
-                     "subfield": Value("string")},
-        "query_wo": Value("string"), "query_cot": Value("string"), "question_for_eval": Value("string"),
-    })
+        rows.append(
+            {
+                "sample_index": str(i + 1),
+                "problem_index": str(i // 2 + 1),
+                "problem_version": version,
+                "question": "" if version == "Vision Only" else "Find the angle.",
+                "image": picture(i),
+                "answer": "B" if mc else "60",
+                "question_type": "multi-choice" if mc else "free-form",
+                "metadata": {"split": "testmini", "source": "GeoQA", "subject": "Plane Geometry", "subfield": "Angle"},
+                "query_wo": "According to the question shown in the image, please directly answer the question.",
+                "query_cot": "According to the question shown in the image, please first conduct reasoning.",
+                "question_for_eval": "Find the angle.",
+            }
+        )
+    features = Features(
+        {
+            "sample_index": Value("string"),
+            "problem_index": Value("string"),
+            "problem_version": Value("string"),
+            "question": Value("string"),
+            "image": Image(),
+            "answer": Value("string"),
+            "question_type": Value("string"),
+            "metadata": {
+                "split": Value("string"),
+                "source": Value("string"),
+                "subject": Value("string"),
+                "subfield": Value("string"),
+            },
+            "query_wo": Value("string"),
+            "query_cot": Value("string"),
+            "question_for_eval": Value("string"),
+        }
+    )
     return _save(rows, features, root, "testmini", layout)
 
 
@@ -151,24 +194,33 @@ def write_dynamath(root: Path, layout: str = "disk", variants: int = 3, seeds: i
     import datasets
     from datasets import Features, Image, Value
 
-    features = Features({
-        "id": Value("string"), "question": Value("string"), "decoded_image": Image(), "ground_truth": Value("string"),
-        "answer_type": Value("string"), "subject": Value("string"), "knowledge_level": Value("string"),
-    })
+    features = Features(
+        {
+            "id": Value("string"),
+            "question": Value("string"),
+            "decoded_image": Image(),
+            "ground_truth": Value("string"),
+            "answer_type": Value("string"),
+            "subject": Value("string"),
+            "knowledge_level": Value("string"),
+        }
+    )
     splits = {}
     for v in range(1, variants + 1):
         rows = []
         for q in range(1, seeds + 1):
             mc = q % 2 == 0
-            rows.append({
-                "id": str(q),
-                "question": f"Seed {q} variant {v}: how many circles?" + ("\nA: 1\nB: 2" if mc else ""),
-                "decoded_image": picture(q + v),
-                "ground_truth": "B" if mc else str((q + v) % 4 + 1),
-                "answer_type": "multiple choice" if mc else "float",
-                "subject": "arithmetic",
-                "knowledge_level": "elementary school",
-            })
+            rows.append(
+                {
+                    "id": str(q),
+                    "question": f"Seed {q} variant {v}: how many circles?" + ("\nA: 1\nB: 2" if mc else ""),
+                    "decoded_image": picture(q + v),
+                    "ground_truth": "B" if mc else str((q + v) % 4 + 1),
+                    "answer_type": "multiple choice" if mc else "float",
+                    "subject": "arithmetic",
+                    "knowledge_level": "elementary school",
+                }
+            )
         splits[f"sample_variant{v}"] = datasets.Dataset.from_list(rows, features=features)
     if layout == "disk":
         datasets.DatasetDict(splits).save_to_disk(str(root))
@@ -186,23 +238,34 @@ def write_wemath(root: Path, layout: str = "parquet") -> Path:
     for pid, steps in (("1", 2), ("2", 3)):
         keys = [f"{steps}steps_{i}" for i in range(1, steps + 1)] + [f"{steps}steps_multi"]
         for j, key in enumerate(keys):
-            rows.append({
-                "ID": pid,
-                "split": "testmini",
-                "knowledge concept": "Angles",
-                "question": f"Problem {pid} part {key}: which angle?",
-                "option": "A. 30°;B. 45°;C. 60°;D. 90°",
-                "answer": "ABCD"[j % 4],
-                "image_path": picture(j),
-                "key": key,
-                "question number": j + 1,
-                "knowledge concept description": "Angles of triangles",
-            })
-    features = Features({
-        "ID": Value("string"), "split": Value("string"), "knowledge concept": Value("string"),
-        "question": Value("string"), "option": Value("string"), "answer": Value("string"), "image_path": Image(),
-        "key": Value("string"), "question number": Value("int64"), "knowledge concept description": Value("string"),
-    })
+            rows.append(
+                {
+                    "ID": pid,
+                    "split": "testmini",
+                    "knowledge concept": "Angles",
+                    "question": f"Problem {pid} part {key}: which angle?",
+                    "option": "A. 30°;B. 45°;C. 60°;D. 90°",
+                    "answer": "ABCD"[j % 4],
+                    "image_path": picture(j),
+                    "key": key,
+                    "question number": j + 1,
+                    "knowledge concept description": "Angles of triangles",
+                }
+            )
+    features = Features(
+        {
+            "ID": Value("string"),
+            "split": Value("string"),
+            "knowledge concept": Value("string"),
+            "question": Value("string"),
+            "option": Value("string"),
+            "answer": Value("string"),
+            "image_path": Image(),
+            "key": Value("string"),
+            "question number": Value("int64"),
+            "knowledge concept description": Value("string"),
+        }
+    )
     return _save(rows, features, root, "testmini", layout)
 
 
@@ -210,15 +273,33 @@ def write_logicvista(root: Path, layout: str = "parquet") -> Path:
     from datasets import Features, Image, Value
 
     rows = [
-        {"index": "0", "question": "Which figure comes next?\nA. 1\nB. 2\nC. 3\nD. 4", "answer": "C",
-         "image": picture(0), "skill": "inductive", "reasoning": "spatial"},
-        {"index": "1", "question": "Which two are equal?\nA. x\nB. y\nC. z\nD. w", "answer": "A, C",
-         "image": picture(1), "skill": "deductive", "reasoning": "numerical"},
+        {
+            "index": "0",
+            "question": "Which figure comes next?\nA. 1\nB. 2\nC. 3\nD. 4",
+            "answer": "C",
+            "image": picture(0),
+            "skill": "inductive",
+            "reasoning": "spatial",
+        },
+        {
+            "index": "1",
+            "question": "Which two are equal?\nA. x\nB. y\nC. z\nD. w",
+            "answer": "A, C",
+            "image": picture(1),
+            "skill": "deductive",
+            "reasoning": "numerical",
+        },
     ]
-    features = Features({
-        "index": Value("string"), "question": Value("string"), "answer": Value("string"), "image": Image(),
-        "skill": Value("string"), "reasoning": Value("string"),
-    })
+    features = Features(
+        {
+            "index": Value("string"),
+            "question": Value("string"),
+            "answer": Value("string"),
+            "image": Image(),
+            "skill": Value("string"),
+            "reasoning": Value("string"),
+        }
+    )
     return _save(rows, features, root, "test", layout)
 
 
@@ -256,7 +337,12 @@ def use_mlflow_db(template: Path, tmp_path: Path, monkeypatch: Any) -> str:
     monkeypatch.chdir(tmp_path)
     uri = f"sqlite:///{db}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    for name in ("THINKFLOW_PARENT_RUN_ID", "MLFLOW_PARENT_RUN_ID", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_NAME",
-                 "MLFLOW_REGISTRY_URI"):
+    for name in (
+        "THINKFLOW_PARENT_RUN_ID",
+        "MLFLOW_PARENT_RUN_ID",
+        "MLFLOW_RUN_ID",
+        "MLFLOW_EXPERIMENT_NAME",
+        "MLFLOW_REGISTRY_URI",
+    ):
         monkeypatch.delenv(name, raising=False)
     return uri

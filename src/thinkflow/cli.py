@@ -98,6 +98,9 @@ def build_command(config: ConfigOpt = None, sets: SetOpt = None, print_config: P
     _run_build(resolve_config(BuildConfig, config, sets, print_config))
 
 
+data_app.command("build", help="Same as `thinkflow build`.")(build_command)
+
+
 @data_app.command("import-vlaa")
 def data_import_vlaa(
     json_files: Annotated[

@@ -258,12 +258,12 @@ def test_deleted_job_fails(kube: KubeAPI, tmp_path: Path) -> None:
 def test_create_errors_are_clear(kube: KubeAPI, tmp_path: Path) -> None:
     body = render_trainjob("grpo", _cfg(tmp_path, "grpo-twice"))
     create_trainjob(body)
-    with pytest.raises(LaunchError, match="409 .*already exists"):
+    with pytest.raises(LaunchError, match=r"409 .*already exists"):
         create_trainjob(body)
     broken = json.loads(json.dumps(body))
     broken["metadata"]["name"] = "grpo-broken"
     broken["spec"]["trainer"]["numNodes"] = "two"
-    with pytest.raises(LaunchError, match="422 .*TrainJob is invalid"):
+    with pytest.raises(LaunchError, match=r"422 .*TrainJob is invalid"):
         create_trainjob(broken)
 
 

@@ -9,9 +9,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import eval_fixtures as fx  # noqa: E402
-
-from thinkflow.evaluate.benchmarks import (  # noqa: E402
+import eval_fixtures as fx
+from thinkflow.evaluate.benchmarks import (
     ADAPTERS,
     PAPER_BENCHMARKS,
     BenchmarkError,
@@ -113,14 +112,22 @@ def test_relative_image_paths_resolve_against_the_copy(tmp_path: Path) -> None:
     fx.picture(3).save(tmp_path / "x.png")
     im = load_image("x.png", tmp_path, where="t")
     assert im.size == (56, 56)
-    with pytest.raises(BenchmarkError, match="cannot read image 'missing.png'"):
+    with pytest.raises(BenchmarkError, match=r"cannot read image 'missing\.png'"):
         load_image("missing.png", tmp_path, where="t")
 
 
 @pytest.mark.parametrize(
     ("answer", "choices", "want"),
-    [("B", None, "B"), ("(b)", None, "B"), ("A, C", None, "A, C"), ("C and A", None, "A, C"), ("AB", None, "A, B"),
-     ("circle", ["square", "circle"], "B"), ("Band", None, "Band"), ("12", None, "12")],
+    [
+        ("B", None, "B"),
+        ("(b)", None, "B"),
+        ("A, C", None, "A, C"),
+        ("C and A", None, "A, C"),
+        ("AB", None, "A, B"),
+        ("circle", ["square", "circle"], "B"),
+        ("Band", None, "Band"),
+        ("12", None, "12"),
+    ],
 )
 def test_mcq_letters(answer: str, choices: list[str] | None, want: str) -> None:
     assert mcq_letters(answer, choices) == want

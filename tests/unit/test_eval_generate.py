@@ -14,14 +14,16 @@ from thinkflow.records import SYSTEM_PROMPT
 def test_generate_answers_hf_with_token_counts(tiny_model: Path, capsys: pytest.CaptureFixture[str]) -> None:
     images = [Image.new("RGB", (56, 56), c) for c in ("red", "blue", "green")]
     questions = ["Colour?", "How many circles are there?", "Which shape?"]
-    texts, lengths, backend = generate_answers(str(tiny_model), images, questions, backend="hf", max_new_tokens=6,
-                                               batch_size=2, progress=True)
+    texts, lengths, backend = generate_answers(
+        str(tiny_model), images, questions, backend="hf", max_new_tokens=6, batch_size=2, progress=True
+    )
     assert backend == "hf" and len(texts) == 3 and all(isinstance(t, str) for t in texts)
     assert all(0 < n <= 6 for n in lengths)
     assert "3/3" in capsys.readouterr().err  # the progress bar counted every sample
     # greedy and batched: the same answers one by one
-    again, _, _ = generate_answers(str(tiny_model), images[:1], questions[:1], backend="hf", max_new_tokens=6,
-                                   progress=False)
+    again, _, _ = generate_answers(
+        str(tiny_model), images[:1], questions[:1], backend="hf", max_new_tokens=6, progress=False
+    )
     assert again[0] == texts[0]
 
 

@@ -9,21 +9,45 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from thinkflow.evaluate.report import load_baseline, training_curves, write_report
+from thinkflow.evaluate.report import load_baseline, write_report
 
 
 def _summary(score: float) -> dict[str, Any]:
     return {
         "benchmarks": {
-            "mathvista": {"score": score, "score_kind": "accuracy", "accuracy": score, "format_rate": 0.9,
-                          "mean_length": 120.0, "n": 10},
-            "wemath": {"score": score / 2, "score_kind": "wemath_strict", "accuracy": score, "format_rate": 0.8,
-                       "mean_length": 140.0, "n": 7,
-                       "wemath": {"n_problems": 2, "strict": score / 2, "loose": score, "IK": 1, "IG": 0,
-                                  "CM_strict": 1, "RM_strict": 0}},
+            "mathvista": {
+                "score": score,
+                "score_kind": "accuracy",
+                "accuracy": score,
+                "format_rate": 0.9,
+                "mean_length": 120.0,
+                "n": 10,
+            },
+            "wemath": {
+                "score": score / 2,
+                "score_kind": "wemath_strict",
+                "accuracy": score,
+                "format_rate": 0.8,
+                "mean_length": 140.0,
+                "n": 7,
+                "wemath": {
+                    "n_problems": 2,
+                    "strict": score / 2,
+                    "loose": score,
+                    "IK": 1,
+                    "IG": 0,
+                    "CM_strict": 1,
+                    "RM_strict": 0,
+                },
+            },
         },
-        "overall": {"mean_score": 0.75 * score, "accuracy": score, "format_rate": 0.85, "mean_length": 130.0,
-                    "n": 17.0},
+        "overall": {
+            "mean_score": 0.75 * score,
+            "accuracy": score,
+            "format_rate": 0.85,
+            "mean_length": 130.0,
+            "n": 17.0,
+        },
         "per_verifier": {"mcq": {"accuracy": score, "n": 17.0}},
         "aha": {"count.wait": 3.0, "count.hmm": 1.0, "total": 4.0, "responses_with_cue": 2.0, "rate": 2 / 17},
     }
@@ -32,8 +56,9 @@ def _summary(score: float) -> dict[str, Any]:
 def test_report_files_tables_and_embedded_plots(tmp_path: Path) -> None:
     baseline = ("base", _summary(0.4))
     curves = {"reward": [(1, 0.1), (2, 0.3), (3, 0.5)], "completions/mean_length": [(1, 50.0), (2, 80.0), (3, 90.0)]}
-    paths = write_report(_summary(0.6), tmp_path, model="m", baseline=baseline, curves=curves,
-                         facts=[("eval set", "abc")])
+    paths = write_report(
+        _summary(0.6), tmp_path, model="m", baseline=baseline, curves=curves, facts=[("eval set", "abc")]
+    )
     for name in ("report_md", "report_html", "benchmarks", "aha", "training_curves"):
         assert paths[name].is_file(), name
     for png in ("benchmarks.png", "aha.png", "training_curves.png"):
@@ -65,17 +90,3 @@ def test_load_baseline_from_metrics_json(tmp_path: Path) -> None:
         load_baseline(str(tmp_path / "bad.json"))
     with pytest.raises(ValueError, match="cannot read"):
         load_baseline(str(tmp_path / "absent"))
-
-
-def test_training_curves_from_an_mlflow_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import mlflow
-
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    with mlflow.start_run() as run:
-        for step in range(3):
-            mlflow.log_metrics({"reward": 0.1 * step, "reward_std": 0.5, "completions/mean_length": 40.0 + step,
-                                "loss": 1.0}, step=step)
-    curves = training_curves(run.info.run_id)
-    assert set(curves) == {"reward", "completions/mean_length"}
-    assert curves["reward"] == [(0, 0.0), (1, 0.1), (2, 0.2)]

@@ -65,8 +65,9 @@ def test_aha_counts_whole_words_case_insensitive() -> None:
     assert set(counts) == set(AHA_KEYWORDS)
 
 
-def _pred(bench: str, correct: bool, group: str | None = None, key: str | None = None, vt: str = "mcq",
-          aha: int = 0) -> dict[str, Any]:
+def _pred(
+    bench: str, correct: bool, group: str | None = None, key: str | None = None, vt: str = "mcq", aha: int = 0
+) -> dict[str, Any]:
     return {
         "benchmark": bench,
         "group": group,
@@ -82,8 +83,12 @@ def _pred(bench: str, correct: bool, group: str | None = None, key: str | None =
 
 
 def test_worst_case_needs_every_variant() -> None:
-    preds = [_pred("dynamath", True, "1"), _pred("dynamath", True, "1"), _pred("dynamath", True, "2"),
-             _pred("dynamath", False, "2")]
+    preds = [
+        _pred("dynamath", True, "1"),
+        _pred("dynamath", True, "1"),
+        _pred("dynamath", True, "2"),
+        _pred("dynamath", False, "2"),
+    ]
     out = worst_case(preds)
     assert out["worst_case"] == 0.5 and out["average_case"] == 0.75 and out["n_groups"] == 2
 
@@ -95,8 +100,10 @@ def test_wemath_four_dimensions_and_strict_score() -> None:
     # problem 2: all subs right, composite wrong -> IG
     rows += [_pred("wemath", c, "2", k) for k, c in (("2steps_1", True), ("2steps_2", True), ("2steps_multi", False))]
     # problem 3 (3 steps): one sub wrong, composite right -> RM (strict), CM (loose)
-    rows += [_pred("wemath", c, "3", k) for k, c in (("3steps_1", True), ("3steps_2", False), ("3steps_3", True),
-                                                     ("3steps_multi", True))]
+    rows += [
+        _pred("wemath", c, "3", k)
+        for k, c in (("3steps_1", True), ("3steps_2", False), ("3steps_3", True), ("3steps_multi", True))
+    ]
     # problem 4: a sub wrong, composite wrong -> IK
     rows += [_pred("wemath", c, "4", k) for k, c in (("2steps_1", False), ("2steps_2", True), ("2steps_multi", False))]
     out = wemath_scores(rows)
@@ -107,8 +114,12 @@ def test_wemath_four_dimensions_and_strict_score() -> None:
 
 
 def test_summarize_headline_scores_and_flat_keys() -> None:
-    preds = [_pred("mathvista", True, aha=2), _pred("mathvista", False, vt="math"),
-             _pred("dynamath", True, "1"), _pred("dynamath", False, "1")]
+    preds = [
+        _pred("mathvista", True, aha=2),
+        _pred("mathvista", False, vt="math"),
+        _pred("dynamath", True, "1"),
+        _pred("dynamath", False, "1"),
+    ]
     summary = summarize(preds, {"mathvista": "accuracy", "dynamath": "worst_case"}, ["wait"])
     assert summary["benchmarks"]["mathvista"]["score"] == 0.5
     assert summary["benchmarks"]["dynamath"]["score"] == 0.0

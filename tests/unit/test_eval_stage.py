@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -11,12 +12,14 @@ from typer.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import eval_fixtures as fx  # noqa: E402
-
-from thinkflow.cli import app  # noqa: E402
-from thinkflow.config import load_config  # noqa: E402
-from thinkflow.evaluate import EvalConfig, run  # noqa: E402
-from thinkflow.evaluate.metrics import summarize  # noqa: E402
+import eval_fixtures as fx
+from thinkflow.cli import app
+from thinkflow.config import load_config
+from thinkflow.evaluate import EvalConfig, run
+from thinkflow.evaluate.benchmarks import load_benchmark
+from thinkflow.evaluate.metrics import summarize
+from thinkflow.evaluate.report import training_curves
+from thinkflow.evaluate.stage import eval_set_hash
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +52,14 @@ def test_config_forms() -> None:
     tiny = load_config(EvalConfig, "tiny-eval", ["max_new_tokens=4"])
     assert tiny.max_new_tokens == 4 and tiny.rewards.scorer == "logprob" and tiny.split == "eval"
     paper = load_config(EvalConfig, "paper-eval")
-    assert [b.name for b in paper.benchmarks()] == ["mathvista", "mathvision", "mathverse", "dynamath", "wemath",
-                                                    "logicvista"]
+    assert [b.name for b in paper.benchmarks()] == [
+        "mathvista",
+        "mathvision",
+        "mathverse",
+        "dynamath",
+        "wemath",
+        "logicvista",
+    ]
     assert EvalConfig().max_new_tokens == 800 and EvalConfig().temperature == 0.0  # the paper's settings
 
 
@@ -58,8 +67,21 @@ def test_run_on_benchmarks(tiny_model: Path, tmp_path: Path, mlflow_local: str) 
     import mlflow
 
     paths = {name: fx.WRITERS[name](tmp_path / name) for name in ("mathvista", "dynamath", "wemath", "logicvista")}
-    cfg = EvalConfig(model=str(tiny_model), data=[f"{n}={p}" for n, p in paths.items()],
-                     output_dir=str(tmp_path / "eval"), max_new_tokens=8, batch_size=4, progress=False)
+    with mlflow.start_run(run_name="grpo") as train:  # a training run with reward / length curves
+        for step in range(4):
+            mlflow.log_metrics({"reward": 0.2 * step, "completions/mean_length": 30.0 - step}, step=step)
+    train_run = train.info.run_id
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model, model)
+    (model / "lineage.json").write_text(json.dumps({"stage": "grpo", "mlflow_run_id": train_run}))
+    cfg = EvalConfig(
+        model=str(model),
+        data=[f"{n}={p}" for n, p in paths.items()],
+        output_dir=str(tmp_path / "eval"),
+        max_new_tokens=8,
+        batch_size=4,
+        progress=False,
+    )
     result = run(cfg)
     out = tmp_path / "eval"
     for name in ("metrics.json", "predictions.jsonl", "report.md", "report.html", "benchmarks.png", "aha.png"):
@@ -69,28 +91,52 @@ def test_run_on_benchmarks(tiny_model: Path, tmp_path: Path, mlflow_local: str) 
     assert len(preds) == 3 + 6 + 7 + 2 and {p["benchmark"] for p in preds} == set(paths)
     assert all(0 < p["length_tokens"] <= 8 and p["completion"] is not None for p in preds)
     # metrics.json is exactly the aggregation of predictions.jsonl
-    again = summarize(preds, {"mathvista": "accuracy", "dynamath": "worst_case", "wemath": "wemath_strict",
-                              "logicvista": "accuracy"}, cfg.aha_keywords)
+    again = summarize(
+        preds,
+        {"mathvista": "accuracy", "dynamath": "worst_case", "wemath": "wemath_strict", "logicvista": "accuracy"},
+        cfg.aha_keywords,
+    )
     assert metrics["benchmarks"] == json.loads(json.dumps(again["benchmarks"]))
-    assert metrics["benchmarks"]["dynamath"]["n_groups"] == 2 and metrics["benchmarks"]["wemath"]["wemath"][
-        "n_problems"] == 2
+    assert (
+        metrics["benchmarks"]["dynamath"]["n_groups"] == 2
+        and metrics["benchmarks"]["wemath"]["wemath"]["n_problems"] == 2
+    )
     assert len(metrics["eval_set_hash"]) == 64 and metrics["backend"] == "hf"
     assert result.output == str(out) and result.metrics["overall.n"] == 18
     assert set(result.metrics) >= {"overall.mean_score", "mathvista.score", "dynamath.score", "wemath.score"}
     run_data = mlflow.get_run(result.mlflow_run_id).data
-    assert run_data.tags["thinkflow.stage"] == "evaluate" and run_data.tags["thinkflow.eval_set_hash"] == metrics[
-        "eval_set_hash"]
+    assert (
+        run_data.tags["thinkflow.stage"] == "evaluate"
+        and run_data.tags["thinkflow.eval_set_hash"] == metrics["eval_set_hash"]
+    )
     assert run_data.metrics["wemath.wemath.n_problems"] == 2.0
     logged = {f.path for f in mlflow.artifacts.list_artifacts(run_id=result.mlflow_run_id, artifact_path="eval")}
     assert {"eval/metrics.json", "eval/report.html", "eval/report.md"} <= logged
+    # the training run named in the model's lineage.json gives the reward / length curves
+    assert (out / "training_curves.png").is_file()
+    assert "- **training run**: " + train_run in (out / "report.md").read_text()
     # same questions and settings -> same eval set hash; another protocol -> another hash
-    again_cfg = cfg.model_copy(update={"output_dir": str(tmp_path / "eval2")})
-    assert json.loads(Path(run(again_cfg).artifacts["metrics"]).read_text())["eval_set_hash"] == metrics[
-        "eval_set_hash"]
+    samples = [s for spec in cfg.benchmarks() for s in load_benchmark(spec.name, spec.path)]
+    assert eval_set_hash(samples, cfg) == metrics["eval_set_hash"]
+    assert eval_set_hash(samples, cfg.model_copy(update={"max_new_tokens": 9})) != metrics["eval_set_hash"]
+    assert eval_set_hash(samples[1:], cfg) != metrics["eval_set_hash"]
 
 
-def test_cli_evaluate_built_dataset_with_open_records(tiny_model: Path, synthetic_data: Path, tmp_path: Path,
-                                                      mlflow_local: str) -> None:
+def test_training_curves_from_an_mlflow_run(mlflow_local: str) -> None:
+    import mlflow
+
+    with mlflow.start_run() as run:
+        for step in range(3):
+            metrics = {"reward": 0.1 * step, "reward_std": 0.5, "completions/mean_length": 40.0 + step, "loss": 1.0}
+            mlflow.log_metrics(metrics, step=step)
+    curves = training_curves(run.info.run_id)
+    assert set(curves) == {"reward", "completions/mean_length"}
+    assert curves["reward"] == [(0, 0.0), (1, 0.1), (2, 0.2)]
+
+
+def test_cli_evaluate_built_dataset_with_open_records(
+    tiny_model: Path, synthetic_data: Path, tmp_path: Path, mlflow_local: str
+) -> None:
     (tmp_path / "eval.yaml").write_text(
         f"model: {tiny_model}\ndata: {synthetic_data}\noutput_dir: {tmp_path / 'out'}\nmax_new_tokens: 6\n"
         f"rewards:\n  scorer: logprob\n  scorer_model: {tiny_model}\nprogress: false\n"
@@ -108,17 +154,36 @@ def test_cli_evaluate_built_dataset_with_open_records(tiny_model: Path, syntheti
     assert "open" in metrics["per_verifier"]
     # the first evaluation is the baseline of the next one
     (baseline / "metrics.json").write_text((tmp_path / "out" / "metrics.json").read_text())
-    result = CliRunner().invoke(app, ["evaluate", "--config", str(tmp_path / "eval.yaml"), "--set",
-                                      f"baseline={baseline}", "--set", f"output_dir={tmp_path / 'out2'}"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "evaluate",
+            "--config",
+            str(tmp_path / "eval.yaml"),
+            "--set",
+            f"baseline={baseline}",
+            "--set",
+            f"output_dir={tmp_path / 'out2'}",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "| dataset |" in (tmp_path / "out2" / "report.md").read_text()
     assert "- **baseline**:" in (tmp_path / "out2" / "report.md").read_text()
 
 
-def test_open_records_without_a_reward_model_fail_early(tiny_model: Path, synthetic_data: Path,
-                                                        tmp_path: Path) -> None:
-    result = CliRunner().invoke(app, ["evaluate", "--set", f"model={tiny_model}", "--set", f"data={synthetic_data}",
-                                      "--set", f"output_dir={tmp_path / 'o'}"])
+def test_open_records_without_a_reward_model_fail_early(tiny_model: Path, synthetic_data: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        app,
+        [
+            "evaluate",
+            "--set",
+            f"model={tiny_model}",
+            "--set",
+            f"data={synthetic_data}",
+            "--set",
+            f"output_dir={tmp_path / 'o'}",
+        ],
+    )
     assert result.exit_code == 1
     output = " ".join(result.output.split())
     assert "'open' records but no reward model is configured" in output and "rewards.scorer" in output

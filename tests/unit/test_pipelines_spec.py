@@ -164,12 +164,19 @@ def test_secrets_and_config_map_are_references(compiled: Path, name: str) -> Non
     opts = PipelineOptions()
     for exec_name, cfg in k8s.items():
         comp = executor_component(exec_name)
-        secrets = {s["secretName"]: s for s in cfg["secretAsEnv"]}
-        assert secrets[opts.s3_secret]["optional"] is False
-        assert {m["secretKey"] for m in secrets[opts.s3_secret]["keyToEnv"]} == set(S3_KEYS)
-        assert {m["envVar"] for m in secrets[opts.mlflow_secret]["keyToEnv"]} == set(MLFLOW_KEYS)
+        secrets: dict[str, list[dict[str, Any]]] = {}
+        for ref in cfg["secretAsEnv"]:
+            secrets.setdefault(ref["secretName"], []).append(ref)
+        (s3,) = secrets[opts.s3_secret]
+        assert s3["optional"] is False
+        assert {m["secretKey"] for m in s3["keyToEnv"]} == set(S3_KEYS)
+        (mlflow,) = secrets[opts.mlflow_secret]
+        assert {m["envVar"] for m in mlflow["keyToEnv"]} == set(MLFLOW_KEYS) and mlflow["optional"] is True
         if comp in {"build_dataset", "grpo", "evaluate"}:
-            assert {m["envVar"] for m in secrets[opts.teachers_secret]["keyToEnv"]} == set(TEACHER_KEYS)
+            teachers = [m for ref in secrets[opts.teachers_secret] for m in ref["keyToEnv"]]
+            assert {m["secretKey"] for m in teachers} == set(TEACHER_KEYS)
+            assert {m["envVar"] for m in teachers} == set(opts.teacher_key_envs)
+            assert all(ref["optional"] is True for ref in secrets[opts.teachers_secret])
         else:
             assert opts.teachers_secret not in secrets
         (cm,) = cfg["configMapAsEnv"]
@@ -185,9 +192,9 @@ def test_no_secret_value_in_the_package(compiled: Path, name: str) -> None:
     # No environment variable of a container carries a credential; credentials only as secret references.
     for executor in executors(spec).values():
         for env in executor["container"].get("env", []):
-            assert env["name"] not in {*S3_KEYS, *MLFLOW_KEYS, *TEACHER_KEYS}
+            assert env["name"] not in {*S3_KEYS, *MLFLOW_KEYS, *TEACHER_KEYS, *PipelineOptions().teacher_key_envs}
     assert not re.search(r"(?i)(password|secret_access_key|api_key)\s*[:=]\s*['\"]?[A-Za-z0-9/+]{8,}", text)
-    for key in (*S3_KEYS, *MLFLOW_KEYS, *TEACHER_KEYS):
+    for key in (*S3_KEYS, *MLFLOW_KEYS, *TEACHER_KEYS, *PipelineOptions().teacher_key_envs):
         # Every mention of a credential name is a secretKey/envVar mapping in the platform spec.
         for line in text.splitlines():
             if key in line and not line.strip().startswith("#"):

@@ -13,9 +13,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import eval_fixtures as fx  # noqa: E402
-
-from thinkflow.registry.gate import (  # noqa: E402
+import eval_fixtures as fx
+from thinkflow.registry.gate import (
     CHAMPION,
     LOCK_SUFFIX,
     GateConfig,
@@ -150,13 +149,16 @@ def test_lock_is_mutually_exclusive(registry: Any) -> None:
 
 
 def test_stale_lock_is_taken_over(registry: Any) -> None:
-    registry.create_registered_model(f"m{LOCK_SUFFIX}", tags={"thinkflow.lock.owner": "dead-process",
-                                                             "thinkflow.lock.since": repr(time.time() - 3600)})
+    registry.create_registered_model(
+        f"m{LOCK_SUFFIX}",
+        tags={"thinkflow.lock.owner": "dead-process", "thinkflow.lock.since": repr(time.time() - 3600)},
+    )
     with registry_lock(registry, "m", timeout_s=10, stale_after_s=60) as token:
         assert registry.get_registered_model(f"m{LOCK_SUFFIX}").tags["thinkflow.lock.owner"] == token
     with pytest.raises(GateError, match="could not take the gate lock"):
-        registry.create_registered_model(f"m{LOCK_SUFFIX}", tags={"thinkflow.lock.owner": "live",
-                                                                 "thinkflow.lock.since": repr(time.time())})
+        registry.create_registered_model(
+            f"m{LOCK_SUFFIX}", tags={"thinkflow.lock.owner": "live", "thinkflow.lock.since": repr(time.time())}
+        )
         with registry_lock(registry, "m", timeout_s=0.5, stale_after_s=60):
             pass
 
@@ -199,7 +201,8 @@ def test_racing_gates_leave_the_best_champion(registry: Any) -> None:
     # every promotion beat the champion it replaced: promoted values increase in the order they happened
     promoted = sorted(
         (registry.get_model_version("m", v).tags["gate.decided_at"], float(s))
-        for v, s in zip(versions, scores, strict=True) if decisions[v] == "promoted"
+        for v, s in zip(versions, scores, strict=True)
+        if decisions[v] == "promoted"
     )
     values = [s for _, s in promoted]
     assert values == sorted(values)

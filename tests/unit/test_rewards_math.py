@@ -94,6 +94,10 @@ FAST_CASES = [
     ("\\frac{1}{3}", "0.3333333"), ("\\frac{1}{3}", "0.333334"), ("0.166667", "\\frac{1}{6}"),
     ("-\\frac{2}{3}", "-0.666667"),
     ("\\frac{1}{7}", "0.1429"), ("\\frac{1}{7}", "0.14286"), ("5", "5.0000004"), ("\\frac{7}{2}", "3.5000001"),
+    # finite sets of numbers; degrees inside \\boxed{}
+    ("\\{1, 2\\}", "\\{2, 1\\}"), ("\\{1, 2\\}", "\\{1, 3\\}"), ("\\{1, 2\\}", "\\{1\\}"),
+    ("\\{-1, \\frac{1}{2}\\}", "\\{0.5, -1\\}"),
+    ("\\{1, 1\\}", "\\{1\\}"), ("135^\\circ", "\\boxed{135°}"), ("135°", "\\boxed{135°}"), ("135", "$135°$"),
     # one formula in a sentence
     ("12", "The answer is $12$."), ("12", "The answer is $13$."), ("12", "Answer: $x = 12$"),
     ("12", "The answer is $12$ or $13$."), ("12", "It is 3 times $4$."),
@@ -117,11 +121,11 @@ def test_fast_paths_agree_with_raw_math_verify() -> None:
 
 def test_stats_show_the_fast_paths_and_the_cache(verifier: MathVerifier) -> None:
     v = MathVerifier(pool=verifier.pool)
-    sets = ("\\{1, 2\\}", "\\{2, 1\\}")  # sets: beyond the fast paths
-    v.score_many(["\\frac{2}{4}", sets[1], sets[1], "0.5"], ["0.5", sets[0], sets[0], "0.5"])
+    trig = ("2\\sin x", "\\sin(x) \\cdot 2")  # functions: beyond the fast paths
+    v.score_many(["\\frac{2}{4}", trig[1], trig[1], "0.5"], ["0.5", trig[0], trig[0], "0.5"])
     assert v.stats["numeric"] == 1 and v.stats["exact"] == 1
     assert v.stats["verified"] == 2  # the repeated pair is judged once per batch
-    v.score(sets[1], sets[0])
+    v.score(trig[1], trig[0])
     assert v.stats["cached"] == 1
 
 
@@ -175,7 +179,7 @@ def test_works_from_worker_threads(verifier: MathVerifier) -> None:
     results: dict[int, float] = {}
 
     def work(k: int) -> None:
-        results[k] = verifier.score(f"\\{{{k}, x\\}}", f"\\{{x, {k}\\}}")  # sets: judged in a worker
+        results[k] = verifier.score(f"\\sin(x) \\cdot {k}", f"{k}\\sin x")  # functions: judged in a worker
 
     threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
     for t in threads:
@@ -189,8 +193,8 @@ def test_works_from_worker_threads(verifier: MathVerifier) -> None:
 
 def test_large_batches_use_several_workers() -> None:
     v = MathVerifier(workers=2)
-    golds = [f"\\{{{k}, {k + 1}\\}}" for k in range(1, 41)]  # sets: always math-verify's
-    answers = [f"\\{{{k + 1}, {k}\\}}" if k % 2 else f"\\{{{k}, {k + 2}\\}}" for k in range(1, 41)]
+    golds = [f"{k}\\sin x" for k in range(1, 41)]  # functions: always math-verify's
+    answers = [f"\\sin(x) \\cdot {k}" if k % 2 else f"{k}\\cos x" for k in range(1, 41)]
     assert v.score_many(answers, golds) == [float(k % 2) for k in range(1, 41)]
     assert len(v.pool.workers) == 2
 

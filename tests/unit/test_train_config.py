@@ -49,7 +49,9 @@ def test_qwen_presets_keep_paper_batches() -> None:
     ("world", "per_device", "accumulation", "steps_per_generation"),
     [(1, 8, 128, 256), (8, 8, 16, 32), (16, 4, 16, 32), (32, 8, 4, 8)],
 )
-def test_batch_plan_maps_paper_batches(world: int, per_device: int, accumulation: int, steps_per_generation: int) -> None:
+def test_batch_plan_maps_paper_batches(
+    world: int, per_device: int, accumulation: int, steps_per_generation: int
+) -> None:
     plan = batch_plan(512, 256, 4, per_device, world)
     assert plan.gradient_accumulation_steps == accumulation
     assert plan.steps_per_generation == steps_per_generation
@@ -63,7 +65,7 @@ def test_batch_plan_maps_paper_batches(world: int, per_device: int, accumulation
 def test_batch_plan_errors_name_the_keys() -> None:
     with pytest.raises(TrainError, match="per_device_train_batch_size"):
         batch_plan(512, 256, 4, 3, 8)
-    with pytest.raises(TrainError, match="rollout_batch_size .* train_batch_size"):
+    with pytest.raises(TrainError, match=r"rollout_batch_size .* train_batch_size"):
         batch_plan(500, 256, 4, 8, 1)
 
 
@@ -100,9 +102,9 @@ def test_config_errors_name_the_key() -> None:
         load_config(GRPOStageConfig, "tiny-grpo", ["num_generations=1"])
     with pytest.raises(ConfigError, match="deepspeed"):
         load_config(GRPOStageConfig, "tiny-grpo", ["deepspeed=zero9"])
-    with pytest.raises(ConfigError, match="launch.mode"):
+    with pytest.raises(ConfigError, match=r"launch\.mode"):
         load_config(SFTConfig, "tiny-sft", ["launch.mode=slurm"])
-    with pytest.raises(ConfigError, match="reward.scorer"):
+    with pytest.raises(ConfigError, match=r"reward\.scorer"):
         load_config(GRPOStageConfig, "tiny-grpo", ["reward.scorer=magic"])
 
 

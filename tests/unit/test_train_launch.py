@@ -149,7 +149,7 @@ def test_trainjob_generated_name_is_a_dns_label() -> None:
 def test_trainjob_config_errors() -> None:
     with pytest.raises(LaunchError, match="not a valid Kubernetes name"):
         render_trainjob("grpo", _trainjob_cfg("launch.trainjob.name=Bad_Name"))
-    with pytest.raises(LaunchError, match="secret_env.TOKEN"):
+    with pytest.raises(LaunchError, match=r"secret_env\.TOKEN"):
         render_trainjob("grpo", _trainjob_cfg("launch.trainjob.secret_env={TOKEN: no-key}"))
 
 

@@ -82,7 +82,9 @@ def test_lora_excludes_the_vision_tower(tiny_model: Path, data: str, tmp_path: P
     assert any("language_model" in n for n in trainable)
 
 
-def test_sft_run_saves_a_loadable_model_with_lineage(tiny_model: Path, data: str, tmp_path: Path, mlflow_db: str) -> None:
+def test_sft_run_saves_a_loadable_model_with_lineage(
+    tiny_model: Path, data: str, tmp_path: Path, mlflow_db: str
+) -> None:
     from mlflow import MlflowClient
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
@@ -96,14 +98,21 @@ def test_sft_run_saves_a_loadable_model_with_lineage(tiny_model: Path, data: str
     assert hasattr(processor, "image_processor") and processor.tokenizer.chat_template
     base = AutoModelForImageTextToText.from_pretrained(tiny_model)
     changed = [
-        n for (n, p), (_, q) in zip(model.named_parameters(), base.named_parameters(), strict=True) if not torch.equal(p, q)
+        n
+        for (n, p), (_, q) in zip(model.named_parameters(), base.named_parameters(), strict=True)
+        if not torch.equal(p, q)
     ]
     assert changed and not any("visual" in n for n in changed)  # trained, vision tower untouched
     assert not (out / "training_args.bin").exists()
     lineage = json.loads((out / "lineage.json").read_text())
     assert lineage["stage"] == "sft" and lineage["global_step"] == 2
     n_sft = sum(row["completion"] is not None for row in load_split(data, "sft"))
-    assert lineage["dataset"] == {"uri": data, "manifest_hash": manifest_hash(data), "split": "sft", "num_examples": n_sft}
+    assert lineage["dataset"] == {
+        "uri": data,
+        "manifest_hash": manifest_hash(data),
+        "split": "sft",
+        "num_examples": n_sft,
+    }
     assert lineage["base_model"]["uri"] == str(tiny_model)
     assert lineage["config"]["learning_rate"] == 1e-4 and lineage["config"]["model"] == str(tiny_model)
     assert {"torch", "transformers", "trl", "thinkflow", "python"} <= set(lineage["versions"])

@@ -92,7 +92,6 @@ class ScriptedTeacher:
         return f"http://127.0.0.1:{self.port}/v1"
 
     async def _chat(self, request: Any) -> Any:
-        from starlette.responses import JSONResponse
 
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
@@ -306,3 +305,23 @@ class SyntheticOracle:
             return " ".join(x.lower().strip().rstrip(".").split())
 
         return "Yes" if norm(m.group(1)) == norm(m.group(2)) else "No"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m thinkflow.data.scripted --port P [--latency S] [--oracle N]``: serve until killed."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description="Scripted OpenAI-compatible teacher on 127.0.0.1.")
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--latency", type=float, default=0.0, help="seconds before each reply")
+    ap.add_argument("--oracle", type=int, default=0, help="answer as SyntheticOracle over N synthetic scenes")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    respond: Responder = SyntheticOracle(args.oracle, args.seed) if args.oracle else echo_responder
+    with ScriptedTeacher(respond, latency=args.latency, port=args.port):
+        print(f"scripted teacher on http://127.0.0.1:{args.port}/v1", flush=True)
+        threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()

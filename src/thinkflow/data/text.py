@@ -16,8 +16,9 @@ ANSWER_OPEN, ANSWER_CLOSE = "<answer>", "</answer>"
 _ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 # "Answer: …", "**Answer:** …", "Final Answer: …", "†Answer: …" (Math PUMA ground truths).
 _ANSWER_MARK = re.compile(r"(?:\*\*|†)?\s*(?:final\s+)?answer\s*(?:\*\*)?\s*[:：]\s*(?:\*\*)?", re.IGNORECASE)
-_OPTION = re.compile(r"^\s*(?:\(([A-J])\)|([A-J])[).:]|option\s*\(?([A-J])\)?|([A-J]))(?=\s|$|[,.;:)])", re.IGNORECASE)
-_OPTION_ANYWHERE = re.compile(r"\b(?:option|choice)\s*\(?([A-J])\)?", re.IGNORECASE)
+# "(c) …", "C) …", "C. …", "C: …", or the letter alone; "Option C" / "choice (C)" anywhere.
+_OPTION = re.compile(r"^\s*(?:\(([A-Ja-j])\)|([A-J])[).:](?=\s|$)|([A-J])\s*$)")
+_OPTION_ANYWHERE = re.compile(r"\b(?:[Oo]ption|[Cc]hoice)\s*\(?([A-J])\b\)?")
 _WORD = re.compile(r"\S+")
 
 

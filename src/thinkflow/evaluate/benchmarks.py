@@ -161,8 +161,9 @@ def _mathvista(row: dict[str, Any], ctx: RowContext) -> EvalSample:
     meta = {k: row[k] for k in ("precision", "unit", "answer_type", "question_type") if row.get(k) is not None}
     if isinstance(row.get("metadata"), dict):
         meta.update({k: v for k, v in row["metadata"].items() if k in ("category", "task", "grade", "source")})
-    return EvalSample(pid, ctx.benchmark, _text(question), solution, verifier, ctx.image(row, "decoded_image", "image"),
-                      meta=meta)
+    return EvalSample(
+        pid, ctx.benchmark, _text(question), solution, verifier, ctx.image(row, "decoded_image", "image"), meta=meta
+    )
 
 
 def _mathvision(row: dict[str, Any], ctx: RowContext) -> EvalSample:
@@ -176,8 +177,9 @@ def _mathvision(row: dict[str, Any], ctx: RowContext) -> EvalSample:
     else:
         solution, verifier = _text(answer), "math"
     meta = {k: row[k] for k in ("level", "subject") if row.get(k) is not None}
-    return EvalSample(sid, ctx.benchmark, question, solution, verifier, ctx.image(row, "decoded_image", "image"),
-                      meta=meta)
+    return EvalSample(
+        sid, ctx.benchmark, question, solution, verifier, ctx.image(row, "decoded_image", "image"), meta=meta
+    )
 
 
 MATHVERSE_VERSION = "Vision Only"
@@ -212,8 +214,16 @@ def _dynamath(row: dict[str, Any], ctx: RowContext) -> EvalSample:
     else:
         solution, verifier = _text(answer), "math"
     meta = {"variant": variant, **{k: row[k] for k in ("answer_type", "subject", "knowledge_level") if row.get(k)}}
-    return EvalSample(f"{group}:{variant}", ctx.benchmark, question, solution, verifier,
-                      ctx.image(row, "decoded_image", "image"), group=group, meta=meta)
+    return EvalSample(
+        f"{group}:{variant}",
+        ctx.benchmark,
+        question,
+        solution,
+        verifier,
+        ctx.image(row, "decoded_image", "image"),
+        group=group,
+        meta=meta,
+    )
 
 
 def _wemath(row: dict[str, Any], ctx: RowContext) -> EvalSample:
@@ -227,8 +237,16 @@ def _wemath(row: dict[str, Any], ctx: RowContext) -> EvalSample:
         question = f"{question}\n{option}"
     solution = mcq_letters(ctx.get(row, "solution", "answer"))
     meta = {"key": key, **{k: row[k] for k in ("knowledge concept", "split") if row.get(k)}}
-    return EvalSample(f"{pid}:{key}", ctx.benchmark, question, solution, "mcq",
-                      ctx.image(row, "image_path", "image", "decoded_image"), group=pid, meta=meta)
+    return EvalSample(
+        f"{pid}:{key}",
+        ctx.benchmark,
+        question,
+        solution,
+        "mcq",
+        ctx.image(row, "image_path", "image", "decoded_image"),
+        group=pid,
+        meta=meta,
+    )
 
 
 def _logicvista(row: dict[str, Any], ctx: RowContext) -> EvalSample:
@@ -236,8 +254,9 @@ def _logicvista(row: dict[str, Any], ctx: RowContext) -> EvalSample:
     question = _text(ctx.get(row, "question", "question"))
     solution = mcq_letters(ctx.get(row, "solution", "answer"))
     meta = {k: row[k] for k in ("skill", "reasoning", "category") if row.get(k)}
-    return EvalSample(sid, ctx.benchmark, question, solution, "mcq", ctx.image(row, "image", "decoded_image"),
-                      meta=meta)
+    return EvalSample(
+        sid, ctx.benchmark, question, solution, "mcq", ctx.image(row, "image", "decoded_image"), meta=meta
+    )
 
 
 def _dataset(row: dict[str, Any], ctx: RowContext) -> EvalSample:

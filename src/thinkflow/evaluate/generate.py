@@ -31,8 +31,9 @@ def build_messages(question: str, system_prompt: str | None = SYSTEM_PROMPT) -> 
 
 def prompt_text(processor: Any, question: str, system_prompt: str | None = SYSTEM_PROMPT) -> str:
     """The chat-templated prompt (with the generation prompt) for one question."""
-    text = processor.apply_chat_template(build_messages(question, system_prompt), add_generation_prompt=True,
-                                         tokenize=False)
+    text = processor.apply_chat_template(
+        build_messages(question, system_prompt), add_generation_prompt=True, tokenize=False
+    )
     return text if isinstance(text, str) else str(text[0])
 
 
@@ -150,13 +151,30 @@ def generate_answers(
     if used == "vllm":
         model_dir = resolve(model_uri)
         processor = AutoProcessor.from_pretrained(model_dir)
-        texts = generate_vllm(model_dir, processor, images, questions, max_new_tokens=max_new_tokens,
-                              system_prompt=system_prompt, temperature=temperature, seed=seed, progress=progress)
+        texts = generate_vllm(
+            model_dir,
+            processor,
+            images,
+            questions,
+            max_new_tokens=max_new_tokens,
+            system_prompt=system_prompt,
+            temperature=temperature,
+            seed=seed,
+            progress=progress,
+        )
     else:
         model, processor = load(model_uri, dtype=dtype, device=device)
-        texts = generate(model, processor, images, questions, max_new_tokens=max_new_tokens,
-                         system_prompt=system_prompt, do_sample=temperature > 0,
-                         temperature=temperature if temperature > 0 else 1.0, batch_size=batch_size,
-                         progress=progress)
+        texts = generate(
+            model,
+            processor,
+            images,
+            questions,
+            max_new_tokens=max_new_tokens,
+            system_prompt=system_prompt,
+            do_sample=temperature > 0,
+            temperature=temperature if temperature > 0 else 1.0,
+            batch_size=batch_size,
+            progress=progress,
+        )
     lengths = [len(processor.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
     return texts, lengths, used

@@ -124,9 +124,7 @@ def benchmark_metrics(preds: list[dict[str, Any]], score_kind: str, keywords: It
     return out
 
 
-def summarize(
-    preds: list[dict[str, Any]], kinds: dict[str, str], keywords: Iterable[str]
-) -> dict[str, Any]:
+def summarize(preds: list[dict[str, Any]], kinds: dict[str, str], keywords: Iterable[str]) -> dict[str, Any]:
     """The evaluation summary: ``benchmarks``, ``overall``, ``per_verifier`` and ``aha``.
 
     ``overall.mean_score`` is the mean of the benchmarks' headline scores (the paper's average);

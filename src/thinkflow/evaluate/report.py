@@ -75,8 +75,9 @@ def training_curves(run_id: str, *, max_keys: int = 8) -> Curves:
 # --- plots -------------------------------------------------------------------------------------
 
 
-def plot_benchmarks(summary: dict[str, Any], path: Path, baseline: dict[str, Any] | None = None,
-                    baseline_label: str = "baseline") -> Path:
+def plot_benchmarks(
+    summary: dict[str, Any], path: Path, baseline: dict[str, Any] | None = None, baseline_label: str = "baseline"
+) -> Path:
     """Grouped bars: each benchmark's headline score (and the overall mean), this model vs the baseline."""
     names = [*summary["benchmarks"].keys(), "mean"]
     ours = [summary["benchmarks"][n]["score"] for n in names[:-1]] + [summary["overall"]["mean_score"]]
@@ -90,14 +91,22 @@ def plot_benchmarks(summary: dict[str, Any], path: Path, baseline: dict[str, Any
     ax = fig.subplots()
     width = 0.38 if baseline else 0.6
     xs = list(range(len(names)))
-    bars = ax.bar([x - (width / 2 if baseline else 0) for x in xs], [100 * v for v in ours], width, label="this model",
-                  color="#3b6fb6")
+    bars = ax.bar(
+        [x - (width / 2 if baseline else 0) for x in xs],
+        [100 * v for v in ours],
+        width,
+        label="this model",
+        color="#3b6fb6",
+    )
     ax.bar_label(bars, fmt="%.1f", fontsize=8)
     if baseline:
         vals = [100 * float(v) if v is not None else 0.0 for v in theirs]
         bbars = ax.bar([x + width / 2 for x in xs], vals, width, label=baseline_label, color="#b0b0b0")
-        ax.bar_label(bbars, labels=[f"{v:.1f}" if t is not None else "n/a" for v, t in zip(vals, theirs, strict=True)],
-                     fontsize=8)
+        ax.bar_label(
+            bbars,
+            labels=[f"{v:.1f}" if t is not None else "n/a" for v, t in zip(vals, theirs, strict=True)],
+            fontsize=8,
+        )
     ax.set_xticks(xs, names, rotation=20, ha="right")
     ax.set_ylabel("score (%)")
     ax.set_ylim(0, 105)
@@ -124,23 +133,35 @@ def plot_curves(curves: Curves, path: Path) -> Path:
     return path
 
 
-def plot_aha(summary: dict[str, Any], path: Path, baseline: dict[str, Any] | None = None,
-             baseline_label: str = "baseline") -> Path:
+def plot_aha(
+    summary: dict[str, Any], path: Path, baseline: dict[str, Any] | None = None, baseline_label: str = "baseline"
+) -> Path:
     """Bars of aha-cue counts per keyword (the paper's Fig. 7), against the baseline's when it has them."""
     counts = {k.removeprefix("count."): v for k, v in summary["aha"].items() if k.startswith("count.")}
     keys = list(counts)
     fig = Figure(figsize=(max(6.0, 0.9 * len(keys) + 2), 3.8), layout="constrained")
     ax = fig.subplots()
-    base_counts = {k.removeprefix("count."): v for k, v in (baseline or {}).get("aha", {}).items()
-                   if k.startswith("count.")}
+    base_counts = {
+        k.removeprefix("count."): v for k, v in (baseline or {}).get("aha", {}).items() if k.startswith("count.")
+    }
     xs = list(range(len(keys)))
     width = 0.38 if base_counts else 0.6
-    bars = ax.bar([x - (width / 2 if base_counts else 0) for x in xs], [counts[k] for k in keys], width,
-                  label="this model", color="#c9733a")
+    bars = ax.bar(
+        [x - (width / 2 if base_counts else 0) for x in xs],
+        [counts[k] for k in keys],
+        width,
+        label="this model",
+        color="#c9733a",
+    )
     ax.bar_label(bars, fmt="%d", fontsize=8)
     if base_counts:
-        ax.bar([x + width / 2 for x in xs], [base_counts.get(k, 0) for k in keys], width, label=baseline_label,
-               color="#b0b0b0")
+        ax.bar(
+            [x + width / 2 for x in xs],
+            [base_counts.get(k, 0) for k in keys],
+            width,
+            label=baseline_label,
+            color="#b0b0b0",
+        )
         ax.legend(fontsize=8)
     ax.set_xticks(xs, keys, rotation=20, ha="right")
     ax.set_ylabel("occurrences")
@@ -158,8 +179,9 @@ def _pct(v: Any) -> str:
     return f"{100 * float(v):.1f}" if isinstance(v, int | float) else "n/a"
 
 
-def _tables(summary: dict[str, Any], baseline: dict[str, Any] | None, baseline_label: str) -> list[
-        tuple[str, list[str], list[list[str]]]]:
+def _tables(
+    summary: dict[str, Any], baseline: dict[str, Any] | None, baseline_label: str
+) -> list[tuple[str, list[str], list[list[str]]]]:
     """The report's tables as ``(title, header, rows)``, rendered to Markdown and HTML alike."""
     tables = []
     header = ["benchmark", "score", "metric", "accuracy", "format", "mean length", "n"]
@@ -167,45 +189,78 @@ def _tables(summary: dict[str, Any], baseline: dict[str, Any] | None, baseline_l
         header[2:2] = [baseline_label, "delta"]
     rows = []
     for name, m in summary["benchmarks"].items():
-        row = [name, _pct(m["score"]), m["score_kind"], _pct(m["accuracy"]), _pct(m["format_rate"]),
-               f"{m['mean_length']:.1f}", str(m["n"])]
+        row = [
+            name,
+            _pct(m["score"]),
+            m["score_kind"],
+            _pct(m["accuracy"]),
+            _pct(m["format_rate"]),
+            f"{m['mean_length']:.1f}",
+            str(m["n"]),
+        ]
         if baseline:
             b = baseline.get("benchmarks", {}).get(name, {}).get("score")
             row[2:2] = [_pct(b), f"{100 * (m['score'] - float(b)):+.1f}" if b is not None else "n/a"]
         rows.append(row)
     o = summary["overall"]
-    row = ["**mean**", _pct(o["mean_score"]), "mean of scores", _pct(o["accuracy"]), _pct(o["format_rate"]),
-           f"{o['mean_length']:.1f}", str(int(o["n"]))]
+    row = [
+        "**mean**",
+        _pct(o["mean_score"]),
+        "mean of scores",
+        _pct(o["accuracy"]),
+        _pct(o["format_rate"]),
+        f"{o['mean_length']:.1f}",
+        str(int(o["n"])),
+    ]
     if baseline:
         b = baseline.get("overall", {}).get("mean_score")
         row[2:2] = [_pct(b), f"{100 * (o['mean_score'] - float(b)):+.1f}" if b is not None else "n/a"]
     rows.append(row)
     tables.append(("Benchmarks (scores in %)", header, rows))
-    tables.append((
-        "Accuracy per verifier type (%)",
-        ["verifier", "accuracy", "n"],
-        [[t, _pct(v["accuracy"]), str(int(v["n"]))] for t, v in summary["per_verifier"].items()],
-    ))
+    tables.append(
+        (
+            "Accuracy per verifier type (%)",
+            ["verifier", "accuracy", "n"],
+            [[t, _pct(v["accuracy"]), str(int(v["n"]))] for t, v in summary["per_verifier"].items()],
+        )
+    )
     wemath = [(b, m["wemath"]) for b, m in summary["benchmarks"].items() if "wemath" in m]
     for name, w in wemath:
-        tables.append((
-            f"{name}: four-dimensional diagnosis",
-            ["problems", "strict", "loose", "IK", "IG", "CM (strict)", "RM (strict)"],
-            [[str(int(w["n_problems"])), _pct(w["strict"]), _pct(w["loose"]), str(int(w["IK"])), str(int(w["IG"])),
-              str(int(w["CM_strict"])), str(int(w["RM_strict"]))]],
-        ))
+        tables.append(
+            (
+                f"{name}: four-dimensional diagnosis",
+                ["problems", "strict", "loose", "IK", "IG", "CM (strict)", "RM (strict)"],
+                [
+                    [
+                        str(int(w["n_problems"])),
+                        _pct(w["strict"]),
+                        _pct(w["loose"]),
+                        str(int(w["IK"])),
+                        str(int(w["IG"])),
+                        str(int(w["CM_strict"])),
+                        str(int(w["RM_strict"])),
+                    ]
+                ],
+            )
+        )
     aha = summary["aha"]
-    tables.append((
-        "Aha cues",
-        ["keyword", "count"],
-        [[k.removeprefix("count."), str(int(v))] for k, v in aha.items() if k.startswith("count.")]
-        + [["responses with a cue", f"{int(aha['responses_with_cue'])} ({_pct(aha['rate'])}%)"]],
-    ))
+    tables.append(
+        (
+            "Aha cues",
+            ["keyword", "count"],
+            [[k.removeprefix("count."), str(int(v))] for k, v in aha.items() if k.startswith("count.")]
+            + [["responses with a cue", f"{int(aha['responses_with_cue'])} ({_pct(aha['rate'])}%)"]],
+        )
+    )
     return tables
 
 
-def _markdown(title: str, facts: list[tuple[str, str]], tables: list[tuple[str, list[str], list[list[str]]]],
-              images: list[tuple[str, str]]) -> str:
+def _markdown(
+    title: str,
+    facts: list[tuple[str, str]],
+    tables: list[tuple[str, list[str], list[list[str]]]],
+    images: list[tuple[str, str]],
+) -> str:
     lines = [f"# {title}", ""]
     lines += [f"- **{k}**: {v}" for k, v in facts]
     for caption, src in images:
@@ -216,8 +271,12 @@ def _markdown(title: str, facts: list[tuple[str, str]], tables: list[tuple[str, 
     return "\n".join(lines) + "\n"
 
 
-def _html(title: str, facts: list[tuple[str, str]], tables: list[tuple[str, list[str], list[list[str]]]],
-          images: list[tuple[str, Path]]) -> str:
+def _html(
+    title: str,
+    facts: list[tuple[str, str]],
+    tables: list[tuple[str, list[str], list[list[str]]]],
+    images: list[tuple[str, Path]],
+) -> str:
     e = html.escape
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'>",
@@ -231,8 +290,10 @@ def _html(title: str, facts: list[tuple[str, str]], tables: list[tuple[str, list
     ]
     for caption, path in images:
         data = base64.b64encode(path.read_bytes()).decode("ascii")
-        parts.append(f"<figure><img alt='{e(caption)}' src='data:image/png;base64,{data}'>"
-                     f"<figcaption>{e(caption)}</figcaption></figure>")
+        parts.append(
+            f"<figure><img alt='{e(caption)}' src='data:image/png;base64,{data}'>"
+            f"<figcaption>{e(caption)}</figcaption></figure>"
+        )
     for name, header, rows in tables:
         parts.append(f"<h2>{e(name)}</h2><table><tr>" + "".join(f"<th>{e(h)}</th>" for h in header) + "</tr>")
         for r in rows:
@@ -256,8 +317,10 @@ def write_report(
     out.mkdir(parents=True, exist_ok=True)
     label, base = baseline if baseline else ("baseline", None)
     images: list[tuple[str, Path]] = [
-        (f"Benchmark scores{' vs ' + label if base else ''}", plot_benchmarks(summary, out / "benchmarks.png", base,
-                                                                               label)),
+        (
+            f"Benchmark scores{' vs ' + label if base else ''}",
+            plot_benchmarks(summary, out / "benchmarks.png", base, label),
+        ),
     ]
     if curves:
         images.append(("Training reward and completion length", plot_curves(curves, out / "training_curves.png")))

@@ -252,8 +252,11 @@ def run(cfg: EvalConfig) -> StageResult:
             facts = [
                 ("eval set", set_hash[:16]),
                 ("samples", str(len(samples))),
-                ("generation", f"{backend}, max_new_tokens={cfg.max_new_tokens}, "
-                               f"{'greedy' if cfg.temperature == 0 else f'temperature={cfg.temperature}'}"),
+                (
+                    "generation",
+                    f"{backend}, max_new_tokens={cfg.max_new_tokens}, "
+                    f"{'greedy' if cfg.temperature == 0 else f'temperature={cfg.temperature}'}",
+                ),
             ]
             if train_run and curves:
                 facts.append(("training run", str(train_run)))
@@ -268,5 +271,10 @@ def run(cfg: EvalConfig) -> StageResult:
             **{name: storage.join(cfg.output_dir, p.name) for name, p in paths.items()},
         }
         headline = {k: v for k, v in flat.items() if k.startswith("overall.") or k.endswith(".score")}
-        return StageResult(stage="evaluate", output=cfg.output_dir, metrics=headline, artifacts=artifacts,
-                           mlflow_run_id=active.info.run_id)
+        return StageResult(
+            stage="evaluate",
+            output=cfg.output_dir,
+            metrics=headline,
+            artifacts=artifacts,
+            mlflow_run_id=active.info.run_id,
+        )

@@ -27,7 +27,7 @@ from thinkflow.components import images
 CONFIG_MAP_KEYS = ("MLFLOW_TRACKING_URI", "AWS_ENDPOINT_URL", "MLFLOW_S3_ENDPOINT_URL", "AWS_DEFAULT_REGION")
 S3_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 MLFLOW_KEYS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
-TEACHER_KEYS = ("OPENAI_API_KEY",)
+TEACHER_KEYS = ("OPENAI_API_KEY",)  # the key in the teachers' Secret
 # Components that call the teachers / the open-ended reward model (OpenAI-compatible endpoints).
 TEACHER_COMPONENTS = ("build_dataset", "grpo", "evaluate")
 TRAINING_COMPONENTS = ("sft", "grpo")
@@ -77,6 +77,9 @@ class PipelineOptions(BaseModel):
     s3_secret: str = "thinkflow-s3"
     mlflow_secret: str = "thinkflow-mlflow"
     teachers_secret: str = "thinkflow-teachers"
+    # Environment variables that get the teachers' API key (the `api_key_env` names the presets use; the
+    # chart's in-cluster endpoints share one key).
+    teacher_key_envs: tuple[str, ...] = ("OPENAI_API_KEY", "CAPTIONER_API_KEY", "REASONER_API_KEY", "REWRITER_API_KEY")
     # Pod label the chart's NetworkPolicies admit (besides KFP's own pipelines.kubeflow.org/v2_component).
     pod_labels: dict[str, str] = Field(default_factory=lambda: {"thinkflow.io/client": "true"})
     # Images (`thinkflow.components.images`); change with `thinkflow compile --registry/--tag`.
@@ -110,7 +113,9 @@ def cluster_env(task: dsl.PipelineTask, options: PipelineOptions) -> None:
     # MLflow may run without authentication; the teachers' key is needed only by presets that call them.
     kubernetes.use_secret_as_env(task, options.mlflow_secret, {k: k for k in MLFLOW_KEYS}, optional=True)
     if name in TEACHER_COMPONENTS:
-        kubernetes.use_secret_as_env(task, options.teachers_secret, {k: k for k in TEACHER_KEYS}, optional=True)
+        (key,) = TEACHER_KEYS
+        for env in options.teacher_key_envs:
+            kubernetes.use_secret_as_env(task, options.teachers_secret, {key: env}, optional=True)
     for key, value in options.pod_labels.items():
         kubernetes.add_pod_label(task, key, value)
 
@@ -167,10 +172,10 @@ def place_gpu(
 
 # Presets the compiled packages default to (cluster scale) and those the local run uses (tiny, CPU).
 CLUSTER_PRESETS = {
-    "data": "tiny-data",
+    "data": "vlaa-distill",
     "sft": "qwen2.5-vl-3b-sft",
     "grpo": "qwen2.5-vl-3b-grpo",
-    "eval": "tiny-eval",
+    "eval": "paper-eval",
 }
 LOCAL_PRESETS = {"data": "tiny-data", "sft": "tiny-sft", "grpo": "tiny-grpo", "eval": "tiny-eval"}
 

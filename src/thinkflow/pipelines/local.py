@@ -23,6 +23,7 @@ local folder). The local runner creates the MLflow parent run itself and hands i
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import os
 import time
@@ -128,8 +129,9 @@ def run_local(
 ) -> LocalRunResult:
     """Run ``pipeline`` end to end with ``kfp.local`` and return its summary.
 
-    ``arguments`` override pipeline parameters (on top of the embedded default); ``model`` replaces the
-    tiny base model; ``tracking_uri`` replaces the sqlite store under ``root``.
+    ``arguments`` override pipeline parameters on top of the embedded default (``*_overrides`` dicts are
+    merged key by key with the default's); ``model`` replaces the tiny base model; ``tracking_uri``
+    replaces the sqlite store under ``root``.
     """
     from kfp import local
     from mlflow.tracking import MlflowClient
@@ -156,7 +158,11 @@ def run_local(
         graph = build(key, (options or PipelineOptions()).model_copy(update={"study_parallelism": 1}), local=True)
         inputs = set(graph.component_spec.inputs or {})
         args = {k: v for k, v in default_arguments(key, model_path).items() if k in inputs}
-        args.update(arguments or {})
+        for name, value in (arguments or {}).items():
+            if isinstance(value, dict) and isinstance(args.get(name), dict):  # *_overrides: merged key by key
+                args[name] = runtime.deep_merge(copy.deepcopy(args[name]), value)
+            else:
+                args[name] = value
         unknown = sorted(set(args) - inputs)
         if unknown:
             raise ValueError(f"unknown pipeline parameter(s) for {key}: {', '.join(unknown)}")
@@ -185,7 +191,8 @@ def run_local(
         if run.info.status == "RUNNING":  # the exit handler did not run (e.g. the graph failed to start)
             client.set_terminated(parent_id, status="FAILED" if failure else "FINISHED")
             run = client.get_run(parent_id)
-    result = summarize(key, run, base=base, tracking=tracking, wall_s=time.monotonic() - started)
+        experiment_name = client.get_experiment(run.info.experiment_id).name
+    result = summarize(key, run, experiment_name, base=base, tracking=tracking, wall_s=time.monotonic() - started)
     if failure:
         raise LocalRunError(
             f"{failure}\nMLflow parent run {parent_id} ({tracking}); task logs are above, artifacts under "
@@ -194,7 +201,7 @@ def run_local(
     return result
 
 
-def summarize(pipeline: str, run: Any, *, base: Path, tracking: str, wall_s: float) -> LocalRunResult:
+def summarize(pipeline: str, run: Any, experiment: str, *, base: Path, tracking: str, wall_s: float) -> LocalRunResult:
     """The summary of a pipeline run, read from its MLflow parent run's metrics and tags."""
     tags: dict[str, str] = dict(run.data.tags)
     out_prefix, reg_prefix = runtime.TAG_OUTPUT + ".", runtime.TAG_REGISTERED + "."
@@ -206,7 +213,7 @@ def summarize(pipeline: str, run: Any, *, base: Path, tracking: str, wall_s: flo
         root=str(base),
         state=tags.get(runtime.TAG_STATE, run.info.status),
         parent_run_id=run.info.run_id,
-        experiment=str(run.info.experiment_id),
+        experiment=experiment,
         tracking_uri=tracking,
         pipeline_root=str(base / "pipeline-root"),
         wall_s=round(wall_s, 1),
@@ -225,10 +232,10 @@ def render_summary(result: LocalRunResult) -> Any:
     from rich.text import Text
 
     head = Table.grid(padding=(0, 2))
-    head.add_column(style="bold")
-    head.add_column()
+    head.add_column(style="bold", no_wrap=True)
+    head.add_column(overflow="fold")
     head.add_row("pipeline", f"{result.pipeline} ({result.state}, {result.wall_s:.0f}s)")
-    head.add_row("MLflow", f"run {result.parent_run_id} in {result.tracking_uri}")
+    head.add_row("MLflow", f"run {result.parent_run_id} (experiment {result.experiment}) in {result.tracking_uri}")
     head.add_row("artifacts", result.pipeline_root)
     if result.report:
         head.add_row("report", result.report)

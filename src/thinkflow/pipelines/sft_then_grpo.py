@@ -3,7 +3,7 @@
 from kfp import dsl
 from kfp.dsl.graph_component import GraphComponent
 
-from thinkflow import components as c
+from thinkflow.pipelines import steps as c
 from thinkflow.pipelines.common import (
     ACCELERATOR,
     CLUSTER_PRESETS,
@@ -37,7 +37,7 @@ def make(options: PipelineOptions | None = None, *, local: bool = False) -> Grap
         grpo_overrides: dict = {},  # noqa: B006
         eval_preset: str = CLUSTER_PRESETS["eval"],
         eval_overrides: dict = {},  # noqa: B006
-        model_name: str = "vlaa-thinker-sft-grpo",
+        model_name: str = "thinkflow-vlm-sft-grpo",
         register_overrides: dict = {},  # noqa: B006
         experiment: str = "thinkflow",
         gpus_per_task: int = 8,

@@ -4,7 +4,7 @@ eval set, and write the paper-style comparison table (``compare_study``)."""
 from kfp import dsl
 from kfp.dsl.graph_component import GraphComponent
 
-from thinkflow import components as c
+from thinkflow.pipelines import steps as c
 from thinkflow.pipelines.common import (
     ACCELERATOR,
     CLUSTER_PRESETS,

@@ -130,8 +130,9 @@ def registry_lock(client: Any, name: str, *, timeout_s: float = 120.0, stale_aft
             if holder is not None and holder[0] == token:
                 break  # our create went through; the error was about the reply
             if holder is not None and time.time() - holder[1] > stale_after_s:
-                log.warning("gate lock %s held by %s since %.0fs: taking it over", lock, holder[0],
-                            time.time() - holder[1])
+                log.warning(
+                    "gate lock %s held by %s since %.0fs: taking it over", lock, holder[0], time.time() - holder[1]
+                )
                 _delete_if_owner(client, lock, holder[0])
                 continue
         if time.monotonic() > deadline:
@@ -187,8 +188,18 @@ def decide(name: str, challenger: Any, champion: Any | None, cfg: GateConfig) ->
     ours = _metric(challenger.tags or {}, cfg.metric)
 
     def result(promoted: bool, decision: str, reason: str, champ_value: float | None = None) -> GateDecision:
-        return GateDecision(name, version, promoted, decision, reason, cfg.metric, ours,
-                            str(champion.version) if champion is not None else None, champ_value, cfg.margin)
+        return GateDecision(
+            name,
+            version,
+            promoted,
+            decision,
+            reason,
+            cfg.metric,
+            ours,
+            str(champion.version) if champion is not None else None,
+            champ_value,
+            cfg.margin,
+        )
 
     if champion is None:
         return result(True, "promoted", "no champion yet")
@@ -196,22 +207,42 @@ def decide(name: str, challenger: Any, champion: Any | None, cfg: GateConfig) ->
     if str(champion.version) == version:
         return result(False, "already-champion", f"version {version} is already @{CHAMPION}", theirs)
     if ours is None:
-        return result(False, "rejected", f"challenger has no eval.{cfg.metric} tag (registered without an evaluation)",
-                      theirs)
+        return result(
+            False, "rejected", f"challenger has no eval.{cfg.metric} tag (registered without an evaluation)", theirs
+        )
     if theirs is None:
-        return result(False, "rejected", f"champion version {champion.version} has no eval.{cfg.metric} tag to "
-                                         "compare with; promote by hand if intended")
+        return result(
+            False,
+            "rejected",
+            f"champion version {champion.version} has no eval.{cfg.metric} tag to "
+            "compare with; promote by hand if intended",
+        )
     if cfg.require_same_eval_set:
         a = (challenger.tags or {}).get("eval.set_hash", "")
         b = (champion.tags or {}).get("eval.set_hash", "")
         if not a or a != b:
-            return result(False, "rejected", f"evaluated on a different eval set than champion version "
-                                             f"{champion.version} ({a[:12] or 'none'} vs {b[:12] or 'none'})", theirs)
+            return result(
+                False,
+                "rejected",
+                f"evaluated on a different eval set than champion version "
+                f"{champion.version} ({a[:12] or 'none'} vs {b[:12] or 'none'})",
+                theirs,
+            )
     if ours > theirs + cfg.margin:
-        return result(True, "promoted", f"{cfg.metric} {ours:.4f} beats champion version {champion.version} "
-                                        f"({theirs:.4f}) by more than {cfg.margin}", theirs)
-    return result(False, "rejected", f"{cfg.metric} {ours:.4f} does not beat champion version {champion.version} "
-                                     f"({theirs:.4f}) by more than {cfg.margin}", theirs)
+        return result(
+            True,
+            "promoted",
+            f"{cfg.metric} {ours:.4f} beats champion version {champion.version} "
+            f"({theirs:.4f}) by more than {cfg.margin}",
+            theirs,
+        )
+    return result(
+        False,
+        "rejected",
+        f"{cfg.metric} {ours:.4f} does not beat champion version {champion.version} "
+        f"({theirs:.4f}) by more than {cfg.margin}",
+        theirs,
+    )
 
 
 def gate(name: str, version: str | int, cfg: GateConfig | None = None, *, client: Any | None = None) -> GateDecision:
@@ -233,8 +264,10 @@ def gate(name: str, version: str | int, cfg: GateConfig | None = None, *, client
             client.set_model_version_tag(name, str(version), key, value)
         after = current_champion(client, name)
         if decision.promoted and (after is None or str(after.version) != str(version)):
-            raise GateError(f"{name}: @{CHAMPION} is {after.version if after else 'unset'} right after moving it to "
-                            f"{version}; something moved it without the gate lock")
+            raise GateError(
+                f"{name}: @{CHAMPION} is {after.version if after else 'unset'} right after moving it to "
+                f"{version}; something moved it without the gate lock"
+            )
     log.info("gate %s v%s: %s (%s)", name, version, decision.decision, decision.reason)
     return decision
 
@@ -268,6 +301,15 @@ def promote(name: str, version: str | int, reason: str, *, client: Any | None = 
         for key, value in tags.items():
             client.set_model_version_tag(name, str(version), key, value)
     metric = "overall.mean_score"
-    return GateDecision(name, str(version), True, "manual", reason, metric, _metric(target.tags or {}, metric),
-                        str(previous.version) if previous is not None else None,
-                        _metric(previous.tags or {}, metric) if previous is not None else None, 0.0)
+    return GateDecision(
+        name,
+        str(version),
+        True,
+        "manual",
+        reason,
+        metric,
+        _metric(target.tags or {}, metric),
+        str(previous.version) if previous is not None else None,
+        _metric(previous.tags or {}, metric) if previous is not None else None,
+        0.0,
+    )

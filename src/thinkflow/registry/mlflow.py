@@ -356,8 +356,16 @@ def model_card(name: str, source: str, digest: str, fields: dict[str, Any], miss
         "| lineage | value |",
         "|---|---|",
     ]
-    for key in ("stage", "base_model", "dataset_uri", "dataset_manifest_hash", "git_sha", "pipeline_run_id", "image",
-                "training_run_id"):
+    for key in (
+        "stage",
+        "base_model",
+        "dataset_uri",
+        "dataset_manifest_hash",
+        "git_sha",
+        "pipeline_run_id",
+        "image",
+        "training_run_id",
+    ):
         if fields.get(key):
             lines.append(f"| {key} | `{fields[key]}` |")
     if missing:
@@ -449,8 +457,12 @@ def register(cfg: RegisterConfig) -> StageResult:
         # Two registrations of the same content racing: keep the oldest version, drop ours.
         oldest = find_version(cfg.name, digest, client)
         if oldest is not None and str(oldest.version) != version:
-            log.info("model %s registered concurrently as version %s; dropping version %s", cfg.model,
-                     oldest.version, version)
+            log.info(
+                "model %s registered concurrently as version %s; dropping version %s",
+                cfg.model,
+                oldest.version,
+                version,
+            )
             try:
                 client.delete_model_version(cfg.name, version)
             except MlflowException as exc:
@@ -477,8 +489,13 @@ def register(cfg: RegisterConfig) -> StageResult:
         artifacts["gate_reason"] = decision.reason
     if missing:
         artifacts["lineage_missing"] = ", ".join(missing) + ("" if lineage is not None else " (no lineage.json)")
-    return StageResult(stage="register", output=f"models:/{cfg.name}/{version}", metrics=out_metrics,
-                       artifacts=artifacts, mlflow_run_id=run_id)
+    return StageResult(
+        stage="register",
+        output=f"models:/{cfg.name}/{version}",
+        metrics=out_metrics,
+        artifacts=artifacts,
+        mlflow_run_id=run_id,
+    )
 
 
 def _log_eval_reports(eval_uri: str) -> None:
@@ -518,21 +535,25 @@ def list_versions(name: str) -> list[dict[str, Any]]:
     rows = []
     for mv in sorted(_search_versions(client, f"name = '{_quote(name)}'"), key=lambda v: int(v.version)):
         tags = mv.tags or {}
-        metrics = {k.removeprefix("eval."): float(v) for k, v in tags.items()
-                   if k.startswith("eval.") and (k.endswith(".score") or k == "eval.overall.mean_score")
-                   and _is_number(v)}
-        rows.append({
-            "version": str(mv.version),
-            "aliases": sorted(aliases.get(str(mv.version), [])),
-            "created": datetime.fromtimestamp(mv.creation_timestamp / 1000, UTC).isoformat(timespec="seconds"),
-            "status": mv.status,
-            "content_hash": tags.get(CONTENT_HASH_TAG, ""),
-            "gate": tags.get("gate.decision", ""),
-            "promote_reason": tags.get("promote.reason", ""),
-            "metrics": metrics,
-            "source": tags.get("thinkflow.source", mv.source),
-            "run_id": mv.run_id,
-        })
+        metrics = {
+            k.removeprefix("eval."): float(v)
+            for k, v in tags.items()
+            if k.startswith("eval.") and (k.endswith(".score") or k == "eval.overall.mean_score") and _is_number(v)
+        }
+        rows.append(
+            {
+                "version": str(mv.version),
+                "aliases": sorted(aliases.get(str(mv.version), [])),
+                "created": datetime.fromtimestamp(mv.creation_timestamp / 1000, UTC).isoformat(timespec="seconds"),
+                "status": mv.status,
+                "content_hash": tags.get(CONTENT_HASH_TAG, ""),
+                "gate": tags.get("gate.decision", ""),
+                "promote_reason": tags.get("promote.reason", ""),
+                "metrics": metrics,
+                "source": tags.get("thinkflow.source", mv.source),
+                "run_id": mv.run_id,
+            }
+        )
     return rows
 
 

@@ -316,6 +316,7 @@ class Analysis:
     assignment: bool = False  # written as "x = …"
     interval: tuple[str, Value, Value, str] | None = None  # "[a, b)" with numeric ends
     decimals: int | None = None  # decimal places when the side is a plain decimal number ("-0.333333": 6)
+    elements: frozenset[Fraction] | None = None  # "\\{1, -2\\}": a finite set of exact numbers
 
 
 def _strip_spaces(text: str) -> str:
@@ -347,8 +348,26 @@ def _interval(text: str) -> tuple[str, Value, Value, str] | None:
         return None
 
 
+def _finite_set(text: str) -> frozenset[Fraction] | None:
+    if not (text.startswith("\\{") and text.endswith("\\}")):
+        return None
+    values = []
+    for part in text[2:-2].split(","):
+        try:
+            value = _numeric(part.strip())
+        except _ERRORS:
+            return None
+        if not isinstance(value, Fraction):
+            return None
+        values.append(value)
+    return frozenset(values)
+
+
 def analyze(text: str) -> Analysis:
     """Analyse one side for the fast paths (never raises)."""
+    if "°" in text and ("\\boxed" in text or "\\fbox" in text):
+        # math-verify does not read "°" inside \boxed{} (it keeps the text): only exact matches are sure
+        return Analysis(_strip_spaces(strip_wrappers(text)))
     s = strip_wrappers(text)
     if len(s) <= _MAX_FAST_CHARS and "$" in s:
         sentence = _SENTENCE.fullmatch(s)  # "The answer is $12$.": math-verify extracts the one formula
@@ -367,6 +386,9 @@ def analyze(text: str) -> Analysis:
     s = _DEGREE.sub("", s).strip()
     if _THOUSANDS.fullmatch(s):
         return Analysis(key, Fraction(s.replace(",", "")), assignment=assignment)
+    elements = _finite_set(s) if not assignment else None
+    if elements is not None:
+        return Analysis(key, elements=elements)
     interval = _interval(s) if not assignment else None
     if interval is not None:
         return Analysis(key, interval=interval)
@@ -403,6 +425,8 @@ def fast_verdict(gold: Analysis, pred: Analysis) -> bool | None:
     """True/False when the fast paths are sure of math-verify's verdict, ``None`` when it must decide."""
     if gold.key and gold.key == pred.key:
         return True
+    if gold.elements is not None and pred.elements is not None:
+        return gold.elements == pred.elements
     if gold.interval is not None and pred.interval is not None:
         (gl, ga, gb, gr), (pl, pa, pb, pr) = gold.interval, pred.interval
         if (gl, gr) != (pl, pr):
@@ -566,10 +590,15 @@ class MathPool:
         return self.workers[k]
 
     def start(self, n: int | None = None) -> None:
-        """Start ``n`` workers (all by default) and wait until they are ready."""
+        """Start ``n`` workers (all by default), wait until they are ready, and warm each one up.
+
+        The warm-up judges one trivial item per worker, so that math-verify's lazy imports and grammar
+        loading happen now rather than inside the first training step.
+        """
         with self._lock:
-            jobs = [_Job(self._worker(k), []) for k in range(min(n or self.size, self.size))]
-            self._run(jobs, "judge", [], 1.0, [])
+            count = min(n or self.size, self.size)
+            jobs = [_Job(self._worker(k), [k]) for k in range(count)]
+            self._run(jobs, "judge", [["$1$", "$1$"]] * count, 10.0, [None] * count)
 
     def close(self) -> None:
         """Stop every worker."""

@@ -348,14 +348,29 @@ mixed_reward = MixedReward()
 """The default mixed reward (paper settings; ``open`` records need ``MixedReward(config)`` with a scorer)."""
 
 
+_CONFIGURED: dict[tuple[str, int], MixedReward] = {}
+
+
+def _configured(config: RewardConfig | None, scorer: Scorer | None) -> MixedReward:
+    """A ``MixedReward`` per (config, scorer), kept so that its caches serve repeated ``score`` calls."""
+    if config is None and scorer is None:
+        return mixed_reward
+    key = ((config or RewardConfig()).model_dump_json(), id(scorer))
+    reward = _CONFIGURED.get(key)
+    if reward is None or reward._scorer is not scorer:
+        if len(_CONFIGURED) >= 16:
+            _CONFIGURED.clear()
+        reward = _CONFIGURED[key] = MixedReward(config, scorer=scorer)
+    return reward
+
+
 def score(completion: Any, solution: Any, verifier_type: str, **ctx: Any) -> float:
     """The reward of one completion.
 
     ``ctx``: ``image``, ``question`` (for ``open``), ``image_size`` (``iou`` frames), ``completion_length``
     (overlong penalty), ``config`` (a ``RewardConfig``), ``scorer`` (a reward model for ``open``).
     """
-    config, scorer = ctx.get("config"), ctx.get("scorer")
-    reward = MixedReward(config, scorer=scorer, math_verifier=mixed_reward.math) if config or scorer else mixed_reward
+    reward = _configured(ctx.get("config"), ctx.get("scorer"))
     result = reward.score_batch(
         [completion],
         [solution],

@@ -1,0 +1,94 @@
+"""Whole pipelines with kfp.local (SubprocessRunner, this interpreter) on the embedded default: synthetic
+data, the tiny model, MLflow in sqlite under the root, artifacts under the root."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from thinkflow.pipelines import run_local
+
+pytestmark = pytest.mark.slow
+
+
+def child_runs(tracking_uri: str, parent: str) -> dict[str, str]:
+    """stage -> status of the MLflow runs nested under the pipeline's parent run."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    mlflow.set_tracking_uri(tracking_uri)
+    client = MlflowClient(tracking_uri)
+    exp = client.get_run(parent).info.experiment_id
+    runs = client.search_runs([exp], filter_string=f"tags.mlflow.parentRunId = '{parent}'", max_results=100)
+    out: dict[str, str] = {}
+    for run in runs:
+        label = run.data.tags.get("thinkflow.stage", run.info.run_name)
+        out[label] = run.info.status
+    return out
+
+
+def test_vlaa_thinker_runs_locally(tmp_path: Path, tiny_model: Path) -> None:
+    root = tmp_path / "root"
+    result = run_local("vlaa_thinker", root, model=str(tiny_model))
+
+    assert result.state == "SUCCEEDED"
+    assert result.tracking_uri == f"sqlite:///{root.resolve() / 'mlflow.db'}"
+    # The registered version and its alias (the first version: no champion yet, so the gate promotes it).
+    assert result.registered is not None
+    assert result.registered["name"] == "thinkflow-vlm"
+    assert result.registered["version"] == "1"
+    assert result.registered["alias"] == "champion"
+    # The report and the metrics it is made from, under the root.
+    assert result.report is not None and Path(result.report).is_file()
+    assert Path(result.report).resolve().is_relative_to(root.resolve())
+    metrics = json.loads((Path(result.report).parent / "metrics.json").read_text())
+    assert metrics["overall"]["n"] == result.metrics["evaluate.overall.n"] > 0
+    assert 0.0 <= result.metrics["evaluate.overall.mean_score"] <= 1.0
+    # The trained model artifact: loadable layout with its lineage beside the weights.
+    model_dir = Path(result.outputs["grpo.artifact"])
+    assert (model_dir / "config.json").is_file() and (model_dir / "lineage.json").is_file()
+    lineage = json.loads((model_dir / "lineage.json").read_text())
+    assert lineage["stage"] == "grpo"
+    # One parent run per pipeline run, every stage nested under it, all finished.
+    children = child_runs(result.tracking_uri, result.parent_run_id)
+    assert {"build", "validate", "grpo", "evaluate", "register"} <= set(children)
+    assert set(children.values()) == {"FINISHED"}
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(result.tracking_uri)
+    parent = client.get_run(result.parent_run_id)
+    assert parent.info.status == "FINISHED"
+    assert parent.data.params["model"] == str(tiny_model)
+    version = client.get_model_version("thinkflow-vlm", "1")
+    assert "champion" in client.get_registered_model("thinkflow-vlm").aliases
+    assert version.tags  # lineage and eval tags from the registry
+
+
+def test_study_runs_locally(tmp_path: Path, tiny_model: Path) -> None:
+    """ParallelFor over the three recipes, If/Elif/Else branches, OneOf, Collected, compare_study."""
+    short = {
+        "sft_overrides": {"max_steps": 2, "save_steps": 2},
+        "grpo_overrides": {"max_steps": 2},
+        "eval_overrides": {"limit": 4},
+    }
+    result = run_local("sft_vs_rl_study", tmp_path / "root", short, model=str(tiny_model))
+
+    assert result.state == "SUCCEEDED"
+    assert result.comparison is not None
+    table = Path(result.comparison).read_text()
+    for row in ("| GRPO |", "| SFT |", "| SFT → GRPO |"):
+        assert row in table
+    data = json.loads((Path(result.comparison).parent / "comparison.json").read_text())
+    assert set(data["rows"]) == {"grpo", "sft", "sft_grpo"}
+    assert len(set(data["eval_set_hash"].values())) == 1  # the same eval set for every recipe
+    for recipe in ("grpo", "sft", "sft_grpo"):
+        assert f"{recipe}/evaluate.overall.mean_score" in result.metrics
+    # sft_grpo's GRPO started from its SFT model.
+    grpo_lineage = json.loads((Path(result.outputs["sft_grpo/grpo.artifact"]) / "lineage.json").read_text())
+    assert grpo_lineage["base_model"]["stage"] == "sft"
+    assert Path(grpo_lineage["base_model"]["uri"]).resolve() == Path(result.outputs["sft_grpo/sft.artifact"]).resolve()
+    children = child_runs(result.tracking_uri, result.parent_run_id)
+    assert {"build", "validate", "sft", "grpo", "evaluate", "compare_study"} <= set(children)

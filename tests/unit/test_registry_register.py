@@ -1,0 +1,219 @@
+"""Registering models (local sqlite MLflow): lineage tags, eval tags, idempotency, the gate, the CLI."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import eval_fixtures as fx
+from thinkflow.cli import app
+from thinkflow.config import load_config
+from thinkflow.registry import RegisterConfig, RegistryError, list_versions, register
+from thinkflow.registry.mlflow import content_hash, lineage_tags, model_files, read_eval
+
+SET = "e" * 64
+
+
+def metrics_doc(score: float, set_hash: str = SET) -> dict[str, Any]:
+    return {
+        "model": "m",
+        "eval_set_hash": set_hash,
+        "benchmarks": {"mathvista": {"score": score, "accuracy": score, "n": 10}},
+        "overall": {"mean_score": score, "accuracy": score, "format_rate": 1.0, "mean_length": 12.0, "n": 10.0},
+        "per_verifier": {"mcq": {"accuracy": score, "n": 10.0}},
+        "aha": {"count.wait": 1.0, "total": 1.0, "responses_with_cue": 1.0, "rate": 0.1},
+    }
+
+
+def write_eval(path: Path, score: float, set_hash: str = SET) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "metrics.json").write_text(json.dumps(metrics_doc(score, set_hash)))
+    (path / "report.html").write_text("<html>report</html>")
+    return path
+
+
+def model_copy(tiny_model: Path, dest: Path, variant: int = 0, lineage: dict[str, Any] | None = None) -> Path:
+    shutil.copytree(tiny_model, dest)
+    if variant:  # another model: same weights, different generation settings
+        cfg = json.loads((dest / "generation_config.json").read_text())
+        cfg["max_new_tokens"] = 100 + variant
+        (dest / "generation_config.json").write_text(json.dumps(cfg))
+    if lineage is not None:
+        (dest / "lineage.json").write_text(json.dumps(lineage))
+    return dest
+
+
+def train_lineage() -> dict[str, Any]:
+    from thinkflow.train.lineage import build_lineage
+
+    lin = build_lineage(
+        stage="grpo",
+        config={"learning_rate": 1e-6, "reward": {"beta": 1.0}},
+        base_model="s3://m/base",
+        data="s3://d/vlaa",
+        manifest_hash="sha256:abc",
+        split="rl",
+        num_examples=10,
+        global_step=4,
+        metrics={"reward": 0.5},
+        mlflow_run_id="run123",
+    )
+    lin.update(
+        {
+            "pipeline_run_id": "kfp-run-7",
+            "image": "ghcr.io/x/thinkflow-trainer:1.0",
+            "reward_mix": {"digit": "rule", "open": "rm"},
+        }
+    )
+    return lin
+
+
+@pytest.fixture(scope="module")
+def db_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return fx.mlflow_db_template(tmp_path_factory.mktemp("mlflow-template"))
+
+
+@pytest.fixture
+def mlflow_local(db_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    return fx.use_mlflow_db(db_template, tmp_path, monkeypatch)
+
+
+def test_content_hash_ignores_lineage_and_checkpoints(tiny_model: Path, tmp_path: Path) -> None:
+    a = model_copy(tiny_model, tmp_path / "a")
+    digest = content_hash(a)
+    (a / "lineage.json").write_text("{}")
+    (a / "checkpoints" / "checkpoint-2").mkdir(parents=True)
+    (a / "checkpoints" / "checkpoint-2" / "model.safetensors").write_bytes(b"old")
+    assert content_hash(a) == digest
+    assert not [f for f in model_files(a) if f.parts[0] == "checkpoints"]
+    assert content_hash(model_copy(tiny_model, tmp_path / "b", variant=1)) != digest
+
+
+def test_lineage_tags_from_the_training_stage_file() -> None:
+    tags, missing = lineage_tags(train_lineage())
+    assert missing == []
+    assert tags["lineage.dataset_uri"] == "s3://d/vlaa" and tags["lineage.dataset_manifest_hash"] == "sha256:abc"
+    assert tags["lineage.base_model"] == "s3://m/base" and tags["lineage.stage"] == "grpo"
+    assert tags["lineage.pipeline_run_id"] == "kfp-run-7" and tags["lineage.training_run_id"] == "run123"
+    assert json.loads(tags["lineage.config"])["learning_rate"] == 1e-6
+    assert json.loads(tags["lineage.reward_mix"]) == {"digit": "rule", "open": "rm"}
+    assert "transformers" in json.loads(tags["lineage.versions"]) and tags["lineage.missing"] == "none"
+    tags, missing = lineage_tags(None)
+    assert tags["lineage.file"] == "absent" and "dataset_uri" in missing and "git_sha" in missing
+    assert tags["lineage.missing"].startswith("dataset_uri, dataset_manifest_hash")
+
+
+def test_register_defaults_need_no_config() -> None:
+    cfg = load_config(RegisterConfig, None, [])
+    assert cfg.model and cfg.eval and cfg.name and cfg.gate.metric == "overall.mean_score"
+
+
+def test_read_eval_errors(tmp_path: Path) -> None:
+    with pytest.raises(RegistryError, match="run `thinkflow evaluate` first"):
+        read_eval(str(tmp_path))
+    (tmp_path / "metrics.json").write_text('{"x": 1}')
+    with pytest.raises(RegistryError, match="no 'overall' key"):
+        read_eval(str(tmp_path))
+
+
+def test_register_gate_idempotent_and_list(tiny_model: Path, tmp_path: Path, mlflow_local: str) -> None:
+    import mlflow
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    first = model_copy(tiny_model, tmp_path / "m1", lineage=train_lineage())
+    (first / "checkpoints" / "checkpoint-1").mkdir(parents=True)
+    (first / "checkpoints" / "checkpoint-1" / "optimizer.pt").write_bytes(b"x" * 100)
+    r1 = register(RegisterConfig(model=str(first), eval=str(write_eval(tmp_path / "e1", 0.40)), name="vlm"))
+    assert r1.output == "models:/vlm/1" and r1.metrics["created"] == 1 and r1.metrics["promoted"] == 1
+    mv = client.get_model_version("vlm", "1")
+    assert mv.tags["lineage.dataset_manifest_hash"] == "sha256:abc" and mv.tags["lineage.missing"] == "none"
+    assert float(mv.tags["eval.overall.mean_score"]) == 0.40 and mv.tags["eval.set_hash"] == SET
+    assert mv.tags["thinkflow.content_hash"] == content_hash(first) and mv.tags["gate.decision"] == "promoted"
+    assert set(client.get_registered_model("vlm").aliases) == {"challenger", "champion"}
+    # the transformers flavor, logged from the directory: weights, processor, lineage; no checkpoints
+    files = {f.path for f in mlflow.artifacts.list_artifacts(artifact_uri="models:/vlm/1/model")}
+    assert "model/config.json" in files and "model/lineage.json" in files and "model/checkpoints" not in files
+    flavor = mlflow.models.get_model_info("models:/vlm/1").flavors["transformers"]
+    assert flavor["task"] == "image-text-to-text" and flavor["processor_type"].endswith("Processor")
+    run = mlflow.get_run(r1.mlflow_run_id)
+    assert run.data.tags["thinkflow.stage"] == "register" and run.data.metrics["overall.mean_score"] == 0.40
+    assert {"lineage.json", "eval"} <= {f.path for f in mlflow.artifacts.list_artifacts(run_id=r1.mlflow_run_id)}
+
+    # idempotent: same content -> same version, nothing new
+    again = register(RegisterConfig(model=str(first), eval=str(tmp_path / "e1"), name="vlm"))
+    assert again.output == "models:/vlm/1" and again.metrics["created"] == 0
+    assert len(client.search_model_versions("name = 'vlm'")) == 1
+
+    # a worse model: challenger, not champion
+    worse = register(
+        RegisterConfig(
+            model=str(model_copy(tiny_model, tmp_path / "m2", 2)),
+            eval=str(write_eval(tmp_path / "e2", 0.30)),
+            name="vlm",
+        )
+    )
+    assert worse.output == "models:/vlm/2" and worse.metrics["promoted"] == 0
+    aliases = client.get_registered_model("vlm").aliases
+    assert str(aliases["champion"]) == "1" and str(aliases["challenger"]) == "2"
+    assert worse.artifacts["gate"] == "rejected" and "lineage_missing" in worse.artifacts  # no lineage.json
+
+    # a better model on another eval set: not comparable, not promoted
+    other = register(
+        RegisterConfig(
+            model=str(model_copy(tiny_model, tmp_path / "m3", 3)),
+            eval=str(write_eval(tmp_path / "e3", 0.90, "f" * 64)),
+            name="vlm",
+        )
+    )
+    assert other.metrics["promoted"] == 0 and "different eval set" in other.artifacts["gate_reason"]
+
+    # a better model on the same eval set: promoted
+    better = register(
+        RegisterConfig(
+            model=str(model_copy(tiny_model, tmp_path / "m4", 4)),
+            eval=str(write_eval(tmp_path / "e4", 0.55)),
+            name="vlm",
+        )
+    )
+    assert better.metrics["promoted"] == 1 and str(client.get_registered_model("vlm").aliases["champion"]) == "4"
+
+    rows = list_versions("vlm")
+    assert [r["version"] for r in rows] == ["1", "2", "3", "4"]
+    assert rows[3]["aliases"] == ["challenger", "champion"] and rows[0]["gate"] == "promoted"
+    assert rows[1]["metrics"] == {"mathvista.score": 0.30, "overall.mean_score": 0.30}
+    with pytest.raises(RegistryError, match="no registered model named 'nope'"):
+        list_versions("nope")
+
+
+def test_cli_register_promote_list(tiny_model: Path, tmp_path: Path, mlflow_local: str) -> None:
+    runner = CliRunner()
+    model = model_copy(tiny_model, tmp_path / "m")
+    ev = write_eval(tmp_path / "e", 0.2)
+    result = runner.invoke(app, ["register", "--set", f"model={model}", "--set", f"eval={ev}", "--set", "name=cli-vlm"])
+    assert result.exit_code == 0, result.output
+    out = " ".join(result.output.split())
+    assert "registered models:/cli-vlm/1" in out and "gate: promoted (no champion yet)" in out
+    assert "lineage unknown: dataset_uri" in out and "(no lineage.json)" in out
+    other = model_copy(tiny_model, tmp_path / "m2", 1)
+    result = runner.invoke(app, ["register", "--set", f"model={other}", "--set", "eval=null", "--set", "name=cli-vlm"])
+    assert result.exit_code == 0, result.output
+    assert "gate: rejected" in " ".join(result.output.split())
+    result = runner.invoke(app, ["promote", "cli-vlm", "2", "--reason", "canary passed"])
+    assert result.exit_code == 0, result.output
+    assert "cli-vlm version 2 is @champion" in result.output and "(was: 1)" in result.output
+    result = runner.invoke(app, ["models", "list", "cli-vlm"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "@champion" in result.output and "manual" in result.output and "0.2000" in result.output
+    result = runner.invoke(app, ["promote", "cli-vlm", "9", "--reason", "x"])
+    assert result.exit_code == 1 and "promote failed" in result.output
+    result = runner.invoke(app, ["register", "--set", f"model={tmp_path / 'absent'}"])
+    assert result.exit_code == 1 and "register failed" in result.output
