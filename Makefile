@@ -19,10 +19,9 @@ $(STAMP): pyproject.toml constraints.txt
 
 setup: $(STAMP)
 
+# The vlaa_thinker pipeline end to end with kfp.local on the embedded default (see README).
 run: $(STAMP)
-	$(BIN)/thinkflow tiny-model .thinkflow/tiny
-	$(BIN)/python -c "from PIL import Image, ImageDraw; im = Image.new('RGB', (112, 112), 'white'); d = ImageDraw.Draw(im); [d.ellipse((10 + 30 * i, 40, 34 + 30 * i, 64), fill='red') for i in range(3)]; im.save('.thinkflow/circles.png')"
-	$(BIN)/thinkflow ask .thinkflow/tiny --image .thinkflow/circles.png --question "How many red circles are there?"
+	$(BIN)/thinkflow run --pipeline vlaa_thinker --root .thinkflow
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests bench

@@ -212,6 +212,8 @@ def rewards_score(
 
 def _train(stage: str, config: str | None, sets: list[str] | None, print_config: bool) -> None:
     """Run a training stage (sft/grpo) and print where its model went; training errors exit 1."""
+    import os
+
     from thinkflow.train import grpo, sft
     from thinkflow.train.common import TrainError
     from thinkflow.train.launch import LaunchError
@@ -223,6 +225,8 @@ def _train(stage: str, config: str | None, sets: list[str] | None, print_config:
     except (TrainError, LaunchError) as exc:
         console.print(f"[red]{stage} failed:[/red] {exc}")
         raise typer.Exit(1) from None
+    if os.environ.get("RANK", "0") != "0":
+        return  # one summary per job: the other ranks of a torchrun/TrainJob launch stay quiet
     shown = {k: round(v, 4) for k, v in result.metrics.items() if k in {"global_step", "train_loss", "reward"}}
     console.print(f"[green]{stage} done[/green]: model at {result.output} {shown}")
     if result.mlflow_run_id:
@@ -344,7 +348,7 @@ def run_command(
     """Run a pipeline end to end on this machine (kfp.local) on the embedded default and print a summary."""
     from thinkflow.pipelines import UnknownPipelineError, run_local
     from thinkflow.pipelines.local import LocalRunError, render_summary
-    from thinkflow.pipelines.submit import SubmitError, read_params
+    from thinkflow.pipelines.remote import SubmitError, read_params
 
     try:
         result = run_local(pipeline, root, read_params(params) if params else None, model=model)
@@ -381,7 +385,7 @@ def submit_command(
 ) -> None:
     """Upload a pipeline version to KFP and start a run (or a recurring run); prints the run's UI link."""
     from thinkflow.pipelines import UnknownPipelineError, submit
-    from thinkflow.pipelines.submit import SubmitError, read_params
+    from thinkflow.pipelines.remote import SubmitError, read_params
 
     try:
         result = submit(

@@ -124,7 +124,13 @@ def test_vlaa_import(tmp_path: Path) -> None:
     assert "image undecodable" in rejected["vizwiz-broken"]
     assert "field 'solution' (iou)" in rejected["coco-bad-box"]
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["counts"]["source"] == {"allava_laion": 1, "clevr_math": 1, "coco": 1, "geoqa170k": 1, "synthesis": 1}
+    assert manifest["counts"]["source"] == {
+        "allava_laion": 1,
+        "clevr_math": 1,
+        "coco": 1,
+        "geoqa170k": 1,
+        "synthesis": 1,
+    }
     assert manifest["counts"]["rejected"] == 4 and result.metrics["records"] == 5
 
 

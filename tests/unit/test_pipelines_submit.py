@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from thinkflow.cli import app
 from thinkflow.pipelines import load_package, submit
-from thinkflow.pipelines.submit import SubmitError, check_params, normalize_cron, read_params, version_name
+from thinkflow.pipelines.remote import SubmitError, check_params, normalize_cron, read_params, version_name
 
 REAL_CLIENT = kfp.Client
 

@@ -176,6 +176,13 @@ def test_register_gate_idempotent_and_list(tiny_model: Path, tmp_path: Path, mlf
     )
     assert other.metrics["promoted"] == 0 and "different eval set" in other.artifacts["gate_reason"]
 
+    # the rejected model evaluated again (its eval.* tags replaced): gated again, still not better
+    again2 = register(
+        RegisterConfig(model=str(tmp_path / "m2"), eval=str(write_eval(tmp_path / "e2b", 0.35)), name="vlm")
+    )
+    assert again2.output == "models:/vlm/2" and again2.metrics["created"] == 0 and again2.metrics["promoted"] == 0
+    assert float(client.get_model_version("vlm", "2").tags["gate.challenger_value"]) == 0.35
+
     # a better model on the same eval set: promoted
     better = register(
         RegisterConfig(
@@ -189,7 +196,7 @@ def test_register_gate_idempotent_and_list(tiny_model: Path, tmp_path: Path, mlf
     rows = list_versions("vlm")
     assert [r["version"] for r in rows] == ["1", "2", "3", "4"]
     assert rows[3]["aliases"] == ["challenger", "champion"] and rows[0]["gate"] == "promoted"
-    assert rows[1]["metrics"] == {"mathvista.score": 0.30, "overall.mean_score": 0.30}
+    assert rows[1]["metrics"] == {"mathvista.score": 0.35, "overall.mean_score": 0.35}
     with pytest.raises(RegistryError, match="no registered model named 'nope'"):
         list_versions("nope")
 

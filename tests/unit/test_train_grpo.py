@@ -270,9 +270,7 @@ def test_resume_after_a_crash_continues_from_the_checkpoint(
     trainer._load_from_checkpoint(str(checkpoint))
     saved = AutoModelForImageTextToText.from_pretrained(checkpoint)
     base = AutoModelForImageTextToText.from_pretrained(tiny_model)
-    for (name, p), (_, q), (_, b) in zip(
-        trainer.model.named_parameters(), saved.named_parameters(), base.named_parameters(), strict=True
-    ):
+    for (name, p), (_, q) in zip(trainer.model.named_parameters(), saved.named_parameters(), strict=True):
         assert torch.equal(p, q), name
     assert any(not torch.equal(q, b) for q, b in zip(saved.parameters(), base.parameters(), strict=True))
 

@@ -33,7 +33,8 @@ class Ask:
     key: str
 
 
-Responder = Callable[[Ask], str]
+# A reply: the message content, or a dict of message fields (e.g. {"content": …, "reasoning_content": …}).
+Responder = Callable[[Ask], Any]
 
 
 def request_key(body: dict[str, Any]) -> str:
@@ -79,6 +80,9 @@ class ScriptedTeacher:
     held: int = 0
     in_flight: int = 0
     max_in_flight: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    authorization: str | None = None
     errors: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -95,6 +99,7 @@ class ScriptedTeacher:
 
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        self.authorization = request.headers.get("authorization")
         try:
             return await self._answer(await request.json())
         finally:
@@ -126,19 +131,22 @@ class ScriptedTeacher:
         except Exception as exc:  # a responder bug: report it to the test as a 500
             self.errors.append(f"{type(exc).__name__}: {exc}")
             return JSONResponse({"error": {"message": str(exc), "type": "responder"}}, status_code=500)
+        message = (
+            {"role": "assistant", **content} if isinstance(content, dict) else {"role": "assistant", "content": content}
+        )
         prompt_tokens = len(ask.text.split()) + 64 * len(ask.images)
-        completion_tokens = len(content.split())
+        completion_tokens = sum(len(str(v).split()) for k, v in message.items() if k != "role")
         self.served[ask.key] += 1
         self.served_per_model[ask.model] += 1
+        self.prompt_tokens += prompt_tokens
+        self.completion_tokens += completion_tokens
         return JSONResponse(
             {
                 "id": f"chatcmpl-{ask.key[:24]}-{self.served[ask.key]}",
                 "object": "chat.completion",
                 "created": int(time.time()),
                 "model": ask.model,
-                "choices": [
-                    {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
-                ],
+                "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
                 "usage": {
                     "prompt_tokens": prompt_tokens,
                     "completion_tokens": completion_tokens,

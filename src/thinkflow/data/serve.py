@@ -29,6 +29,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
 DEFAULT_MAX_TOKENS = 256
 
 
@@ -169,18 +172,14 @@ class ModelServer:
         }
 
 
-def _error(status: int, message: str, kind: str = "invalid_request_error") -> Any:
-    from fastapi.responses import JSONResponse
-
+def _error(status: int, message: str, kind: str = "invalid_request_error") -> JSONResponse:
     return JSONResponse(
         status_code=status, content={"error": {"message": message, "type": kind, "param": None, "code": None}}
     )
 
 
-def create_app(server: ModelServer) -> Any:
+def create_app(server: ModelServer) -> FastAPI:
     """The FastAPI app serving ``server``."""
-    from fastapi import FastAPI, Request
-
     app = FastAPI(title=f"thinkflow serve-model: {server.name}")
 
     @app.get("/health")

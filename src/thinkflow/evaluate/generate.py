@@ -140,6 +140,7 @@ def generate_answers(
     device: str | None = None,
     seed: int = 0,
     progress: bool = True,
+    vllm_args: dict[str, Any] | None = None,
 ) -> tuple[list[str], list[int], str]:
     """Load ``model_uri`` and answer every pair: ``(completions, completion token counts, backend used)``."""
     from transformers import AutoProcessor
@@ -149,6 +150,9 @@ def generate_answers(
     used = resolve_backend(backend)
     torch.manual_seed(seed)
     if used == "vllm":
+        extra = dict(vllm_args or {})
+        if dtype:
+            extra.setdefault("dtype", dtype)
         model_dir = resolve(model_uri)
         processor = AutoProcessor.from_pretrained(model_dir)
         texts = generate_vllm(
@@ -161,6 +165,7 @@ def generate_answers(
             temperature=temperature,
             seed=seed,
             progress=progress,
+            **extra,
         )
     else:
         model, processor = load(model_uri, dtype=dtype, device=device)

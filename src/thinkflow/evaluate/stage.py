@@ -79,6 +79,8 @@ class EvalConfig(StageConfig):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] | None = None
     device: str | None = None
     seed: int = 0
+    # extra vllm.LLM arguments, e.g. {max_model_len: 8192, gpu_memory_utilization: 0.85, tensor_parallel_size: 2}
+    vllm_args: dict[str, Any] = Field(default_factory=dict)
     # Scoring
     fallback_to_raw: bool = True  # no <answer> block: judge the visible text (VLMEvalKit-style)
     # reward >= threshold counts as correct (1.0 for types not listed)
@@ -118,14 +120,16 @@ def eval_set_hash(samples: list[Any], cfg: EvalConfig) -> str:
     Two evaluations are comparable (for the promotion gate) only when their hashes are equal.
     """
     h = hashlib.sha256()
-    protocol = {
+    protocol: dict[str, Any] = {
         "system_prompt": cfg.system_prompt,
         "max_new_tokens": cfg.max_new_tokens,
         "temperature": cfg.temperature,
         "fallback_to_raw": cfg.fallback_to_raw,
         "correct_thresholds": cfg.correct_thresholds,
-        "rewards": cfg.rewards.model_dump(mode="json", exclude={"math_workers", "timeout_s", "scorer_timeout_s"}),
+        "max_answer_chars": cfg.rewards.max_answer_chars,
     }
+    if any(s.verifier_type == "open" for s in samples):  # the reward model judges open-ended answers
+        protocol["open"] = cfg.rewards.model_dump(mode="json", include={"scorer", "scorer_url", "scorer_model", "beta"})
     h.update(json.dumps(protocol, sort_keys=True).encode())
     for s in sorted(samples, key=lambda s: (s.benchmark, s.id)):
         h.update(json.dumps([s.benchmark, s.id, s.question, s.solution, s.verifier_type]).encode())
@@ -184,6 +188,7 @@ def run(cfg: EvalConfig) -> StageResult:
             device=cfg.device,
             seed=cfg.seed,
             progress=cfg.progress,
+            vllm_args=cfg.vllm_args,
         )
         gen_seconds = time.monotonic() - started
         scored = score_predictions(

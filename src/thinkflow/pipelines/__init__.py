@@ -20,8 +20,8 @@ if TYPE_CHECKING:
     from thinkflow.pipelines.compile import compile_all, compile_pipeline, load_package
     from thinkflow.pipelines.local import LocalRunResult, run_local
     from thinkflow.pipelines.registry import DISPLAY_NAMES, PIPELINES, UnknownPipelineError, build
+    from thinkflow.pipelines.remote import SubmitResult, submit
     from thinkflow.pipelines.study import RECIPES, CompareConfig, compare
-    from thinkflow.pipelines.submit import SubmitResult, submit
 
 _WHERE = {
     "PipelineOptions": "common",
@@ -37,8 +37,8 @@ _WHERE = {
     "RECIPES": "study",
     "CompareConfig": "study",
     "compare": "study",
-    "SubmitResult": "submit",
-    "submit": "submit",
+    "SubmitResult": "remote",
+    "submit": "remote",
 }
 
 __all__ = [

@@ -35,6 +35,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from thinkflow import storage
 from thinkflow.components import runtime
 from thinkflow.pipelines.common import LOCAL_PRESETS, PipelineOptions
 from thinkflow.pipelines.registry import DISPLAY_NAMES, build, check_name
@@ -91,6 +92,25 @@ def default_arguments(pipeline: str, model: str) -> dict[str, Any]:
     }
     if pipeline in ("sft_then_grpo", "sft_vs_rl_study"):
         args["sft_preset"] = LOCAL_PRESETS["sft"]
+    return args
+
+
+def local_arguments(
+    pipeline: str, model: str, inputs: set[str], arguments: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The embedded default's arguments with the user's on top (``*_overrides`` dicts merged key by key);
+    an argument that is not a parameter of the pipeline is an error naming it."""
+    args = {k: v for k, v in default_arguments(pipeline, model).items() if k in inputs}
+    for name, value in (arguments or {}).items():
+        if isinstance(value, dict) and isinstance(args.get(name), dict):
+            args[name] = runtime.deep_merge(copy.deepcopy(args[name]), value)
+        else:
+            args[name] = value
+    unknown = sorted(set(args) - inputs)
+    if unknown:
+        raise ValueError(
+            f"unknown pipeline parameter(s) for {pipeline}: {', '.join(unknown)}; known: {', '.join(sorted(inputs))}"
+        )
     return args
 
 
@@ -156,18 +176,8 @@ def run_local(
     with _environ(env):
         model_path = model or str(tiny_model(base))
         graph = build(key, (options or PipelineOptions()).model_copy(update={"study_parallelism": 1}), local=True)
-        inputs = set(graph.component_spec.inputs or {})
-        args = {k: v for k, v in default_arguments(key, model_path).items() if k in inputs}
-        for name, value in (arguments or {}).items():
-            if isinstance(value, dict) and isinstance(args.get(name), dict):  # *_overrides: merged key by key
-                args[name] = runtime.deep_merge(copy.deepcopy(args[name]), value)
-            else:
-                args[name] = value
-        unknown = sorted(set(args) - inputs)
-        if unknown:
-            raise ValueError(f"unknown pipeline parameter(s) for {key}: {', '.join(unknown)}")
-        if "experiment" in inputs:
-            args.setdefault("experiment", experiment)
+        args = local_arguments(key, model_path, set(graph.component_spec.inputs or {}), arguments)
+        args.setdefault("experiment", experiment)
         client = MlflowClient()
         exp_id = _experiment_id(args.get("experiment", experiment), base / "mlartifacts")
         parent = client.create_run(exp_id, run_name=f"{DISPLAY_NAMES[key]}-{stamp}", tags={"thinkflow.local": "true"})
@@ -254,9 +264,13 @@ def render_summary(result: LocalRunResult) -> Any:
     table.add_column("metric")
     table.add_column("value", justify="right")
     for name, number in sorted(result.metrics.items()):
-        if name.startswith(("evaluate.", "compare_study.")) or "/evaluate." in name:
+        if name.startswith("evaluate.") or "/evaluate.overall." in name:
             table.add_row(name, f"{number:.4g}")
     parts: list[Any] = [Text("ThinkFlow run summary", style="bold green"), head]
     if table.row_count:
         parts.append(table)
+    if result.comparison and not storage.is_remote(result.comparison) and Path(result.comparison).is_file():
+        from rich.markdown import Markdown
+
+        parts.append(Markdown(Path(result.comparison).read_text(encoding="utf-8")))
     return Group(*parts)

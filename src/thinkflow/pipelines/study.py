@@ -142,14 +142,14 @@ def table(
     best: dict[str, float] = {}
     for col in columns:
         present = [r[col] for r in rows.values() if col in r]
-        if present and "length" not in col:
+        if len(set(present)) > 1 and "length" not in col:  # nothing to single out when all are equal
             best[col] = max(present)
     lines = [f"### {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for label, values in rows.items():
         cells = [RECIPE_TITLES.get(label, label)]
         for col in columns:
             text = _fmt(values.get(col), col, percent)
-            if col in best and values.get(col) == best[col] and len(rows) > 1:
+            if col in best and values.get(col) == best[col]:
                 text = f"**{text}**"
             cells.append(text)
         if baseline is not None and avg_key is not None:

@@ -39,7 +39,7 @@ from pydantic import Field
 
 from thinkflow import storage
 from thinkflow.config import StageConfig, StageResult
-from thinkflow.registry.gate import CHALLENGER, GateConfig, GateDecision, gate
+from thinkflow.registry.gate import CHALLENGER, GateConfig, GateDecision, current_champion, gate
 
 log = logging.getLogger(__name__)
 
@@ -421,14 +421,21 @@ def register(cfg: RegisterConfig) -> StageResult:
     ensure_registered_model(client, cfg.name, cfg.description)
     existing = find_version(cfg.name, digest, client)
     run_id: str | None
+    eval_changed = False
     if existing is not None:
         version = str(existing.version)
         run_id = existing.run_id
         created = False
         log.info("model %s already registered as %s version %s", cfg.model, cfg.name, version)
-        # Fill in tags a crashed earlier attempt may have left out (eval results can arrive later).
+        tags = dict(existing.tags or {})
+        if etags:  # a new evaluation of the same model replaces its eval.* tags (and is gated again)
+            stale = [k for k in tags if k.startswith("eval.") and k not in etags]
+            for key in stale:
+                client.delete_model_version_tag(cfg.name, version, key)
+            eval_changed = bool(stale) or any(tags.get(k) != v for k, v in etags.items() if k != "eval.uri")
+        # Also fills in tags a crashed earlier attempt may have left out.
         for key, value in {**ltags, **etags, **cfg.tags}.items():
-            if existing.tags.get(key) != value:
+            if tags.get(key) != value:
                 client.set_model_version_tag(cfg.name, version, key, value)
     else:
         fields = lineage_fields(lineage)
@@ -474,7 +481,9 @@ def register(cfg: RegisterConfig) -> StageResult:
             client.update_model_version(cfg.name, version, description=cfg.description)
     decision: GateDecision | None = None
     current = client.get_model_version(cfg.name, version)
-    if cfg.promote and (created or "gate.decision" not in current.tags):
+    champion = current_champion(client, cfg.name)
+    is_champion = champion is not None and str(champion.version) == version
+    if cfg.promote and not is_champion and (created or eval_changed or "gate.decision" not in current.tags):
         decision = gate(cfg.name, version, cfg.gate, client=client)
     out_metrics: dict[str, float] = {"version": float(version), "created": float(created)}
     if decision is not None:

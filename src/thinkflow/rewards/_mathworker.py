@@ -3,7 +3,7 @@
 Started by ``thinkflow.rewards.math.MathPool`` as ``python -P <this file>`` (a plain script, so starting
 it does not import ``thinkflow``, transformers or torch). Protocol, one JSON object per line:
 
-- startup: the worker prints ``{"ready": true}``.
+- startup: the worker warms math-verify up, then prints ``{"ready": true}``.
 - request ``{"op": "judge", "items": [[gold, pred], ...], "timeout": seconds}``: for each item, in order, the
   worker prints ``{"i": index, "v": verdict, "s": status}`` with status ``ok`` | ``gold_unparsed`` |
   ``timeout`` | ``error``. ``gold`` and ``pred`` are already prepared (LaTeX wrapped in ``$…$``).
@@ -82,6 +82,9 @@ def main() -> None:
         # parsed = math-verify got a math object, not only its string fallback
         return any(not isinstance(x, str) for x in result), "ok", repr(result)[:200]
 
+    # Warm up before reporting ready: math-verify loads its grammar and sympy modules lazily on first use,
+    # which must not eat into the first item's time budget.
+    verify(parse("$1$", parsing_timeout=None), parse("$\\frac{x}{2} + 1$", parsing_timeout=None), timeout_seconds=None)
     emit({"ready": True})
     for line in sys.stdin:
         try:

@@ -569,7 +569,7 @@ class MathPool:
         self,
         workers: int = 2,
         *,
-        grace_s: float = 1.0,
+        grace_s: float = 0.5,
         startup_timeout_s: float = 120.0,
         min_chunk: int = 16,
     ) -> None:
@@ -590,15 +590,10 @@ class MathPool:
         return self.workers[k]
 
     def start(self, n: int | None = None) -> None:
-        """Start ``n`` workers (all by default), wait until they are ready, and warm each one up.
-
-        The warm-up judges one trivial item per worker, so that math-verify's lazy imports and grammar
-        loading happen now rather than inside the first training step.
-        """
+        """Start ``n`` workers (all by default) and wait until they are ready (warmed up)."""
         with self._lock:
-            count = min(n or self.size, self.size)
-            jobs = [_Job(self._worker(k), [k]) for k in range(count)]
-            self._run(jobs, "judge", [["$1$", "$1$"]] * count, 10.0, [None] * count)
+            jobs = [_Job(self._worker(k), []) for k in range(min(n or self.size, self.size))]
+            self._run(jobs, "judge", [], 1.0, [])
 
     def close(self) -> None:
         """Stop every worker."""

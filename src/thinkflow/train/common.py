@@ -443,7 +443,10 @@ def run_stage(
 
                 mlflow.log_dict(lineage, "lineage.json")
         trainer.accelerator.wait_for_everyone()
-        log.info("%s finished at global_step %d; model saved to %s", stage, trainer.state.global_step, cfg.output_dir)
+        if main:
+            log.info(
+                "%s finished at global_step %d; model saved to %s", stage, trainer.state.global_step, cfg.output_dir
+            )
     return StageResult(stage=stage, output=cfg.output_dir, metrics=metrics, artifacts=artifacts, mlflow_run_id=run_id)
 
 
