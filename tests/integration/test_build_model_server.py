@@ -92,13 +92,21 @@ def test_bad_requests_get_openai_errors(server: str) -> None:
 
 
 def _tiny(url: str, max_tokens: int) -> dict[str, Any]:
-    return {"base_url": url, "model": "tiny", "temperature": 0.0, "max_tokens": max_tokens, "concurrency": 2}
+    # Sampled with a fixed seed per request: deterministic, and a random model says more than greedy newlines.
+    return {
+        "base_url": url,
+        "model": "tiny",
+        "temperature": 1.0,
+        "max_tokens": max_tokens,
+        "concurrency": 2,
+        "extra_body": {"seed": 0},
+    }
 
 
 def test_six_steps_against_the_tiny_model(server: str, tmp_path: Path) -> None:
     n = 10
     before = httpx.get(server.removesuffix("/v1") + "/stats").json()
-    # 1) every teacher is the tiny model: a random model writes no <think> block, so its records stop at step 3
+    # 1) every teacher is the tiny model: a random model writes no <think>…</think>, so its records stop at step 3
     out = tmp_path / "all-tiny"
     cfg = BuildConfig(
         output=str(out),
@@ -117,7 +125,7 @@ def test_six_steps_against_the_tiny_model(server: str, tmp_path: Path) -> None:
     assert manifest["teachers"]["caption"]["served_models"] == ["tiny"]
     rejected = list(read_jsonl(out / "rejected.jsonl"))
     assert manifest["counts"]["total"] + len(rejected) == n
-    assert all(r["step"] in ("reason", "rewrite", "verify") and r["reason"] for r in rejected)
+    assert all(r["step"] in ("caption", "reason", "rewrite", "verify") and r["reason"] for r in rejected)
     captions = [e["out"]["caption"] for e in read_jsonl(out / ".build" / "2-caption.jsonl")]
     assert len(captions) == n and all(isinstance(c, str) and c for c in captions)
 

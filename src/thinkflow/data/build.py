@@ -443,6 +443,15 @@ class _Builder:
     def _teacher_entry(self, teacher: Teacher, reply: Any, out: dict[str, Any]) -> dict[str, Any]:
         return {"status": "ok", "out": out, "usage": reply.usage(), "model": teacher.cfg.model, "served": reply.model}
 
+    def _teacher_reject(self, teacher: Teacher, reply: Any, reason: str) -> dict[str, Any]:
+        return {
+            "status": "rejected",
+            "reason": reason,
+            "usage": reply.usage(),
+            "model": teacher.cfg.model,
+            "served": reply.model,
+        }
+
     async def distill(self, entries: list[dict[str, Any]]) -> list[_Item]:
         cfg = self.cfg
         items = [
@@ -506,7 +515,7 @@ class _Builder:
         reasoning, rest = split_think(text)
         caption = rest if reasoning is not None else text
         if not caption:
-            return {"status": "rejected", "reason": "caption teacher returned no text", "usage": reply.usage()}
+            return self._teacher_reject(teacher, reply, "caption teacher returned no text")
         return self._teacher_entry(teacher, reply, {"caption": caption})
 
     async def _reason(self, teacher: Teacher, item: _Item) -> dict[str, Any]:
@@ -525,7 +534,7 @@ class _Builder:
             why = "no <think>…</think> reasoning" if not reasoning else "no final answer after </think>"
             if reply.finish_reason == "length":
                 why += " (cut at max_tokens)"
-            return {"status": "rejected", "reason": f"reasoning output has {why}", "usage": reply.usage()}
+            return self._teacher_reject(teacher, reply, f"reasoning output has {why}")
         return self._teacher_entry(teacher, reply, {"response": response})
 
     def _response(self, item: _Item) -> str:
@@ -552,12 +561,7 @@ class _Builder:
         delta = abs(word_count(new) - word_count(reasoning))
         if not new or delta > rc.max_word_delta:
             why = "empty rewrite" if not new else f"word count changed by {delta} (> {rc.max_word_delta})"
-            return {
-                "status": "rejected",
-                "reason": f"rewrite: {why}",
-                "usage": reply.usage(),
-                "model": teacher.cfg.model,
-            }
+            return self._teacher_reject(teacher, reply, f"rewrite: {why}")
         return self._teacher_entry(teacher, reply, {"response": format_response(new, answer)})
 
     async def _verify(self, teacher: Teacher | None, item: _Item) -> dict[str, Any]:
@@ -581,12 +585,7 @@ class _Builder:
         if verdict is True:
             return self._teacher_entry(teacher, reply, {"method": "judge", "score": 1.0})
         why = "judged incorrect" if verdict is False else f"no Yes/No verdict in {reply.text.strip()[:60]!r}"
-        return {
-            "status": "rejected",
-            "reason": f"verify (judge): {why}",
-            "usage": reply.usage(),
-            "model": teacher.cfg.model,
-        }
+        return self._teacher_reject(teacher, reply, f"verify (judge): {why}")
 
     # --------------------------------------------------------------------------------------------- step 6
     def finish(
