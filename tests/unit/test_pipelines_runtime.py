@@ -126,7 +126,7 @@ def test_parent_run_shared_through_the_workspace(store: str, tmp_path: Path, cle
 
     metrics, model = FakeArtifact(), FakeArtifact()
     runtime.record(result, metrics, model, label="sft_grpo")
-    assert metrics.logged == {"reward": 0.5} and metrics.metadata == {"label": "sft_grpo"}
+    assert metrics.logged == {"reward": 0.5} and metrics.metadata == {}
     assert model.metadata == {
         "stage": "grpo", "output": "/out/model", "label": "sft_grpo", "mlflow_run_id": result.mlflow_run_id
     }

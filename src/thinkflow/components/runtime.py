@@ -172,10 +172,12 @@ def open_parent_run(
         tags[TAG_KFP_RUN_NAME] = kfp_run_name
     for key, value in tags.items():
         client.set_tag(run_id, key, value)
+    from mlflow.entities import Param
+
     existing = client.get_run(run_id).data.params
-    for key, value in flatten(_integral(dict(params))).items():
-        if key not in existing:  # params are immutable in MLflow; a re-run of this task logs them once
-            client.log_param(run_id, key, value)
+    # Params are immutable in MLflow: a retried first task logs only what is not there yet.
+    fresh = [Param(k, v) for k, v in flatten(_integral(dict(params))).items() if k not in existing]
+    client.log_batch(run_id, params=fresh)
     path = _parent_file(workspace)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -257,11 +259,9 @@ def record(
     the output artifact's metadata, and a summary onto the MLflow parent run (metrics ``[label/]stage.key``,
     tag ``thinkflow.output.[label/]stage`` = the output URI, plus ``tags``)."""
     numbers = {k: float(v) for k, v in result.metrics.items() if isinstance(v, int | float) and math.isfinite(v)}
-    if metrics is not None:
+    if metrics is not None:  # only numbers: the KFP UI shows a Metrics artifact's metadata as scalars
         for key, value in numbers.items():
             metrics.log_metric(key, value)
-        if label:
-            metrics.metadata["label"] = label
     if artifact is not None:
         artifact.metadata.update({"stage": result.stage, "output": result.output})
         if label:

@@ -803,11 +803,42 @@ def _stage_dirs(cfg: BuildConfig) -> tuple[Path, Path]:
 
 
 def _publish(stage: Path, output: str) -> None:
-    """Upload the dataset files (not the journal) to a remote output; manifest.json last."""
-    names = sorted(p.name for p in stage.iterdir() if p.name not in (WORK_DIRNAME, "manifest.json"))
-    for name in names:
-        storage.upload(stage / name, storage.join(output, name))
-    storage.upload(stage / "manifest.json", storage.join(output, "manifest.json"))
+    """Upload the dataset (not the journal) to a remote output, manifest.json last.
+
+    Images already there are not sent again; split files and images of an earlier build at the same URI
+    that this build does not have are removed, so the remote dataset is exactly the local one.
+    """
+    from minio.deleteobjects import DeleteObject
+    from minio.error import S3Error
+
+    bucket, prefix = storage.split_uri(output)
+    prefix = prefix.rstrip("/")
+    cli = storage.client()
+    try:
+        if not cli.bucket_exists(bucket):
+            cli.make_bucket(bucket)
+        img_prefix = f"{prefix}/images/" if prefix else "images/"
+        remote_images = {
+            (o.object_name or "")[len(img_prefix) :]
+            for o in cli.list_objects(bucket, prefix=img_prefix, recursive=True)
+        }
+        local_images = {p.name for p in (stage / "images").iterdir()}
+        for name in sorted(local_images - remote_images):
+            cli.fput_object(bucket, img_prefix + name, str(stage / "images" / name))
+        stale = [DeleteObject(img_prefix + name) for name in sorted(remote_images - local_images)]
+        for split in SPLITS:
+            key = f"{prefix}/{split}.jsonl" if prefix else f"{split}.jsonl"
+            if (stage / f"{split}.jsonl").exists():
+                cli.fput_object(bucket, key, str(stage / f"{split}.jsonl"))
+            else:
+                stale.append(DeleteObject(key))
+        for error in cli.remove_objects(bucket, stale):
+            if error.code != "NoSuchKey":
+                raise BuildError(f"cannot remove {error.name} from {output}: {error.message}")
+        for name in ("rejected.jsonl", "manifest.json"):
+            cli.fput_object(bucket, f"{prefix}/{name}" if prefix else name, str(stage / name))
+    except S3Error as exc:
+        raise BuildError(f"cannot publish the dataset to {output}: {exc.code}: {exc.message}") from None
 
 
 def _build(cfg: BuildConfig, stage: Path, work: Path) -> dict[str, Any]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -10,10 +12,32 @@ from thinkflow import storage
 from thinkflow.records import SPLITS, SYSTEM_PROMPT, read_records
 
 
-def dataset_root(data: str) -> Path:
-    """The local directory of a dataset (``s3://`` URIs are downloaded once to the cache)."""
+def _remote_copy(data: str) -> Path:
+    """A local copy of a remote dataset, cached by its content hash (a rebuilt dataset is fetched again)."""
     try:
-        root = storage.localize(data)
+        digest = manifest_hash(data).removeprefix("sha256:")[:24]
+    except (FileNotFoundError, ValueError):
+        return storage.localize(data)  # no manifest: cached by URI
+    target = storage.cache_dir() / "datasets" / digest
+    if (target / ".complete").exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=target.parent))
+    try:
+        storage.download(data, staging / "d")
+        if target.exists():
+            shutil.rmtree(target)
+        (staging / "d" / ".complete").write_text(data)
+        (staging / "d").rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def dataset_root(data: str) -> Path:
+    """The local directory of a dataset (``s3://`` URIs are downloaded once per content hash to the cache)."""
+    try:
+        root = _remote_copy(data) if storage.is_remote(data) else storage.localize(data)
     except storage.StorageError as exc:
         raise FileNotFoundError(f"dataset {data}: {exc}") from None
     if not root.is_dir():

@@ -160,8 +160,10 @@ def lineage_fields(lineage: dict[str, Any] | None) -> dict[str, Any]:
     base = lin.get("base_model")
     config = lin.get("config") if isinstance(lin.get("config"), dict) else None
     reward_mix = lin.get("reward_mix")
-    if reward_mix is None and config:
-        reward_mix = next((config[k] for k in ("reward_mix", "rewards", "reward_funcs") if k in config), None)
+    if reward_mix is None:  # GRPO lineage: the reward functions used and the reward config
+        parts = {k: lin[k] for k in ("reward_funcs",) if lin.get(k)}
+        parts.update({k: config[k] for k in ("reward", "rewards", "reward_funcs") if config and config.get(k)})
+        reward_mix = parts or ("none (sft)" if lin.get("stage") == "sft" else None)
     out: dict[str, Any] = {
         "dataset_uri": lin.get("dataset_uri") or dataset.get("uri"),
         "dataset_manifest_hash": lin.get("dataset_manifest_hash") or dataset.get("manifest_hash"),
