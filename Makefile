@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/pip
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint setup clean
+.PHONY: run test lint setup system-deps clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -19,11 +19,18 @@ $(STAMP): pyproject.toml constraints.txt
 
 setup: $(STAMP)
 
+# Headless Chromium for the MLflow UI screenshot test (Debian packages; needs root or passwordless sudo).
+system-deps:
+	@dpkg -s chromium fonts-dejavu-core >/dev/null 2>&1 || { \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo "sudo -n"); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core; }
+
 # The vlaa_thinker pipeline end to end with kfp.local on the embedded default (see README).
 run: $(STAMP)
 	$(BIN)/thinkflow run --pipeline vlaa_thinker --root .thinkflow
 
-test: $(STAMP)
+test: $(STAMP) system-deps
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -n 2 tests

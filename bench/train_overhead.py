@@ -5,7 +5,8 @@ The ThinkFlow side is the stage as users run it (`thinkflow.train.common.run_sta
 subclass, checkpoints, final save + lineage); the plain side is `trl.GRPOTrainer` built from the very same
 `GRPOConfig` (report_to none). Both get the same wall-clock step timer. The sides alternate (A B A B …)
 to spread machine-load noise; the script prints the median optimizer-step time of each side and the
-ratio ThinkFlow / plain (goal ≤ 1.05), plus whole-run times (which include ThinkFlow's final save/lineage).
+ratio ThinkFlow / plain (goal ≤ 1.05) in wall and in process CPU time, plus whole-run wall times (which
+include ThinkFlow's MLflow run, final save and lineage).
 
     python bench/train_overhead.py [--steps 12] [--repeats 3]
 """
@@ -24,20 +25,26 @@ from transformers import TrainerCallback
 
 
 class StepTimer(TrainerCallback):
-    """Wall-clock seconds of every optimizer step (between consecutive step ends)."""
+    """Wall-clock and process CPU seconds of every optimizer step (between consecutive step ends).
+
+    CPU time (all threads of the process, MLflow's logging thread included) is the robust figure on a
+    shared machine: other jobs stretch wall time, not the work this process does.
+    """
 
     def __init__(self) -> None:
-        self.times: list[float] = []
-        self._last: float | None = None
+        self.times: list[tuple[float, float]] = []
+        self.tokens = 0  # prompt + completion tokens processed: the same on both sides when the work is equal
+        self._last: tuple[float, float] | None = None
 
     def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self._last is None:
-            self._last = time.perf_counter()
+            self._last = (time.perf_counter(), time.process_time())
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        now = time.perf_counter()
+        self.tokens = int(state.num_input_tokens_seen)
+        now = (time.perf_counter(), time.process_time())
         if self._last is not None:
-            self.times.append(now - self._last)
+            self.times.append((now[0] - self._last[0], now[1] - self._last[1]))
         self._last = now
 
 
@@ -47,7 +54,7 @@ def digit_fraction(completions: list[Any], **kwargs: Any) -> list[float]:
     return [sum(ch.isdigit() for ch in t) / max(1, len(t)) for t in texts]
 
 
-def thinkflow_side(cfg: Any) -> tuple[list[float], float]:
+def thinkflow_side(cfg: Any) -> tuple[list[tuple[float, float]], float]:
     from thinkflow.train import grpo
     from thinkflow.train.common import run_stage
 
@@ -58,10 +65,11 @@ def thinkflow_side(cfg: Any) -> tuple[list[float], float]:
 
     start = time.perf_counter()
     run_stage("grpo", cfg, prepare)
+    print(f"thinkflow run: {timer.tokens} tokens")
     return timer.times, time.perf_counter() - start
 
 
-def plain_side(cfg: Any, workdir: Path) -> tuple[list[float], float]:
+def plain_side(cfg: Any, workdir: Path) -> tuple[list[tuple[float, float]], float]:
     from transformers import AutoModelForImageTextToText
     from trl import GRPOTrainer
 
@@ -83,6 +91,7 @@ def plain_side(cfg: Any, workdir: Path) -> tuple[list[float], float]:
     )
     trainer.train()
     trainer.save_model(str(workdir / "final"))
+    print(f"plain TRL run: {timer.tokens} tokens")
     return timer.times, time.perf_counter() - start
 
 
@@ -91,8 +100,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=2, help="steps per run left out of the medians")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: least noise on a shared machine)")
     args = parser.parse_args()
 
+    import torch
+
+    torch.set_num_threads(args.threads)
     from thinkflow.config import load_config
     from thinkflow.data.synthetic import generate
     from thinkflow.models.tiny import build_tiny
@@ -102,7 +115,7 @@ def main() -> None:
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{root / 'mlflow.db'}"
     model = build_tiny(root / "tiny")
     generate(str(root / "data"), 64, seed=0)
-    results: dict[str, list[float]] = {"thinkflow": [], "plain": []}
+    results: dict[str, list[tuple[float, float]]] = {"thinkflow": [], "plain": []}
     totals: dict[str, list[float]] = {"thinkflow": [], "plain": []}
     for i in range(args.repeats):
         cfg = load_config(
@@ -125,11 +138,14 @@ def main() -> None:
                 times, total = plain_side(cfg, root / f"plain-{i}")
             results[side].extend(times[args.warmup :])
             totals[side].append(total)
-    tf, plain = statistics.median(results["thinkflow"]), statistics.median(results["plain"])
     print(f"steps measured per side: {len(results['thinkflow'])} / {len(results['plain'])}")
-    print(f"median step  thinkflow {tf * 1000:8.1f} ms   plain TRL {plain * 1000:8.1f} ms   ratio {tf / plain:.3f}")
+    for index, label in ((0, "wall"), (1, "CPU ")):
+        tf = statistics.median(t[index] for t in results["thinkflow"])
+        plain = statistics.median(t[index] for t in results["plain"])
+        ratio = tf / plain
+        print(f"median step {label} thinkflow {tf * 1000:8.1f} ms  plain TRL {plain * 1000:8.1f} ms  ratio {ratio:.3f}")
     tf_run, plain_run = statistics.median(totals["thinkflow"]), statistics.median(totals["plain"])
-    print(f"median run   thinkflow {tf_run:8.2f} s    plain TRL {plain_run:8.2f} s    ratio {tf_run / plain_run:.3f}")
+    print(f"median run  wall thinkflow {tf_run:8.2f} s   plain TRL {plain_run:8.2f} s   ratio {tf_run / plain_run:.3f}")
 
 
 if __name__ == "__main__":

@@ -75,15 +75,6 @@ def test_concurrency_is_bounded_and_images_are_sent() -> None:
 
 
 def test_reasoning_content_is_returned_separately() -> None:
-    from thinkflow.data.teachers import Reply
-
-    with ScriptedTeacher() as srv:
-        t = Teacher("t", _cfg(srv.url))
-        resp = type("R", (), {})()
-        msg = type("M", (), {"content": "42", "model_extra": {"reasoning_content": "6 x 7"}})()
-        resp.choices = [type("C", (), {"message": msg, "finish_reason": "stop"})()]
-        resp.usage = None
-        resp.model = "m"
-        reply = t._reply(resp, 1)
-        asyncio.run(t.aclose())
-    assert isinstance(reply, Reply) and reply.reasoning == "6 x 7" and reply.text == "42"
+    with ScriptedTeacher(lambda ask: {"content": "42", "reasoning_content": "six times seven"}) as srv:
+        (reply,), _ = _chat(_cfg(srv.url), [{"role": "user", "content": "x"}])
+    assert reply.text == "42" and reply.reasoning == "six times seven" and reply.completion_tokens == 4

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import openai
-from openai.types.chat import ChatCompletion
 from pydantic import BaseModel, ConfigDict, Field
 
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
@@ -123,13 +122,14 @@ class Teacher:
     async def aclose(self) -> None:
         await self._client.close()
 
-    async def _once(self, body: dict[str, Any]) -> ChatCompletion:
-        # ``post`` sends the body as built here: the typed ``chat.completions.create`` re-walks every message
-        # part per call, which costs more CPU than the rest of a request at hundreds of requests/s.
+    async def _once(self, body: dict[str, Any]) -> Any:
+        # ``post`` with the body built here and the JSON reply returned as is: the typed
+        # ``chat.completions.create`` re-walks every message part and builds models per call, which costs
+        # more CPU than the rest of a request at hundreds of requests/s.
         async with self._sem:
             return await asyncio.wait_for(
                 self._client.post(
-                    "/chat/completions", cast_to=ChatCompletion, body=body, options={"timeout": self.cfg.timeout}
+                    "/chat/completions", cast_to=object, body=body, options={"timeout": self.cfg.timeout}
                 ),
                 timeout=self.cfg.timeout,
             )
@@ -171,22 +171,22 @@ class Teacher:
         return self._reply(resp, attempt)
 
     def _reply(self, resp: Any, attempts: int) -> Reply:
-        if not getattr(resp, "choices", None):
+        choices = resp.get("choices") if isinstance(resp, dict) else None
+        if not choices or not isinstance(choices[0], dict) or not isinstance(choices[0].get("message"), dict):
             self.stats.failures += 1
             raise TeacherError(f"teacher {self.name} ({self.cfg.model}): reply has no choices", retryable=True)
-        choice = resp.choices[0]
-        msg = choice.message
-        extra = getattr(msg, "model_extra", None) or {}
-        reasoning = getattr(msg, "reasoning_content", None) or extra.get("reasoning_content") or extra.get("reasoning")
-        usage = getattr(resp, "usage", None)
+        choice = choices[0]
+        msg = choice["message"]
+        reasoning = msg.get("reasoning_content") or msg.get("reasoning")
+        usage = resp.get("usage") or {}
         reply = Reply(
-            text=msg.content or "",
+            text=msg.get("content") or "",
             reasoning=reasoning if isinstance(reasoning, str) and reasoning.strip() else None,
-            prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
-            completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
-            model=str(getattr(resp, "model", None) or self.cfg.model),
+            prompt_tokens=int(usage.get("prompt_tokens") or 0),
+            completion_tokens=int(usage.get("completion_tokens") or 0),
+            model=str(resp.get("model") or self.cfg.model),
             attempts=attempts,
-            finish_reason=getattr(choice, "finish_reason", None),
+            finish_reason=choice.get("finish_reason"),
         )
         self.stats.calls += 1
         self.stats.prompt_tokens += reply.prompt_tokens

@@ -11,8 +11,8 @@ metric hook) at the trainer's ``global_step``, and adds what TRL does not comput
   ``step_time`` counts only the forward/backward of a GRPO step and is kept as it is).
 
 It writes with an `MlflowClient` to a fixed run id, so it does not depend on which run is "active" in
-the process; only the main process logs, asynchronously (MLflow's logging thread), flushed at the end
-of training.
+the process. Only the main process logs; values are buffered and handed to MLflow's logging thread every
+``flush_every_s`` seconds (and at the end of training), so a training step never waits on the store.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from typing import Any
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 _BAD_CHARS = re.compile(r"[^A-Za-z0-9_\-./ ]")
+MAX_METRICS_PER_BATCH = 1000  # MLflow's limit for one log_batch call
 # The Trainer's end-of-training summary log has this key (no step timing for it).
 _SUMMARY_KEY = "train_loss"
 
@@ -49,14 +50,17 @@ def numeric_metrics(logs: dict[str, Any]) -> dict[str, float]:
 class MLflowMetricsCallback(TrainerCallback):
     """Log trainer metrics (plus tokens/s and step time) to one MLflow run."""
 
-    def __init__(self, run_id: str, *, world_size: int = 1) -> None:
+    def __init__(self, run_id: str, *, world_size: int = 1, flush_every_s: float = 10.0) -> None:
         from mlflow import MlflowClient
 
         self.client = MlflowClient()
         self.run_id = run_id
         self.world_size = max(1, world_size)
+        self.flush_every_s = flush_every_s
         self.last: dict[str, float] = {}
+        self._buffer: list[Any] = []
         self._pending: list[Any] = []
+        self._flushed = time.perf_counter()
         self._step_mark: tuple[float, int] | None = None  # (time, global_step) at the previous log
         self._token_mark: tuple[float, int] | None = None  # (time, tokens seen) when the count last moved
 
@@ -99,11 +103,19 @@ class MLflowMetricsCallback(TrainerCallback):
             return
         self.last.update(metrics)
         stamp = int(time.time() * 1000)
-        batch = [Metric(key=k, value=v, timestamp=stamp, step=state.global_step) for k, v in metrics.items()]
-        # queued and written by MLflow's logging thread, so the training step does not wait on the store
-        operation = self.client.log_batch(self.run_id, metrics=batch, synchronous=False)
-        if operation is not None:
-            self._pending.append(operation)
+        self._buffer.extend(Metric(key=k, value=v, timestamp=stamp, step=state.global_step) for k, v in metrics.items())
+        if now - self._flushed >= self.flush_every_s:
+            self._send()
+
+    def _send(self) -> None:
+        """Queue the buffered metrics for MLflow's logging thread (the training step does not wait on the store)."""
+        self._flushed = time.perf_counter()
+        buffer, self._buffer = self._buffer, []
+        for start in range(0, len(buffer), MAX_METRICS_PER_BATCH):
+            chunk = buffer[start : start + MAX_METRICS_PER_BATCH]
+            operation = self.client.log_batch(self.run_id, metrics=chunk, synchronous=False)
+            if operation is not None:
+                self._pending.append(operation)
 
     def on_train_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
@@ -111,7 +123,8 @@ class MLflowMetricsCallback(TrainerCallback):
         self.flush()
 
     def flush(self) -> None:
-        """Wait until every queued metric is in the tracking store (raises the store's error, if any)."""
+        """Send what is buffered and wait until it is in the tracking store (raises the store's error, if any)."""
+        self._send()
         pending, self._pending = self._pending, []
         for operation in pending:
             operation.wait()

@@ -408,7 +408,11 @@ def run_stage(
             callbacks.append(metrics_cb)
         prepared = prepare(cfg, model_dir, root, callbacks)
         trainer = prepared.trainer
-        result = trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
+        try:
+            result = trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
+        finally:
+            if metrics_cb is not None:
+                metrics_cb.flush()  # also when training fails: the metrics up to the failure are kept
         metrics = {k: float(v) for k, v in (result.metrics or {}).items() if isinstance(v, int | float)}
         metrics["global_step"] = float(trainer.state.global_step)
         if metrics_cb is not None:
