@@ -21,9 +21,14 @@ def test_killed_grpo_run_resumes_where_it_stopped(tiny_model: Path, tmp_path: Pa
 
     generate(str(tmp_path / "data"), 32, seed=4)
     out = tmp_path / "grpo"
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    MlflowClient(tracking_uri=uri).create_experiment("resume", artifact_location=(tmp_path / "mlartifacts").as_uri())
     env = {
         **os.environ,
-        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+        "MLFLOW_TRACKING_URI": uri,
+        "MLFLOW_EXPERIMENT_NAME": "resume",
         "THINKFLOW_CACHE": str(tmp_path / "cache"),
     }
     for name in ("THINKFLOW_PARENT_RUN_ID", "MLFLOW_PARENT_RUN_ID", "MLFLOW_RUN_ID"):

@@ -21,7 +21,12 @@ def test_sft_reads_model_and_data_from_s3_and_uploads_the_result(
 
     monkeypatch.setenv("THINKFLOW_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("THINKFLOW_WORKSPACE", str(tmp_path / "workspace"))
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "train-s3")
+    MlflowClient(tracking_uri=uri).create_experiment("train-s3", artifact_location=(tmp_path / "mlartifacts").as_uri())
     storage.upload(tiny_model, "s3://models/tiny")
     generate(str(tmp_path / "data"), 16, seed=3)
     storage.upload(tmp_path / "data", "s3://datasets/synthetic")

@@ -19,8 +19,10 @@ def test_torchrun_launch_trains_with_two_processes(
 
     from thinkflow.data.synthetic import generate
 
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "torchrun-test")
+    MlflowClient(tracking_uri=uri).create_experiment("torchrun-test", artifact_location=(tmp_path / "mlart").as_uri())
     for name in ("THINKFLOW_PARENT_RUN_ID", "MLFLOW_PARENT_RUN_ID", "MLFLOW_RUN_ID", "PET_MASTER_ADDR"):
         monkeypatch.delenv(name, raising=False)
     generate(str(tmp_path / "data"), 32, seed=5)

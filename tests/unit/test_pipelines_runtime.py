@@ -135,6 +135,15 @@ def test_parent_run_shared_through_the_workspace(store: str, tmp_path: Path, cle
     assert summary.tags["thinkflow.output.sft_grpo/grpo"] == "/out/model"
     assert summary.tags["thinkflow.output.sft_grpo/grpo.artifact"] == "s3://root/run/grpo/model"
 
+    # A stage function that logs no run of its own still gets one under the parent.
+    def silent(cfg: Toy) -> StageResult:
+        return StageResult(stage="validate", output="/d", metrics={"bad": 0.0})
+
+    quiet = runtime.run_stage(silent, Toy(model="m"))
+    logged = client.get_run(quiet.mlflow_run_id or "")
+    assert logged.data.tags["mlflow.parentRunId"] == parent and logged.data.metrics == {"bad": 0.0}
+    assert logged.data.params["model"] == "m"
+
     # Exit handler: the pipeline's state becomes the run's status.
     os.environ.pop(runtime.PARENT_ENV)
     assert runtime.close_parent_run("FAILED", "task grpo failed: OOM", workspace=ws) == parent

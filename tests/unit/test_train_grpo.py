@@ -35,10 +35,16 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 @pytest.fixture
 def mlflow_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A sqlite tracking store and an experiment whose artifacts stay under tmp_path (not ./mlruns)."""
+    from mlflow import MlflowClient
+
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "train-tests")
     for name in ("THINKFLOW_PARENT_RUN_ID", "MLFLOW_PARENT_RUN_ID", "MLFLOW_RUN_ID"):
         monkeypatch.delenv(name, raising=False)
+    artifacts = (tmp_path / "mlartifacts").as_uri()
+    MlflowClient(tracking_uri=uri).create_experiment("train-tests", artifact_location=artifacts)
     yield uri
 
 

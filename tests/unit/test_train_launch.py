@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -187,3 +188,21 @@ def test_describe_status() -> None:
     }
     assert describe_status(obj) == "Created(JobsCreated); node: active=2 ready=1 succeeded=0 failed=0"
     assert describe_status({}) == "Pending"
+
+
+def test_cli_print_config_and_clear_failures(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from thinkflow.cli import app
+
+    runner = CliRunner()
+    shown = runner.invoke(app, ["grpo", "--config", "tiny-grpo", "--set", "beta=0.01", "--print-config"])
+    assert shown.exit_code == 0 and "beta: 0.01" in shown.output and "rollout_batch_size: 4" in shown.output
+    shown = runner.invoke(app, ["sft", "--config", "qwen2.5-vl-3b-sft", "--print-config"])
+    assert shown.exit_code == 0 and "deepspeed: zero2" in shown.output
+    bad_key = runner.invoke(app, ["sft", "--config", "tiny-sft", "--set", "learning_rat=1"])
+    assert bad_key.exit_code == 2 and "learning_rat" in bad_key.output
+    sets = ["--set", f"model={tmp_path / 'nope'}", "--set", f"output_dir={tmp_path / 'out'}"]
+    missing = runner.invoke(app, ["sft", "--config", "tiny-sft", *sets])
+    assert missing.exit_code == 1 and "sft failed" in missing.output and "nope" in missing.output
+    assert not (tmp_path / "out").exists()  # nothing created for a run that cannot start

@@ -227,11 +227,25 @@ def check_recipes(recipes: list[Any] | None) -> None:
 
 
 def run_stage(fn: Callable[[C], StageResult], cfg: C, workspace: str | None = None) -> StageResult:
-    """Call one stage function with its config, nested under the pipeline's parent run."""
+    """Call one stage function with its config, nested under the pipeline's parent run.
+
+    A stage function that logs no MLflow run of its own (e.g. validation) gets one here, with its config
+    as params and its metrics, so that every task of a pipeline shows up under the parent run.
+    """
     attach_parent(workspace)
     started = time.monotonic()
     result = fn(cfg)
     log.info("stage %s finished in %.1fs: %s", result.stage, time.monotonic() - started, result.output)
+    if result.mlflow_run_id is None and os.environ.get(PARENT_ENV):
+        import mlflow
+
+        from thinkflow.tracking import stage_run
+
+        with stage_run(result.stage, cfg.model_dump(mode="json")) as run:
+            numbers = {k: float(v) for k, v in result.metrics.items() if math.isfinite(v)}
+            mlflow.log_metrics({_metric_key(k): v for k, v in numbers.items()})
+            mlflow.set_tag(TAG_OUTPUT, result.output)
+        result = result.model_copy(update={"mlflow_run_id": run.info.run_id})
     return result
 
 

@@ -387,12 +387,12 @@ def run_stage(
     from thinkflow.train.callbacks import MLflowMetricsCallback
 
     ensure_log_handler()
+    model_dir = local_model_dir(cfg)  # fail on a bad model before anything is created
     root = checkpoint_root(stage, cfg)
     main = rank() == 0
     if main:
         root.mkdir(parents=True, exist_ok=True)
     resume = checkpoints.prepare_resume(root, remove_incomplete=main)
-    model_dir = local_model_dir(cfg)
     params = cfg.model_dump(mode="json")
     with stage_run(stage, params) if main else nullcontext() as run:
         run_id = run.info.run_id if run is not None else None
@@ -473,11 +473,10 @@ def save_final_model(trainer: Any, prepared: Prepared, out_dir: Path) -> None:
     adapter_dir = out_dir.parent / f".{out_dir.name}.adapter"
     trainer.save_model(str(adapter_dir))
     if trainer.accelerator.is_main_process:
-        import torch
         from transformers import AutoModelForImageTextToText
 
         base_path = model.peft_config["default"].base_model_name_or_path
-        base = AutoModelForImageTextToText.from_pretrained(base_path, dtype=torch.float32)
+        base = AutoModelForImageTextToText.from_pretrained(base_path, dtype="auto")  # the base checkpoint's dtype
         merged = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
         merged.save_pretrained(out_dir)
         prepared.processor.save_pretrained(out_dir)

@@ -25,7 +25,6 @@ import json
 import logging
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -465,7 +464,7 @@ def launch(stage: str, cfg: TrainStageConfig) -> StageResult:
     """Run ``stage`` as ``cfg.launch.mode`` says (``process`` mode is handled by the stage itself)."""
     mode = cfg.launch.mode
     if mode == "torchrun":
-        if shutil.which("torchrun") is None and not _has_torch_run():
+        if not _has_torch_run():
             raise LaunchError("launch.mode=torchrun: torch.distributed.run is not available")
         return run_torchrun(stage, cfg)
     if mode == "trainjob":
