@@ -119,8 +119,9 @@ def run_direct(pipeline: str, root: Path) -> None:
     model = str(tiny_model(root))
     args = default_arguments(pipeline, model)
     out = root / "direct"
-    exp = _experiment_id("thinkflow-local", root / "mlartifacts")
-    os.environ[runtime.PARENT_ENV] = mlflow.MlflowClient().create_run(exp, run_name=f"direct-{pipeline}").info.run_id
+    client = mlflow.MlflowClient()
+    exp = _experiment_id(client, "thinkflow-local", root / "mlartifacts")
+    os.environ[runtime.PARENT_ENV] = client.create_run(exp, run_name=f"direct-{pipeline}").info.run_id
     ws = str(root / "workspace")
     runtime.open_parent_run(pipeline, {"model": model}, workspace=ws)
     data = str(out / "dataset")

@@ -8,6 +8,19 @@ from pathlib import Path
 import pytest
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _mlflow_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Keep MLflow's default local store (and its artifacts) out of the working tree."""
+    import os
+
+    saved = os.environ.get("MLFLOW_TRACKING_URI")
+    if saved is None:
+        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+    yield
+    if saved is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random Qwen2.5-VL saved to disk (built offline, once per session)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -24,6 +25,14 @@ def parent_run_id() -> str | None:
     for name in PARENT_ENV:
         if os.environ.get(name):
             return os.environ[name]
+    return None
+
+
+def artifact_location() -> str | None:
+    """Artifacts beside a local sqlite store (``<db dir>/mlartifacts``) instead of ``./mlruns`` of the cwd."""
+    uri = mlflow.get_tracking_uri()
+    if uri.startswith("sqlite:///"):
+        return Path(uri.removeprefix("sqlite:///")).resolve().parent.joinpath("mlartifacts").as_uri()
     return None
 
 
@@ -49,7 +58,9 @@ def stage_run(stage: str, params: dict[str, Any] | None = None, *, experiment: s
         experiment_id = mlflow.get_run(parent).info.experiment_id
     else:
         exp = mlflow.get_experiment_by_name(experiment)
-        experiment_id = exp.experiment_id if exp else mlflow.create_experiment(experiment)
+        experiment_id = (
+            exp.experiment_id if exp else mlflow.create_experiment(experiment, artifact_location=artifact_location())
+        )
     env_run = os.environ.pop("MLFLOW_RUN_ID", None)  # start_run would resume it instead of nesting
     try:
         with mlflow.start_run(

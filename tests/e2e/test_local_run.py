@@ -15,10 +15,8 @@ pytestmark = pytest.mark.slow
 
 def child_runs(tracking_uri: str, parent: str) -> dict[str, str]:
     """stage -> status of the MLflow runs nested under the pipeline's parent run."""
-    import mlflow
     from mlflow.tracking import MlflowClient
 
-    mlflow.set_tracking_uri(tracking_uri)
     client = MlflowClient(tracking_uri)
     exp = client.get_run(parent).info.experiment_id
     runs = client.search_runs([exp], filter_string=f"tags.mlflow.parentRunId = '{parent}'", max_results=100)

@@ -126,12 +126,9 @@ class Teacher:
         # ``post`` with the body built here and the JSON reply returned as is: the typed
         # ``chat.completions.create`` re-walks every message part and builds models per call, which costs
         # more CPU than the rest of a request at hundreds of requests/s.
-        async with self._sem:
-            return await asyncio.wait_for(
-                self._client.post(
-                    "/chat/completions", cast_to=object, body=body, options={"timeout": self.cfg.timeout}
-                ),
-                timeout=self.cfg.timeout,
+        async with self._sem, asyncio.timeout(self.cfg.timeout):
+            return await self._client.post(
+                "/chat/completions", cast_to=object, body=body, options={"timeout": self.cfg.timeout}
             )
 
     async def chat(self, messages: list[dict[str, Any]], **overrides: Any) -> Reply:

@@ -128,13 +128,11 @@ def _environ(values: dict[str, str]) -> Iterator[None]:
                 os.environ[key] = value
 
 
-def _experiment_id(name: str, artifacts: Path) -> str:
-    import mlflow
-
-    exp = mlflow.get_experiment_by_name(name)
+def _experiment_id(client: Any, name: str, artifacts: Path) -> str:
+    exp = client.get_experiment_by_name(name)
     if exp is not None:
         return str(exp.experiment_id)
-    return str(mlflow.create_experiment(name, artifact_location=artifacts.resolve().as_uri()))
+    return str(client.create_experiment(name, artifact_location=artifacts.resolve().as_uri()))
 
 
 def run_local(
@@ -178,8 +176,9 @@ def run_local(
         graph = build(key, (options or PipelineOptions()).model_copy(update={"study_parallelism": 1}), local=True)
         args = local_arguments(key, model_path, set(graph.component_spec.inputs or {}), arguments)
         args.setdefault("experiment", experiment)
-        client = MlflowClient()
-        exp_id = _experiment_id(args.get("experiment", experiment), base / "mlartifacts")
+        # Explicit URI: an earlier mlflow.set_tracking_uri() in this process must not redirect the parent run.
+        client = MlflowClient(tracking_uri=tracking)
+        exp_id = _experiment_id(client, args.get("experiment", experiment), base / "mlartifacts")
         parent = client.create_run(exp_id, run_name=f"{DISPLAY_NAMES[key]}-{stamp}", tags={"thinkflow.local": "true"})
         parent_id = parent.info.run_id
         with _environ({runtime.PARENT_ENV: parent_id}):
