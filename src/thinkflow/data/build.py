@@ -392,8 +392,9 @@ class _Builder:
         step: str,
         items: list[_Item],
         fn: Callable[[_Item], Awaitable[dict[str, Any]]],
-        concurrency: int,
+        pacing: tuple[int, float],
     ) -> list[_Item]:
+        concurrency, ramp_up = pacing
         journal = self.journal(step)
         pending = [it for it in items if it.id not in journal]
         bar = self.bar(step, len(items), len(items) - len(pending))
@@ -401,7 +402,11 @@ class _Builder:
         queue = iter(pending)
         start, cpu = time.monotonic(), time.process_time()
 
-        async def worker() -> None:
+        workers = max(1, min(concurrency, len(pending)))
+
+        async def worker(k: int) -> None:
+            if ramp_up and k:  # stagger the first requests: no burst of `concurrency` calls at once
+                await asyncio.sleep(k * ramp_up / workers)
             for item in queue:
                 try:
                     entry = await fn(item)
@@ -419,8 +424,8 @@ class _Builder:
 
         try:
             async with asyncio.TaskGroup() as tg:
-                for _ in range(max(1, min(concurrency, len(pending)))):
-                    tg.create_task(worker())
+                for k in range(workers):
+                    tg.create_task(worker(k))
         except ExceptionGroup as group:
             raise group.exceptions[0] from None
         finally:
@@ -766,8 +771,11 @@ class _Builder:
         }
 
 
-def _conc(teachers: dict[str, Teacher], name: str) -> int:
-    return teachers[name].cfg.concurrency if name in teachers else 8
+def _conc(teachers: dict[str, Teacher], name: str) -> tuple[int, float]:
+    """Workers of a step and the seconds over which they start: its teacher's, or 8 at once without one."""
+    if name in teachers:
+        return teachers[name].cfg.concurrency, teachers[name].cfg.ramp_up
+    return 8, 0.0
 
 
 def _verdict(text: str) -> bool | None:

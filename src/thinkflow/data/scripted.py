@@ -1,6 +1,6 @@
 """A scripted OpenAI-compatible teacher on loopback, for deterministic build tests and the benchmark.
 
-`ScriptedTeacher` runs a real HTTP server (Starlette on uvicorn, in a background thread) that answers
+`ScriptedTeacher` runs a real HTTP server (aiohttp, in a background thread) that answers
 ``POST /v1/chat/completions`` with whatever a Python function returns for the request, after an optional
 fixed latency. It counts, per request (model + messages), how many times a reply was *served*, so a test can
 check on the server side that no finished teacher call was ever repeated. It can also fail the first
@@ -87,7 +87,7 @@ class ScriptedTeacher:
 
     def __post_init__(self) -> None:
         self._thread: threading.Thread | None = None
-        self._server: Any = None
+        self._stop: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._release: asyncio.Event | None = None
 
@@ -96,7 +96,6 @@ class ScriptedTeacher:
         return f"http://127.0.0.1:{self.port}/v1"
 
     async def _chat(self, request: Any) -> Any:
-
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         self.authorization = request.headers.get("authorization")
@@ -106,16 +105,16 @@ class ScriptedTeacher:
             self.in_flight -= 1
 
     async def _answer(self, body: dict[str, Any]) -> Any:
-        from starlette.responses import JSONResponse
+        from aiohttp.web import json_response
 
         ask = _ask(body)
         self.attempts[ask.key] += 1
         n = self.attempts[ask.key]
         if n <= len(self.failures):
             status = self.failures[n - 1]
-            return JSONResponse(
+            return json_response(
                 {"error": {"message": f"scripted failure {status}", "type": "scripted"}},
-                status_code=status,
+                status=status,
                 headers={"retry-after": "0"},
             )
         limit = self.hold_after.get(ask.model)
@@ -123,14 +122,14 @@ class ScriptedTeacher:
             self.held += 1
             assert self._release is not None
             await self._release.wait()
-            return JSONResponse({"error": {"message": "released", "type": "scripted"}}, status_code=503)
+            return json_response({"error": {"message": "released", "type": "scripted"}}, status=503)
         if self.latency:
             await asyncio.sleep(self.latency)
         try:
             content = self.respond(ask)
         except Exception as exc:  # a responder bug: report it to the test as a 500
             self.errors.append(f"{type(exc).__name__}: {exc}")
-            return JSONResponse({"error": {"message": str(exc), "type": "responder"}}, status_code=500)
+            return json_response({"error": {"message": str(exc), "type": "responder"}}, status=500)
         message = (
             {"role": "assistant", **content} if isinstance(content, dict) else {"role": "assistant", "content": content}
         )
@@ -140,7 +139,7 @@ class ScriptedTeacher:
         self.served_per_model[ask.model] += 1
         self.prompt_tokens += prompt_tokens
         self.completion_tokens += completion_tokens
-        return JSONResponse(
+        return json_response(
             {
                 "id": f"chatcmpl-{ask.key[:24]}-{self.served[ask.key]}",
                 "object": "chat.completion",
@@ -156,49 +155,54 @@ class ScriptedTeacher:
         )
 
     def _app(self) -> Any:
-        from starlette.applications import Starlette
-        from starlette.responses import JSONResponse
-        from starlette.routing import Route
+        from aiohttp import web
 
         async def models(request: Any) -> Any:
-            return JSONResponse({"object": "list", "data": []})
+            return web.json_response({"object": "list", "data": []})
 
-        return Starlette(
-            routes=[
-                Route("/v1/chat/completions", self._chat, methods=["POST"]),
-                Route("/v1/models", models, methods=["GET"]),
-            ]
-        )
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_get("/v1/models", models)
+        return app
 
     def start(self) -> ScriptedTeacher:
-        import uvicorn
+        from aiohttp import web
 
         from thinkflow.testing import free_port
 
         self.port = self.port or free_port()
-        config = uvicorn.Config(
-            self._app(), host="127.0.0.1", port=self.port, log_level="error", access_log=False, backlog=4096
-        )
-        self._server = uvicorn.Server(config)
         ready = threading.Event()
+        failure: list[BaseException] = []
 
         def run() -> None:
             loop = asyncio.new_event_loop()
             self._loop = loop
             asyncio.set_event_loop(loop)
             self._release = asyncio.Event()
-            loop.call_soon(ready.set)
-            loop.run_until_complete(self._server.serve())
-            loop.close()
+            self._stop = asyncio.Event()
+            runner = web.AppRunner(self._app(), access_log=None)
+
+            async def serve() -> None:
+                await runner.setup()
+                site = web.TCPSite(runner, "127.0.0.1", self.port, backlog=4096)
+                await site.start()
+                ready.set()
+                assert self._stop is not None
+                await self._stop.wait()
+                await runner.cleanup()
+
+            try:
+                loop.run_until_complete(serve())
+            except BaseException as exc:  # reported to start()
+                failure.append(exc)
+                ready.set()
+            finally:
+                loop.close()
 
         self._thread = threading.Thread(target=run, name="scripted-teacher", daemon=True)
         self._thread.start()
-        ready.wait(10)
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("scripted teacher did not start")
-            time.sleep(0.01)
+        if not ready.wait(30) or failure:
+            raise RuntimeError(f"scripted teacher did not start: {failure[0] if failure else 'timeout'}")
         return self
 
     def release(self) -> None:
@@ -208,8 +212,8 @@ class ScriptedTeacher:
 
     def stop(self) -> None:
         self.release()
-        if self._server is not None:
-            self._server.should_exit = True
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
         if self._thread is not None:
             self._thread.join(timeout=10)
 

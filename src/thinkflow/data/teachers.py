@@ -31,6 +31,12 @@ class TeacherConfig(BaseModel):
     model: str = Field(description="Model id sent in every request.")
     api_key_env: str = Field(default="OPENAI_API_KEY", description="Environment variable holding the API key.")
     concurrency: int = Field(default=16, ge=1, description="Requests in flight at most.")
+    ramp_up: float = Field(
+        default=0.25,
+        ge=0,
+        description="Seconds over which the first `concurrency` requests are spread: no burst of simultaneous "
+        "requests, and replies that keep arriving spread out instead of in waves.",
+    )
     timeout: float = Field(default=300.0, gt=0, description="Per-request timeout in seconds.")
     max_retries: int = Field(default=6, ge=0, description="Retries on 408/409/425/429/5xx and connection errors.")
     backoff: float = Field(
