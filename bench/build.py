@@ -5,10 +5,11 @@ runs its caption and reasoning steps at concurrency C (the real `thinkflow.data.
 semaphore, retries, fsynced journal). With no overhead a step sustains C / L requests/s; the goal is
 >= 0.9 x C / L at C = 64, L = 200 ms.
 
-The teacher runs in a child process by default (``--teacher process``) so that its own CPU is not charged
-to the builder; ``--teacher thread`` runs it inside this process.
+Each step's workers start spread over the teacher's ``ramp_up`` (0.25 s), so replies arrive spread out
+rather than in waves of C. The teacher runs in a child process by default (``--teacher process``) so that its
+own CPU is not charged to the builder; ``--teacher thread`` runs it inside this process.
 
-    python bench/build.py [--n 1280] [--concurrency 64] [--latency 0.2] [--teacher process|thread]
+    python bench/build.py [--n 3200] [--concurrency 64] [--latency 0.2] [--teacher process|thread]
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -47,7 +49,7 @@ def teacher(kind: str, n: int, latency: float) -> Iterator[str]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=1280, help="records (= requests per step)")
+    ap.add_argument("--n", type=int, default=3200, help="records (= requests per step; 10 s per step at C/L)")
     ap.add_argument("--concurrency", type=int, default=64)
     ap.add_argument("--latency", type=float, default=0.2, help="seconds per teacher reply")
     ap.add_argument("--teacher", choices=("process", "thread"), default="process")
@@ -68,7 +70,7 @@ def main() -> None:
         manifest = json.loads(Path(tmp, "ds", "manifest.json").read_text())
     print(
         f"teacher ({args.teacher}) latency L = {args.latency * 1000:.0f} ms, concurrency C = {args.concurrency}: "
-        f"ideal C/L = {ideal:.1f} req/s, {args.n} records"
+        f"ideal C/L = {ideal:.1f} req/s, {args.n} records (load average {os.getloadavg()[0]:.1f})"
     )
     for step in ("caption", "reason"):
         calls = manifest["calls_this_run"].get(step, 0)

@@ -57,7 +57,8 @@ def parse_record(data: dict[str, Any], *, where: str = "") -> Record:
         raise RecordError(f"{where} record id={rid!r}: {problems}".strip()) from None
 
 
-def _iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield ``(line number, object)`` for each non-blank line; a bad line raises naming the file and line."""
     with open(path, encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
@@ -73,13 +74,13 @@ def _iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
 
 def read_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
     """Yield the JSON objects of a JSON-lines file; a bad line raises naming the file and line number."""
-    for _, obj in _iter_jsonl(path):
+    for _, obj in iter_jsonl(path):
         yield obj
 
 
 def read_records(path: str | Path) -> Iterator[Record]:
     """Yield validated records from a JSON-lines file (errors name the file, line, id and field)."""
-    for lineno, obj in _iter_jsonl(path):
+    for lineno, obj in iter_jsonl(path):
         yield parse_record(obj, where=f"{path}:{lineno}:")
 
 

@@ -419,7 +419,7 @@ class _Builder:
                 entry["key"] = item.id
                 if "usage" in entry:
                     self.calls_this_run[step] += 1
-                await journal.append_durable(entry)
+                journal.append_soon(entry)  # written now (a kill cannot lose it), fsynced in the background
                 bar.update(1)
 
         try:
@@ -429,6 +429,7 @@ class _Builder:
         except ExceptionGroup as group:
             raise group.exceptions[0] from None
         finally:
+            await journal.drain()  # everything finished in this step is on disk before the next step
             bar.close()
             self.seconds[step] = time.monotonic() - start
             self.cpu_seconds[step] = time.process_time() - cpu

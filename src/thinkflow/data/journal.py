@@ -1,8 +1,9 @@
 """Append-only, per-step journals: what makes a build resumable after SIGKILL at any moment.
 
 Each build step appends one JSON line per finished record (``{"key": …, "status": …, …}``) with a single
-``write(2)`` on an ``O_APPEND`` descriptor, then ``fsync``s before the record moves on (group commit: one
-``fsync`` covers every line written before it started, so throughput does not pay one disk flush per line).
+``write(2)`` on an ``O_APPEND`` descriptor as soon as the record's step finishes, and ``fsync``s in the
+background (group commit: one ``fsync`` covers every line written before it started, so throughput does not
+pay one disk flush per line); a step drains the journal to disk before any record moves on to the next step.
 
 * A killed process loses at most the records whose step had not finished: their line was never written.
 * A line is written whole or not at all as far as a kill goes; a torn last line (power loss in the middle of
@@ -39,23 +40,31 @@ def _fsync_dir(path: Path) -> None:
 
 
 class _GroupSync:
-    """Coalesces concurrent ``fsync`` requests on one descriptor (group commit)."""
+    """Coalesces ``fsync`` requests on one descriptor (group commit), run in a worker thread."""
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
         self.waiters: list[asyncio.Future[None]] = []
+        self.dirty = False
         self.task: asyncio.Task[None] | None = None
         self.syncs = 0
 
+    def request(self) -> None:
+        """Ask for an fsync covering everything written so far, without waiting for it."""
+        self.dirty = True
+        if self.task is None or self.task.done():
+            self.task = asyncio.get_running_loop().create_task(self._run())
+
     async def wait(self) -> None:
+        """Wait for an fsync that covers everything written before this call."""
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.waiters.append(fut)
-        if self.task is None or self.task.done():
-            self.task = asyncio.create_task(self._run())
+        self.request()
         await fut
 
     async def _run(self) -> None:
-        while self.waiters:
+        while self.dirty:
+            self.dirty = False
             batch, self.waiters = self.waiters, []
             try:
                 await asyncio.to_thread(os.fsync, self.fd)
@@ -135,6 +144,19 @@ class Journal:
     async def append_durable(self, entry: dict[str, Any]) -> None:
         """Append one entry and wait until it is on disk (group-committed with concurrent appends)."""
         self.append(entry)
+        await self._group.wait()
+
+    def append_soon(self, entry: dict[str, Any]) -> None:
+        """Append one entry now (a kill cannot lose it) and fsync it in the background (group commit).
+
+        `drain` waits until everything appended is on disk; a build step drains before any record moves
+        on to the next step.
+        """
+        self.append(entry)
+        self._group.request()
+
+    async def drain(self) -> None:
+        """Wait until every entry appended so far is on disk."""
         await self._group.wait()
 
     def close(self) -> None:

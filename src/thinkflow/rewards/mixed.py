@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from thinkflow.records import RecordError, iter_jsonl
 from thinkflow.rewards.config import RewardConfig
 from thinkflow.rewards.digit import check_digit_solution, digit_reward
 from thinkflow.rewards.extract import completion_text, extract_answer, is_well_formed, solution_text
@@ -438,17 +439,10 @@ class ScoreSummary:
 
 
 def _read_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise RewardInputError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
-            if not isinstance(row, dict):
-                raise RewardInputError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
-            yield lineno, row
+    try:
+        yield from iter_jsonl(path)
+    except RecordError as exc:
+        raise RewardInputError(str(exc)) from None
 
 
 def _validate_row(path: Path, lineno: int, row: dict[str, Any], reward: MixedReward) -> None:
