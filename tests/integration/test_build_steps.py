@@ -79,7 +79,7 @@ def test_six_steps_end_to_end_and_rerun_makes_no_call(tmp_path: Path) -> None:
             row = rows.get(scene.id)
             if row is None:
                 continue
-            reasoning, answer = response_parts(row["response"])
+            reasoning, _ = response_parts(row["response"])
             assert "caption" not in reasoning.lower()
             assert row["caption"].startswith("Scene ")
             assert row["meta"]["teachers"]["caption"] == "captioner" and row["meta"]["teachers"]["reason"] == "reasoner"
@@ -193,3 +193,19 @@ def test_text_questions_extras_and_separate_reasoning(tmp_path: Path) -> None:
     assert rows_out["t-1"]["response"] == "<think>Counting carefully.</think><answer>4</answer>"
     assert rows_out["t-2"]["response"].endswith("<answer>7</answer>") and "caption" not in rows_out["t-2"]
     assert "rewriter" not in prompts and "judge" not in prompts  # no caption mention; digit is rule-verified
+
+
+def test_unreachable_teacher_fails_fast_and_a_finished_build_needs_none(tmp_path: Path) -> None:
+    from thinkflow.testing import free_port
+
+    dead = f"http://127.0.0.1:{free_port()}/v1"
+    with pytest.raises(BuildError, match=r"step caption: teacher caption: cannot reach .* is the server running\?"):
+        run(_cfg(tmp_path / "a", dead))
+    out = tmp_path / "b"
+    with ScriptedTeacher(SyntheticOracle(N)) as srv:
+        run(_cfg(out, srv.url))
+    before = (out / "sft.jsonl").read_bytes()
+    # the teachers are gone; the journals hold every call, so a re-split needs no teacher
+    cfg = _cfg(out, dead).model_copy(update={"eval_fraction": 0.2})
+    run(cfg)
+    assert (out / "sft.jsonl").read_bytes() != before

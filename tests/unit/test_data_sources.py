@@ -230,3 +230,20 @@ def test_hf_sources_arrow_and_parquet(tmp_path: Path) -> None:
         rl = _rows(out, "rl")
         assert {r["solution"] for r in rl.values()} == {"1", "B"}, name
         assert all((out / r["image"]).is_file() for r in rl.values())
+
+
+def test_hf_imagefolder_with_metadata(tmp_path: Path) -> None:
+    folder = tmp_path / "folder"
+    _img(folder / "one.png", "red")
+    _img(folder / "two.png", "blue")
+    meta = [
+        {"file_name": "one.png", "question": "Colour?", "answer": "red"},
+        {"file_name": "two.png", "question": "Colour?", "answer": "blue"},
+    ]
+    (folder / "metadata.jsonl").write_text("\n".join(json.dumps(m) for m in meta) + "\n")
+    out = tmp_path / "out"
+    src = HFSource(name="docvqa", path=str(folder), format="imagefolder")
+    run(BuildConfig(output=str(out), sources=[src], eval_fraction=0.0, tracking=False, progress=False))
+    rl = _rows(out, "rl")
+    assert sorted(r["solution"] for r in rl.values()) == ["blue", "red"]
+    assert {r["verifier_type"] for r in rl.values()} == {"open"}  # named like a VLAA source: its type

@@ -62,7 +62,7 @@ def test_manifest_mismatch_fails(dataset: Path, tmp_path: Path) -> None:
     ds = _copy(dataset, tmp_path / "ds")
     with open(ds / "sft.jsonl", "a") as fh:
         fh.write("\n")
-    with pytest.raises(DataValidationError, match="sft.jsonl does not match the sha256 in manifest.json"):
+    with pytest.raises(DataValidationError, match=r"sft\.jsonl does not match the sha256 in manifest\.json"):
         run(ValidateConfig(data=str(ds), max_bad_fraction=1.0))
 
 

@@ -392,11 +392,15 @@ class _Builder:
         step: str,
         items: list[_Item],
         fn: Callable[[_Item], Awaitable[dict[str, Any]]],
-        pacing: tuple[int, float],
+        teacher: Teacher | None,
     ) -> list[_Item]:
-        concurrency, ramp_up = pacing
+        concurrency, ramp_up = (teacher.cfg.concurrency, teacher.cfg.ramp_up) if teacher else (8, 0.0)
         journal = self.journal(step)
         pending = [it for it in items if it.id not in journal]
+        if pending and teacher is not None:
+            problem = await teacher.reachable()
+            if problem:  # fail fast instead of retrying every record against a server that is not there
+                raise BuildError(f"step {step}: {problem} — is the server running?")
         bar = self.bar(step, len(items), len(items) - len(pending))
         errors: list[str] = []
         queue = iter(pending)
@@ -486,18 +490,12 @@ class _Builder:
             raise BuildError("rewrite.enabled is true but teachers.rewrite is not set (or set rewrite.enabled=false)")
         teachers = {name: Teacher(name, tc) for name, tc in t if tc is not None}
         try:
-            items = await self._run_step(
-                "caption", items, lambda it: self._caption(teachers.get("caption"), it), _conc(teachers, "caption")
-            )
-            items = await self._run_step(
-                "reason", items, lambda it: self._reason(teachers["reason"], it), _conc(teachers, "reason")
-            )
-            items = await self._run_step(
-                "rewrite", items, lambda it: self._rewrite(teachers.get("rewrite"), it), _conc(teachers, "rewrite")
-            )
-            items = await self._run_step(
-                "verify", items, lambda it: self._verify(teachers.get("judge"), it), _conc(teachers, "judge")
-            )
+            caption, reason = teachers.get("caption"), teachers["reason"]
+            rewrite, judge = teachers.get("rewrite"), teachers.get("judge")
+            items = await self._run_step("caption", items, lambda it: self._caption(caption, it), caption)
+            items = await self._run_step("reason", items, lambda it: self._reason(reason, it), reason)
+            items = await self._run_step("rewrite", items, lambda it: self._rewrite(rewrite, it), rewrite)
+            items = await self._run_step("verify", items, lambda it: self._verify(judge, it), judge)
         finally:
             for teacher in teachers.values():
                 await teacher.aclose()
@@ -770,13 +768,6 @@ class _Builder:
             "thinkflow_version": __version__,
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         }
-
-
-def _conc(teachers: dict[str, Teacher], name: str) -> tuple[int, float]:
-    """Workers of a step and the seconds over which they start: its teacher's, or 8 at once without one."""
-    if name in teachers:
-        return teachers[name].cfg.concurrency, teachers[name].cfg.ramp_up
-    return 8, 0.0
 
 
 def _verdict(text: str) -> bool | None:

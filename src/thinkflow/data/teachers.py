@@ -128,6 +128,17 @@ class Teacher:
     async def aclose(self) -> None:
         await self._client.close()
 
+    async def reachable(self, timeout: float = 10.0) -> str | None:
+        """``None`` when the endpoint answers ``GET /models`` at all (any HTTP status), else why not."""
+        try:
+            async with asyncio.timeout(timeout):
+                await self._client.get("/models", cast_to=object)
+        except openai.APIStatusError:
+            return None  # it answered: some servers have no /models
+        except (openai.APIConnectionError, TimeoutError) as exc:
+            return f"teacher {self.name}: cannot reach {self.cfg.base_url} ({exc.__cause__ or exc or 'timed out'})"
+        return None
+
     async def _once(self, body: dict[str, Any]) -> Any:
         # ``post`` with the body built here and the JSON reply returned as is: the typed
         # ``chat.completions.create`` re-walks every message part and builds models per call, which costs
