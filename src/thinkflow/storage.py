@@ -63,30 +63,29 @@ def client() -> Minio:
     )
 
 
-def _keys(uri: str) -> list[tuple[str, str]]:
-    """(object key, path relative to the prefix) for every object under a remote prefix."""
+def _objects(uri: str) -> list[tuple[str, str, str]]:
+    """(object key, path relative to the prefix, etag) for every object under a remote prefix (or the object)."""
     bucket, prefix = split_uri(uri)
     cli = client()
-    out = []
     try:
         exact = [o for o in cli.list_objects(bucket, prefix=prefix) if o.object_name == prefix]
         if exact:
-            return [(prefix, "")]
+            return [(prefix, "", exact[0].etag or "")]
         dir_prefix = prefix.rstrip("/") + "/" if prefix else ""
-        for obj in cli.list_objects(bucket, prefix=dir_prefix, recursive=True):
-            name = obj.object_name or ""
-            if not obj.is_dir:
-                out.append((name, name[len(dir_prefix) :]))
+        return [
+            (obj.object_name, obj.object_name[len(dir_prefix) :], obj.etag or "")
+            for obj in cli.list_objects(bucket, prefix=dir_prefix, recursive=True)
+            if obj.object_name and not obj.is_dir
+        ]
     except S3Error as exc:
         raise StorageError(f"cannot list {uri}: {exc.code}: {exc.message}") from None
-    return out
 
 
 def exists(uri: str | os.PathLike[str]) -> bool:
     """True if a local path exists, or a remote object/prefix has at least one object."""
     if not is_remote(uri):
         return Path(uri).exists()
-    return bool(_keys(str(uri)))
+    return bool(_objects(str(uri)))
 
 
 def upload(local: str | os.PathLike[str], uri: str) -> list[str]:
@@ -114,13 +113,13 @@ def upload(local: str | os.PathLike[str], uri: str) -> list[str]:
 def download(uri: str, local: str | os.PathLike[str]) -> Path:
     """Download an object, or every object under a prefix, to ``local`` (a file path or a directory)."""
     bucket, _ = split_uri(uri)
-    keys = _keys(uri)
-    if not keys:
+    objects = _objects(uri)
+    if not objects:
         raise StorageError(f"nothing at {uri}")
     dest = Path(local)
     cli = client()
     try:
-        for key, rel in keys:
+        for key, rel, _etag in objects:
             target = dest / rel if rel else dest
             target.parent.mkdir(parents=True, exist_ok=True)
             cli.fget_object(bucket, key, str(target))
@@ -135,27 +134,37 @@ def cache_dir() -> Path:
 
 
 def localize(uri: str | os.PathLike[str], cache: str | os.PathLike[str] | None = None) -> Path:
-    """A local path for ``uri``: local paths as they are; remote ones downloaded once into the cache."""
+    """A local path for ``uri``: local paths as they are; remote ones downloaded into the cache.
+
+    The cached copy is reused while the remote listing (keys and ETags) is unchanged, and downloaded again
+    when something was rewritten at the same URI.
+    """
     if not is_remote(uri):
         path = Path(uri)
         if not path.exists():
             raise StorageError(f"no such file or directory: {path}")
         return path
     text = str(uri).rstrip("/")
+    objects = _objects(text)
+    if not objects:
+        raise StorageError(f"nothing at {text}")
+    fingerprint = hashlib.sha256(repr(sorted(objects)).encode()).hexdigest()
     digest = hashlib.sha256(text.encode()).hexdigest()[:16]
     root = Path(cache or cache_dir())
     target = root / digest / (Path(split_uri(text)[1]).name or split_uri(text)[0])
-    if (target.parent / ".complete").exists():
+    marker = target.parent / ".complete"
+    if marker.exists() and marker.read_text() == fingerprint:
         return target
     root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=root))
     try:
         download(text, staging / target.name)
         target.parent.mkdir(parents=True, exist_ok=True)
+        marker.unlink(missing_ok=True)
         if target.exists():
             shutil.rmtree(target) if target.is_dir() else target.unlink()
         shutil.move(str(staging / target.name), target)
-        (target.parent / ".complete").write_text(text)
+        marker.write_text(fingerprint)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target

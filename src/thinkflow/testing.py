@@ -23,14 +23,15 @@ def free_port() -> int:
 def wait_http(url: str, timeout: float = 60.0, proc: subprocess.Popen[bytes] | None = None) -> None:
     """Wait until ``url`` answers any HTTP status, or fail (also when ``proc`` exits early)."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"server for {url} exited with code {proc.returncode}")
-        try:
-            httpx.get(url, timeout=2.0)
-            return
-        except httpx.HTTPError:
-            time.sleep(0.2)
+    with httpx.Client(timeout=2.0) as http:
+        while time.monotonic() < deadline:
+            if proc is not None and proc.poll() is not None:
+                raise RuntimeError(f"server for {url} exited with code {proc.returncode}")
+            try:
+                http.get(url)
+                return
+            except httpx.HTTPError:
+                time.sleep(0.2)
     raise TimeoutError(f"{url} did not answer within {timeout:.0f}s")
 
 

@@ -32,9 +32,14 @@ def test_directory_round_trip(s3: str, tmp_path: Path) -> None:
     local = storage.localize("s3://bucket-a/datasets/d1", cache=tmp_path / "cache")
     assert (local / "images/deep/b.bin").read_bytes() == files["images/deep/b.bin"]
     assert storage.localize("s3://bucket-a/datasets/d1", cache=tmp_path / "cache") == local
+    # rewritten at the same URI: the cache notices and downloads the new content
+    (src / "manifest.json").write_bytes(b'{"n": 3}')
+    storage.upload(src, "s3://bucket-a/datasets/d1")
+    again = storage.localize("s3://bucket-a/datasets/d1", cache=tmp_path / "cache")
+    assert (again / "manifest.json").read_bytes() == b'{"n": 3}'
     # sync remote -> remote
     storage.sync("s3://bucket-a/datasets/d1", "s3://bucket-b/copy")
-    assert storage.read_text("s3://bucket-b/copy/manifest.json") == '{"n": 2}'
+    assert storage.read_text("s3://bucket-b/copy/manifest.json") == '{"n": 3}'
 
 
 def test_text_and_errors(s3: str, tmp_path: Path) -> None:
