@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from thinkflow import storage
+from thinkflow.records import RecordError, iter_jsonl
 
 SplitChoice = Literal["auto", "sft", "rl", "eval"]
 
@@ -141,16 +142,7 @@ def read_json_records(path: Path) -> list[dict[str, Any]]:
         if not all(isinstance(x, dict) for x in data):
             raise SourceError(f"{path}: expected a JSON list of objects")
         return data
-    out = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise SourceError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
-            if not isinstance(obj, dict):
-                raise SourceError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
-            out.append(obj)
-    return out
+    try:
+        return [obj for _, obj in iter_jsonl(path)]
+    except RecordError as exc:
+        raise SourceError(str(exc)) from None
