@@ -14,6 +14,19 @@ Split = Literal["sft", "rl", "eval"]
 VERIFIER_TYPES: tuple[str, ...] = ("digit", "mcq", "math", "iou", "open")
 SPLITS: tuple[str, ...] = ("sft", "rl", "eval")
 
+# The paper's "aha" cues (Fig. 7): samples whose reasoning has one go to the RL split (build step 6), and
+# evaluation counts them in responses.
+AHA_CUES: tuple[str, ...] = (
+    "wait",
+    "again",
+    "double-check",
+    "hmm",
+    "mistake",
+    "alternatively",
+    "check",
+    "i should confirm",
+)
+
 # The paper's Figure 12 system prompt (VLAA-Thinker), verbatim.
 SYSTEM_PROMPT = (
     "A conversation between User and Assistant. The user asks a question, and the Assistant solves it. "

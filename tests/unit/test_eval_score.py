@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from thinkflow.evaluate.metrics import flatten_metrics, summarize, wemath_scores, worst_case
-from thinkflow.evaluate.score import AHA_KEYWORDS, aha_counts, judged_answer, score_prediction, score_predictions
+from thinkflow.evaluate.score import aha_counts, judged_answer, score_prediction, score_predictions
+from thinkflow.records import AHA_CUES
 
 
 def test_answer_tag_then_raw_fallback() -> None:
@@ -62,7 +63,7 @@ def test_aha_counts_whole_words_case_insensitive() -> None:
     counts = aha_counts(text)
     assert counts["wait"] == 1 and counts["again"] == 1 and counts["hmm"] == 1 and counts["mistake"] == 1
     assert counts["double-check"] == 1 and counts["check"] == 2  # "check" inside "double-check" counts too
-    assert set(counts) == set(AHA_KEYWORDS)
+    assert set(counts) == set(AHA_CUES)
 
 
 def _pred(

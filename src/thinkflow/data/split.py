@@ -20,16 +20,7 @@ from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
-AHA_CUES: tuple[str, ...] = (
-    "wait",
-    "again",
-    "double-check",
-    "hmm",
-    "mistake",
-    "alternatively",
-    "check",
-    "i should confirm",
-)
+from thinkflow.records import AHA_CUES
 
 
 @lru_cache(maxsize=32)

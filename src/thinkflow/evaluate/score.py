@@ -15,17 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-AHA_KEYWORDS: tuple[str, ...] = (
-    "wait",
-    "again",
-    "double-check",
-    "hmm",
-    "mistake",
-    "alternatively",
-    "check",
-    "i should confirm",
-)
-"""The "aha" cues counted in responses (the VLAA-Thinking paper's keyword list, Fig. 7)."""
+from thinkflow.records import AHA_CUES
 
 DEFAULT_THRESHOLDS: dict[str, float] = {"iou": 0.5, "open": 0.5}
 """Rewards at or above which a prediction counts as correct (1.0 for every type not listed: rule verifiers
@@ -141,7 +131,7 @@ def score_prediction(completion: str, solution: str, verifier_type: str, **kwarg
     return score_predictions([completion], [solution], [verifier_type], **kwargs)[0]
 
 
-def aha_counts(text: str, keywords: tuple[str, ...] | list[str] = AHA_KEYWORDS) -> dict[str, int]:
+def aha_counts(text: str, keywords: tuple[str, ...] | list[str] = AHA_CUES) -> dict[str, int]:
     """Occurrences of each aha keyword in ``text`` (case-insensitive, whole words/phrases)."""
     lowered = text.lower()
     counts = {}

@@ -109,9 +109,9 @@ class EvalConfig(StageConfig):
 
 
 def _aha_default() -> tuple[str, ...]:
-    from thinkflow.evaluate.score import AHA_KEYWORDS
+    from thinkflow.records import AHA_CUES
 
-    return AHA_KEYWORDS
+    return AHA_CUES
 
 
 def eval_set_hash(samples: list[Any], cfg: EvalConfig) -> str:
