@@ -116,20 +116,11 @@ def data_import_vlaa(
     """Import the published VLAA-Thinking files (gt -> solution, ds_answer -> <think>/<answer> response)."""
     import json
 
-    from pydantic import ValidationError
-
     from thinkflow.data.build import BuildConfig
-    from thinkflow.data.sources import VlaaSource
 
-    cfg = resolve_config(BuildConfig, config, [f"output={json.dumps(output)}", *(sets or [])], False)
-    try:
-        cfg.sources = [VlaaSource(json_file=f, images=images, max_samples=max_samples) for f in json_files]
-    except ValidationError as exc:
-        console.print(f"[red]config error:[/red] {exc.errors()[0]['msg']}")
-        raise typer.Exit(2) from None
-    if print_config:
-        typer.echo(cfg.to_yaml())
-        raise typer.Exit(0)
+    sources = [{"kind": "vlaa", "json_file": f, "images": images, "max_samples": max_samples} for f in json_files]
+    overrides = [f"output={json.dumps(output)}", f"sources={json.dumps(sources)}", *(sets or [])]
+    cfg = resolve_config(BuildConfig, config, overrides, print_config)
     _run_build(cfg)
 
 
