@@ -36,3 +36,18 @@ def s3() -> Iterator[str]:
 
     with s3_server() as url:
         yield url
+
+
+@pytest.fixture
+def mlflow_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A sqlite tracking store (MLflow env vars point at it); its experiment keeps artifacts under tmp_path."""
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "train-tests")
+    for name in ("THINKFLOW_PARENT_RUN_ID", "MLFLOW_PARENT_RUN_ID", "MLFLOW_RUN_ID"):
+        monkeypatch.delenv(name, raising=False)
+    artifacts = (tmp_path / "mlartifacts").as_uri()
+    MlflowClient(tracking_uri=uri).create_experiment("train-tests", artifact_location=artifacts)
+    yield uri

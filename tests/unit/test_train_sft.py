@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,21 +21,6 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> str:
     out = tmp_path_factory.mktemp("sft-data") / "data"
     generate(str(out), 24, seed=1)
     return str(out)
-
-
-@pytest.fixture
-def mlflow_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A sqlite tracking store and an experiment whose artifacts stay under tmp_path (not ./mlruns)."""
-    from mlflow import MlflowClient
-
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "train-tests")
-    for name in ("THINKFLOW_PARENT_RUN_ID", "MLFLOW_PARENT_RUN_ID", "MLFLOW_RUN_ID"):
-        monkeypatch.delenv(name, raising=False)
-    artifacts = (tmp_path / "mlartifacts").as_uri()
-    MlflowClient(tracking_uri=uri).create_experiment("train-tests", artifact_location=artifacts)
-    yield uri
 
 
 def _cfg(tiny_model: Path, data: str, out: Path, *sets: str) -> SFTConfig:
