@@ -70,19 +70,58 @@ def parse_record(data: dict[str, Any], *, where: str = "") -> Record:
         raise RecordError(f"{where} record id={rid!r}: {problems}".strip()) from None
 
 
-def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield ``(line number, object)`` for each non-blank line; a bad line raises naming the file and line."""
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
+# Longest JSON line read (a record with its response is a few KB; one with an inline base64 image a few MB).
+MAX_LINE_BYTES = 16 * 1024 * 1024
+
+
+def iter_jsonl_lines(
+    path: str | Path, *, max_line_bytes: int = MAX_LINE_BYTES
+) -> Iterator[tuple[int, dict[str, Any] | RecordError]]:
+    """``(line number, object or the RecordError of that line)`` for each non-blank line, in bounded memory.
+
+    A line longer than ``max_line_bytes`` is skipped in chunks (never held whole) and reported as an error.
+    """
+    with open(path, "rb") as fh:
+        lineno = 0
+        while True:
+            raw = fh.readline(max_line_bytes + 1)
+            if not raw:
+                return
+            lineno += 1
+            if len(raw) > max_line_bytes and not raw.endswith(b"\n"):
+                size = len(raw)
+                while True:  # skip the rest of the line without keeping it
+                    chunk = fh.readline(1 << 20)
+                    size += len(chunk)
+                    if not chunk or chunk.endswith(b"\n"):
+                        break
+                yield lineno, RecordError(
+                    f"{path}:{lineno}: line of {size:,} bytes is longer than the limit of {max_line_bytes:,} bytes"
+                )
+                continue
+            if not raw.strip():
                 continue
             try:
-                obj = json.loads(line)
+                obj = json.loads(raw)
+            except UnicodeDecodeError:
+                yield lineno, RecordError(f"{path}:{lineno}: not UTF-8 text")
+                continue
             except json.JSONDecodeError as exc:
-                raise RecordError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
+                yield lineno, RecordError(f"{path}:{lineno}: not valid JSON ({exc.msg})")
+                continue
             if not isinstance(obj, dict):
-                raise RecordError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+                yield lineno, RecordError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+                continue
             yield lineno, obj
+
+
+def iter_jsonl(path: str | Path, *, max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield ``(line number, object)`` for each non-blank line; a bad or over-long line raises naming the file and
+    line."""
+    for lineno, obj in iter_jsonl_lines(path, max_line_bytes=max_line_bytes):
+        if isinstance(obj, RecordError):
+            raise obj
+        yield lineno, obj
 
 
 def read_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:

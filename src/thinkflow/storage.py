@@ -37,12 +37,45 @@ def split_uri(uri: str) -> tuple[str, str]:
     return parsed.netloc, parsed.path.lstrip("/")
 
 
+def _escapes(key: str) -> bool:
+    """True when a ``/``-separated relative key climbs above its start with ``..``."""
+    depth = 0
+    for part in key.split("/"):
+        if part == "..":
+            depth -= 1
+            if depth < 0:
+                return True
+        elif part not in ("", "."):
+            depth += 1
+    return False
+
+
 def join(uri: str | os.PathLike[str], *parts: str) -> str:
-    """Join path parts onto a local path or a remote URI."""
+    """Join path parts onto a local path or a remote URI (a part with ``..`` leaving ``uri`` is refused)."""
     base = str(uri)
     if is_remote(base):
+        rel = "/".join(p.strip("/") for p in parts)
+        if _escapes(rel) or "\x00" in rel:
+            raise StorageError(f"{rel!r} leaves {base}")
         return "/".join([base.rstrip("/"), *(p.strip("/") for p in parts)])
     return str(Path(base, *parts))
+
+
+def within(uri: str, prefix: str) -> bool:
+    """True when remote ``uri`` names an object at or under remote ``prefix`` (same bucket, no ``..`` escape)."""
+    try:
+        bucket, key = split_uri(uri)
+        pbucket, pkey = split_uri(prefix)
+    except StorageError:
+        return False
+    if bucket != pbucket or "\x00" in key:
+        return False
+    pkey = pkey.strip("/")
+    if not pkey:
+        return not _escapes(key)
+    if key.rstrip("/") == pkey:
+        return True
+    return key.startswith(pkey + "/") and not _escapes(key[len(pkey) + 1 :])
 
 
 def client() -> Minio:
@@ -117,6 +150,9 @@ def download(uri: str, local: str | os.PathLike[str]) -> Path:
     if not objects:
         raise StorageError(f"nothing at {uri}")
     dest = Path(local)
+    for key, rel, _etag in objects:  # an object key must not write outside `local` (``prefix/../../x``, ``/x``)
+        if rel and (_escapes(rel) or rel.startswith("/") or "\x00" in rel):
+            raise StorageError(f"cannot download {uri}: object key {key!r} leads outside the prefix")
     cli = client()
     try:
         for key, rel, _etag in objects:

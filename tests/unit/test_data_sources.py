@@ -121,7 +121,7 @@ def test_vlaa_import(tmp_path: Path) -> None:
     rejected = {r["id"]: r["reason"] for r in read_jsonl(out / "rejected.jsonl")}
     assert "image not found" in rejected["clevr_math-missing"]
     assert "missing field(s) 'gt'" in rejected["geoqa170k-no-gt"]
-    assert "image undecodable" in rejected["vizwiz-broken"]
+    assert "not an image" in rejected["vizwiz-broken"]
     assert "field 'solution' (iou)" in rejected["coco-bad-box"]
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["counts"]["source"] == {

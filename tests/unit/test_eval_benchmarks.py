@@ -112,7 +112,7 @@ def test_relative_image_paths_resolve_against_the_copy(tmp_path: Path) -> None:
     fx.picture(3).save(tmp_path / "x.png")
     im = load_image("x.png", tmp_path, where="t")
     assert im.size == (56, 56)
-    with pytest.raises(BenchmarkError, match=r"cannot read image 'missing\.png'"):
+    with pytest.raises(BenchmarkError, match=r"image not found: 'missing\.png'"):
         load_image("missing.png", tmp_path, where="t")
 
 

@@ -33,7 +33,6 @@ import asyncio
 import contextlib
 import fcntl
 import hashlib
-import io
 import json
 import os
 import random
@@ -51,7 +50,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from tqdm.auto import tqdm
 
-from thinkflow import storage
+from thinkflow import images, storage
 from thinkflow.config import StageConfig, StageResult
 from thinkflow.data.checks import known_verifier_types, solution_problem
 from thinkflow.data.journal import Journal
@@ -60,6 +59,7 @@ from thinkflow.data.sources import Candidate, Source, SyntheticSource, iter_cand
 from thinkflow.data.split import AHA_CUES, assign_split, has_aha, stratified_eval
 from thinkflow.data.teachers import Teacher, TeacherConfig, TeacherError, image_part
 from thinkflow.data.text import format_response, normalize_response, response_parts, split_think, word_count
+from thinkflow.images import ImageLimits
 from thinkflow.records import SPLITS, RecordError, parse_record, write_jsonl
 
 STEPS: tuple[str, ...] = ("collect", "caption", "reason", "rewrite", "verify", "split")
@@ -146,6 +146,9 @@ class BuildConfig(StageConfig):
     )
     work_dir: str | None = Field(default=None, description="Journal directory (default: OUTPUT/.build, or the cache).")
     image_workers: int = Field(default=8, ge=1, description="Threads reading/decoding images in step 1.")
+    image_limits: ImageLimits = Field(
+        default_factory=ImageLimits, description="Bounds on each source image (pixels, bytes); over them: rejected."
+    )
     tracking: bool = Field(default=True, description="Log the run to MLflow.")
     progress: bool = Field(default=True, description="Show a progress bar per step.")
 
@@ -272,20 +275,15 @@ class _Builder:
             return f"unknown verifier_type {rec['verifier_type']!r} (known: {', '.join(known)})", None
         if cand.image is None:
             return "no image", None
+        what = f"image {cand.image_ref!r}"
         try:
-            data = cand.image()
-        except FileNotFoundError:
-            return f"image not found: {cand.image_ref}", None
+            data = cand.image(self.cfg.image_limits)
+            info = images.probe(data, what=what, limits=self.cfg.image_limits)
+        except images.ImageError as exc:
+            return str(exc), None
         except OSError as exc:
-            return f"cannot read image {cand.image_ref}: {exc.strerror or exc}", None
-        from PIL import Image, UnidentifiedImageError
-
-        try:
-            with Image.open(io.BytesIO(data)) as im:
-                im.load()
-                fmt, size = (im.format or "PNG"), [int(im.width), int(im.height)]
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-            return f"image undecodable: {cand.image_ref}: {exc}", None
+            return f"cannot read {what}: {exc.strerror or exc}", None
+        fmt, size = info.format, [info.width, info.height]
         problem = solution_problem(rec["verifier_type"], rec["solution"], size)
         if problem:
             return f"field 'solution' ({rec['verifier_type']}): {problem}", None

@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from thinkflow import storage
+from thinkflow import images, storage
 from thinkflow.records import SPLITS, SYSTEM_PROMPT, read_records
 
 
@@ -84,10 +84,14 @@ def build_completion(response: str) -> list[dict[str, Any]]:
 
 
 def _image_path(root: Path, ref: str, where: str) -> str:
-    path = storage.localize(ref) if storage.is_remote(ref) else root / ref  # an absolute ref stays absolute
-    if not path.is_file():
-        raise FileNotFoundError(f"{where}: image not found: {path}")
-    return str(path)
+    """The local file of a record's image: inside the dataset directory (see `thinkflow.images.resolve`), or an
+    ``s3://`` URI (downloaded to the cache)."""
+    if storage.is_remote(ref):
+        return str(storage.localize(ref))
+    try:
+        return str(images.resolve(ref, root))
+    except images.ImageError as exc:
+        raise FileNotFoundError(f"{where}: {exc}") from None
 
 
 def load_split(data: str, split: str, *, system_prompt: str = SYSTEM_PROMPT) -> Any:

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import os
 import random
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import openai
+from openai._constants import RAW_RESPONSE_HEADER
 from pydantic import BaseModel, ConfigDict, Field
 
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
@@ -50,6 +52,16 @@ class TeacherConfig(BaseModel):
         description="Request field that carries max_tokens (OpenAI's newer models want the other).",
     )
     extra_body: dict[str, Any] = Field(default_factory=dict, description="Extra request fields (vLLM options, …).")
+    max_reply_bytes: int = Field(
+        default=8 * 1024 * 1024,
+        ge=1024,
+        description="Largest reply body read; a longer one (or a stream that never ends) is cut off and the "
+        "record rejected. The whole reply must also arrive within `timeout`.",
+    )
+
+
+class BadReply(ValueError):
+    """A reply body over `TeacherConfig.max_reply_bytes`, or one that is not JSON: retrying would not help."""
 
 
 class TeacherError(RuntimeError):
@@ -143,10 +155,34 @@ class Teacher:
         # ``post`` with the body built here and the JSON reply returned as is: the typed
         # ``chat.completions.create`` re-walks every message part and builds models per call, which costs
         # more CPU than the rest of a request at hundreds of requests/s.
+        # The reply body is read here, chunk by chunk, up to `max_reply_bytes` (the SDK would read it whole);
+        # `asyncio.timeout` bounds the whole exchange, so a stream that never ends is cut off either way.
         async with self._sem, asyncio.timeout(self.cfg.timeout):
-            return await self._client.post(
-                "/chat/completions", cast_to=object, body=body, options={"timeout": self.cfg.timeout}
+            raw: Any = await self._client.post(
+                "/chat/completions",
+                cast_to=object,
+                body=body,
+                options={"timeout": self.cfg.timeout, "headers": {RAW_RESPONSE_HEADER: "stream"}},
             )
+            http = raw.http_response
+            try:
+                limit = self.cfg.max_reply_bytes
+                declared = http.headers.get("content-length")
+                if declared and declared.isdigit() and int(declared) > limit:
+                    raise BadReply(f"reply of {int(declared):,} bytes is over max_reply_bytes={limit:,}")
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in http.aiter_bytes():
+                    size += len(chunk)
+                    if size > limit:
+                        raise BadReply(f"reply passed max_reply_bytes={limit:,} and was cut off")
+                    chunks.append(chunk)
+            finally:
+                await http.aclose()
+        try:
+            return json.loads(b"".join(chunks))
+        except ValueError:
+            raise BadReply(f"reply is not JSON ({size:,} bytes)") from None
 
     async def chat(self, messages: list[dict[str, Any]], **overrides: Any) -> Reply:
         """One chat completion with retries; raises `TeacherError` when it cannot get one."""
@@ -169,6 +205,9 @@ class Teacher:
                 retryable = status in RETRYABLE_STATUS or status >= 500
                 detail = f"HTTP {status}: {_message(exc)}"
                 hint = _retry_after(exc)
+            except BadReply as exc:  # the same request would get the same reply: reject, do not retry
+                self.stats.failures += 1
+                raise TeacherError(f"teacher {self.name} ({self.cfg.model}): {exc}", retryable=False) from None
             except (openai.APIConnectionError, TimeoutError) as exc:
                 retryable, hint = True, None
                 timed_out = isinstance(exc, openai.APITimeoutError | TimeoutError)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from thinkflow import storage
+from thinkflow import images, storage
 from thinkflow.config import StageConfig, StageResult
 from thinkflow.data.checks import known_verifier_types, solution_problem
 from thinkflow.data.loader import dataset_root
@@ -60,21 +60,16 @@ class Report:
 
 
 def _image_problem(root: Path, ref: str) -> str | None:
-    from PIL import Image, UnidentifiedImageError
-
     try:
-        path = (
-            storage.localize(ref) if storage.is_remote(ref) else (Path(ref) if Path(ref).is_absolute() else root / ref)
-        )
+        if storage.is_remote(ref):
+            data = images.read_file(storage.localize(ref), what=ref)
+        else:
+            data = images.read_file(images.resolve(ref, root), what=repr(ref))
+        images.probe(data, what=f"image {ref!r}")
     except storage.StorageError as exc:
         return f"image {ref}: {exc}"
-    if not path.is_file():
-        return f"image not found: {ref}"
-    try:
-        with Image.open(path) as im:
-            im.load()
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        return f"image undecodable: {ref}: {exc}"
+    except images.ImageError as exc:
+        return str(exc)
     return None
 
 

@@ -18,7 +18,6 @@ Field names can be overridden per benchmark with ``fields`` (e.g. ``{"question":
 from __future__ import annotations
 
 import fnmatch
-import io
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -27,7 +26,7 @@ from typing import Any
 
 from PIL import Image
 
-from thinkflow import storage
+from thinkflow import images, storage
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
@@ -70,6 +69,7 @@ class RowContext:
     split: str
     index: int
     fields: dict[str, str]
+    uri: str | None = None  # the benchmark's location as given (``s3://`` image URIs must be under it)
 
     def where(self) -> str:
         return f"{self.benchmark} ({self.root}, split {self.split!r}, row {self.index})"
@@ -86,31 +86,34 @@ class RowContext:
 
     def image(self, row: dict[str, Any], *candidates: str) -> Image.Image:
         value = self.get(row, "image", *candidates)
-        return load_image(value, self.root, where=self.where())
+        return load_image(value, self.root, where=self.where(), uri=self.uri)
 
 
-def load_image(value: Any, root: Path, *, where: str = "") -> Image.Image:
-    """A PIL RGB image from an HF image value.
+def load_image(value: Any, root: Path, *, where: str = "", uri: str | None = None) -> Image.Image:
+    """A PIL RGB image from an HF image value, through `thinkflow.images` (inside ``root``, bounded decoding).
 
-    Accepts a PIL image, ``{"bytes", "path"}``, raw bytes, a path (relative to ``root``) or an ``s3://`` URI.
+    Accepts a PIL image, ``{"bytes", "path"}``, raw bytes, a path (inside ``root``: ``..``, absolute paths and
+    symlinks leading out are refused) or an ``s3://`` URI under the benchmark's own location ``uri``.
     """
     try:
         if isinstance(value, Image.Image):
-            return value.convert("RGB")
+            return images.check_pil(value, what="image").convert("RGB")
         if isinstance(value, dict):
             if value.get("bytes"):
-                with Image.open(io.BytesIO(value["bytes"])) as im:
-                    return im.convert("RGB")
+                return images.decode(bytes(value["bytes"]), what=f"image {value.get('path') or '<bytes>'}")
             value = value.get("path")
         if isinstance(value, bytes):
-            with Image.open(io.BytesIO(value)) as im:
-                return im.convert("RGB")
+            return images.decode(value, what="image <bytes>")
         if isinstance(value, str) and value:
-            path = storage.localize(value) if storage.is_remote(value) else Path(value)
-            if not path.is_absolute():
-                path = root / path
-            with Image.open(path) as im:
-                return im.convert("RGB")
+            if storage.is_remote(value):
+                if uri is None or not storage.is_remote(uri) or not storage.within(value, uri):
+                    raise images.ImageError(f"image {value!r} is outside the benchmark's location {uri or root}")
+                data = images.read_file(storage.localize(value), what=repr(value))
+            else:
+                data = images.read_file(images.resolve(value, root), what=repr(value))
+            return images.decode(data, what=f"image {value!r}")
+    except images.ImageError as exc:
+        raise BenchmarkError(f"{where}: {exc}") from None
     except (OSError, storage.StorageError) as exc:
         raise BenchmarkError(f"{where}: cannot read image {value!r}: {exc}") from None
     raise BenchmarkError(f"{where}: unsupported image value of type {type(value).__name__}")
@@ -381,7 +384,7 @@ def load_benchmark(
     seen: set[str] = set()
     groups: set[str] = set()
     for split_name, index, row in iter_rows(path, split, where=f"benchmark {name} at {path}"):
-        ctx = RowContext(name, root, split_name, index, fields or {})
+        ctx = RowContext(name, root, split_name, index, fields or {}, uri=path)
         sample = spec.convert(row, ctx)
         if sample is None:
             continue
@@ -412,7 +415,7 @@ def _load_built_dataset(path: str, split: str, *, limit: int | None, fields: dic
     for i, row in enumerate(table):
         if limit is not None and i >= limit:
             break
-        samples.append(_dataset(row, RowContext("dataset", root, split, i, fields)))
+        samples.append(_dataset(row, RowContext("dataset", root, split, i, fields, uri=path)))
     if not samples:
         raise BenchmarkError(f"dataset {path}: split {split!r} is empty")
     return samples

@@ -146,13 +146,13 @@ def _image_size(image: Any, image_root: str | Path | None) -> tuple[float, float
     if isinstance(image, str) and "://" not in image and not image.startswith("data:"):
         from PIL import Image
 
-        path = Path(image)
-        if not path.is_absolute() and image_root is not None:
-            path = Path(image_root) / path
+        from thinkflow import images
+
         try:
-            with Image.open(path) as im:
+            path = images.resolve(image, image_root) if image_root is not None else Path(image)
+            with Image.open(path) as im:  # the header only
                 return (float(im.size[0]), float(im.size[1]))
-        except (OSError, ValueError):
+        except (OSError, ValueError, Image.DecompressionBombError):  # ImageError is a ValueError
             return None
     return None
 

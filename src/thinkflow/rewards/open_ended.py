@@ -40,6 +40,12 @@ from typing import Any, Protocol, runtime_checkable
 import httpx
 
 DATA_URI_PREFIX = "data:"
+# Client-side bounds of the HTTP protocol: a request carries one image (base64) and a GRPO group of answers;
+# a reply carries one float per answer.
+MAX_REQUEST_BYTES = 32 * 1024 * 1024
+MAX_RESPONSE_BYTES = 1024 * 1024
+# Extracted answers longer than this score 0 without being sent to the reward model.
+MAX_ANSWER_CHARS = 32_768
 
 
 class ScorerError(RuntimeError):
@@ -73,42 +79,52 @@ def _is_uri(text: str) -> bool:
     return text.startswith(("http://", "https://", "s3://", DATA_URI_PREFIX))
 
 
-def _resolve_path(image: str, image_root: str | Path | None) -> Path:
-    path = Path(image)
-    if not path.is_absolute() and image_root is not None:
-        path = Path(image_root) / path
-    return path
-
-
 def load_image(image: Any, image_root: str | Path | None = None) -> Any:
-    """A PIL image from a PIL image, a path (relative to ``image_root``), a data URI, ``http(s)://`` or ``s3://``."""
+    """A PIL image from a PIL image, a path (inside ``image_root`` when given), a data URI, ``http(s)://`` or
+    ``s3://``; read and decoded through `thinkflow.images` (byte and pixel limits, readable errors)."""
     from PIL import Image
+
+    from thinkflow import images
 
     if image is None or isinstance(image, Image.Image):
         return image
     if isinstance(image, dict):  # datasets' undecoded Image feature
         if image.get("bytes"):
-            return Image.open(io.BytesIO(image["bytes"]))
+            return images.decode(bytes(image["bytes"]), what=f"image {image.get('path') or '<bytes>'}")
         image = image.get("path")
     if isinstance(image, bytes):
-        return Image.open(io.BytesIO(image))
+        return images.decode(image, what="image <bytes>")
     if not isinstance(image, str):
         raise ValueError(f"unsupported image value of type {type(image).__name__}")
     if image.startswith(DATA_URI_PREFIX):
         _, _, payload = image.partition(",")
-        return Image.open(io.BytesIO(base64.b64decode(payload)))
+        return images.decode(base64.b64decode(payload), what="image <data URI>")
     if image.startswith(("http://", "https://")):
-        reply = httpx.get(image, timeout=30.0, follow_redirects=True)
-        reply.raise_for_status()
-        return Image.open(io.BytesIO(reply.content))
+        limit = images.DEFAULT_LIMITS.max_bytes
+        with httpx.stream("GET", image, timeout=30.0, follow_redirects=True) as reply:
+            reply.raise_for_status()
+            data = _read_capped(reply, limit, f"image {image}")
+        return images.decode(data, what=f"image {image}")
     if image.startswith("s3://"):
         from thinkflow import storage
 
-        return Image.open(storage.localize(image))
-    path = _resolve_path(image, image_root)
-    if not path.is_file():
-        raise FileNotFoundError(f"image not found: {path}")
-    return Image.open(path)
+        return images.decode(images.read_file(storage.localize(image), what=image), what=f"image {image}")
+    path = images.resolve(image, image_root) if image_root is not None else Path(image)
+    return images.decode(images.read_file(path, what=repr(image)), what=f"image {image!r}")
+
+
+def _read_capped(reply: httpx.Response, limit: int, what: str) -> bytes:
+    """The body of a streamed reply, refused (`ScorerError`) past ``limit`` bytes without reading further."""
+    declared = reply.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise ScorerError(f"{what}: reply of {int(declared):,} bytes is over the limit of {limit:,}")
+    chunks, size = [], 0
+    for chunk in reply.iter_bytes():
+        size += len(chunk)
+        if size > limit:
+            raise ScorerError(f"{what}: reply is over the limit of {limit:,} bytes (cut off)")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def image_payload(image: Any, image_root: str | Path | None = None) -> str | None:
@@ -155,37 +171,52 @@ class HTTPScorer:
         retries: int = 2,
         image_root: str | Path | None = None,
         client: httpx.Client | None = None,
+        max_request_bytes: int = MAX_REQUEST_BYTES,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
     ) -> None:
         self.url = url
         self.timeout_s = timeout_s
         self.retries = retries
         self.image_root = image_root
         self.client = client or httpx.Client(timeout=timeout_s)
+        self.max_request_bytes = max_request_bytes
+        self.max_response_bytes = max_response_bytes
 
     def score(self, image: Any, question: str, answers: Sequence[str]) -> list[float]:
         if not answers:
             return []
         body = {"image": image_payload(image, self.image_root), "question": question, "answers": list(answers)}
+        content = json.dumps(body).encode()
+        if len(content) > self.max_request_bytes:
+            raise ScorerError(
+                f"{self.url}: request of {len(content):,} bytes is over the limit of {self.max_request_bytes:,} "
+                "(image + question + answers)"
+            )
+        headers = {"Content-Type": "application/json"}
         error: Exception | None = None
         for attempt in range(self.retries + 1):
             try:
-                reply = self.client.post(self.url, json=body, timeout=self.timeout_s)
+                with self.client.stream(
+                    "POST", self.url, content=content, headers=headers, timeout=self.timeout_s
+                ) as reply:
+                    data = _read_capped(reply, self.max_response_bytes, f"reward model at {self.url}")
             except httpx.HTTPError as exc:
                 error = exc
             else:
                 if reply.status_code < 500:
-                    return self._scores(reply, len(answers))
-                error = ScorerError(f"{self.url}: HTTP {reply.status_code}: {reply.text[:200]}")
+                    return self._scores(reply.status_code, data, len(answers))
+                error = ScorerError(f"{self.url}: HTTP {reply.status_code}: {data[:200].decode(errors='replace')}")
             time.sleep(min(0.5 * 2**attempt, 4.0))
         raise ScorerError(f"reward model at {self.url} failed after {self.retries + 1} attempts: {error}")
 
-    def _scores(self, reply: httpx.Response, n: int) -> list[float]:
+    def _scores(self, status: int, data: bytes, n: int) -> list[float]:
         try:
-            payload = reply.json()
+            payload = json.loads(data)
         except ValueError:
-            raise ScorerError(f"{self.url}: reply is not JSON: {reply.text[:200]!r}") from None
-        if reply.status_code != 200:
-            raise ScorerError(f"{self.url}: HTTP {reply.status_code}: {payload.get('error', payload)}")
+            raise ScorerError(f"{self.url}: reply is not JSON: {data[:200]!r}") from None
+        if status != 200:
+            error = payload.get("error", payload) if isinstance(payload, dict) else payload
+            raise ScorerError(f"{self.url}: HTTP {status}: {str(error)[:500]}")
         scores = payload.get("scores") if isinstance(payload, dict) else None
         if not isinstance(scores, list) or len(scores) != n:
             raise ScorerError(f"{self.url}: expected {{'scores': [{n} numbers]}}, got {str(payload)[:200]}")
@@ -358,10 +389,13 @@ class ScorerServer:
 class OpenEndedReward:
     """Rewards for open-ended answers with a scorer, S(y) cached per sample, one call per sample."""
 
-    def __init__(self, scorer: Scorer, beta: float = 1.0, cache_size: int = 100_000) -> None:
+    def __init__(
+        self, scorer: Scorer, beta: float = 1.0, cache_size: int = 100_000, max_answer_chars: int = MAX_ANSWER_CHARS
+    ) -> None:
         self.scorer = scorer
         self.beta = beta
         self.cache_size = cache_size
+        self.max_answer_chars = max_answer_chars
         self._reference: OrderedDict[Hashable, float] = OrderedDict()
         self.calls = 0
 
@@ -379,7 +413,9 @@ class OpenEndedReward:
         out = [0.0] * len(answers)
         for key, members in groups.items():
             first = members[0]
-            wanted = sorted({a for a in (answers[i] for i in members) if a is not None})
+            wanted = sorted(
+                {a for a in (answers[i] for i in members) if a is not None and len(a) <= self.max_answer_chars}
+            )
             if not wanted:
                 continue
             reference = str(references[first])
@@ -397,6 +433,6 @@ class OpenEndedReward:
             by_answer = dict(zip(wanted, scores, strict=False))
             for i in members:
                 answer = answers[i]
-                if answer is not None:
+                if answer is not None and answer in by_answer:
                     out[i] = open_reward(by_answer[answer], cached, self.beta)
         return out

@@ -11,8 +11,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from thinkflow import storage
-from thinkflow.records import RecordError, iter_jsonl
+from thinkflow import images, storage
+from thinkflow.images import ImageLimits
+from thinkflow.records import RecordError, iter_jsonl_lines
 
 SplitChoice = Literal["auto", "sft", "rl", "eval"]
 
@@ -50,7 +51,7 @@ class SourceBase(BaseModel):
     )
 
 
-ImageLoader = Callable[[], bytes]
+ImageLoader = Callable[[ImageLimits], bytes]
 
 
 @dataclass
@@ -95,24 +96,27 @@ def as_text(value: Any) -> str | None:
     return str(value)
 
 
-def file_loader(path: Path) -> ImageLoader:
-    """A loader reading ``path``; a missing file raises `FileNotFoundError` naming it."""
+def file_loader(ref: str, root: Path | None) -> ImageLoader:
+    """A loader reading image ``ref`` inside ``root`` (default: the working directory) within the limits.
 
-    def load() -> bytes:
-        return path.read_bytes()
+    The reference is checked when the loader runs (in step 1's worker threads): see `thinkflow.images.resolve`
+    for what is refused (``..`` escapes, absolute paths and symlinks outside the root, URL-encoded tricks).
+    """
+
+    def load(limits: ImageLimits) -> bytes:
+        path = images.resolve(ref, root if root is not None else Path.cwd())
+        return images.read_file(path, limits=limits, what=repr(ref))
 
     return load
 
 
-def resolve_image(ref: str, root: Path | None) -> Path:
-    """The local file for an image reference: absolute, or relative to ``root`` (a leading ``/`` is relative)."""
-    p = Path(ref)
-    if p.is_absolute() and p.exists():
-        return p
-    rel = ref.lstrip("/")
-    if root is None:
-        return Path(rel)
-    return root / rel
+def bytes_loader(data: bytes) -> ImageLoader:
+    """A loader for image bytes held in memory (their size is checked by `thinkflow.images.probe`)."""
+
+    def load(limits: ImageLimits) -> bytes:
+        return data
+
+    return load
 
 
 def local(uri: str | None, what: str) -> Path | None:
@@ -125,8 +129,12 @@ def local(uri: str | None, what: str) -> Path | None:
         raise SourceError(f"{what}: {exc}") from None
 
 
-def read_json_records(path: Path) -> list[dict[str, Any]]:
-    """Records from a JSON list file or a JSON-lines file; errors name the file (and line)."""
+def read_json_records(path: Path) -> list[dict[str, Any] | RecordError]:
+    """Records from a JSON list file or a JSON-lines file; errors name the file (and line).
+
+    A bad JSON line (not JSON, not an object, longer than `records.MAX_LINE_BYTES`) comes back as its
+    `RecordError`, in its place: the caller rejects that one record and keeps the others.
+    """
     try:
         with open(path, encoding="utf-8") as fh:
             head = fh.read(4096).lstrip()
@@ -139,10 +147,12 @@ def read_json_records(path: Path) -> list[dict[str, Any]]:
             data = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
             raise SourceError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-        if not all(isinstance(x, dict) for x in data):
+        if not isinstance(data, list) or not all(isinstance(x, dict) for x in data):
             raise SourceError(f"{path}: expected a JSON list of objects")
-        return data
-    try:
-        return [obj for _, obj in iter_jsonl(path)]
-    except RecordError as exc:
-        raise SourceError(str(exc)) from None
+        return list(data)
+    return [obj for _, obj in iter_jsonl_lines(path)]
+
+
+def bad_line(item: RecordError, rid: str) -> Candidate:
+    """The rejected candidate standing for a JSON line that could not be read."""
+    return Candidate(rid, {}, None, "", error=str(item))

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import Field
 
-from thinkflow.data.sources.base import Candidate, SourceBase, as_text, dotted, file_loader, resolve_image
+from thinkflow.data.sources.base import Candidate, SourceBase, as_text, bytes_loader, dotted, file_loader
 from thinkflow.data.sources.vlaa import DEFAULT_VERIFIER_TABLE
 from thinkflow.data.text import normalize_response, split_think
 from thinkflow.records import VerifierType
@@ -52,24 +52,19 @@ def _pick(item: dict[str, Any], field: str, fields: dict[str, str]) -> tuple[Any
 def image_loader(value: Any, root: Path | None) -> tuple[Any, str]:
     """``(loader, reference)`` for an image value: a path, ``{"bytes", "path"}`` (HF), raw bytes or a PIL image."""
     if isinstance(value, bytes | bytearray):
-        data = bytes(value)
-        return (lambda: data), "<bytes>"
+        return bytes_loader(bytes(value)), "<bytes>"
     if isinstance(value, dict):
         if value.get("bytes"):
-            data = bytes(value["bytes"])
-            return (lambda: data), str(value.get("path") or "<bytes>")
+            return bytes_loader(bytes(value["bytes"])), str(value.get("path") or "<bytes>")
         if value.get("path"):
-            p = resolve_image(str(value["path"]), root)
-            return file_loader(p), str(p)
+            return file_loader(str(value["path"]), root), str(value["path"])
         return None, "<empty image>"
     if hasattr(value, "save") and hasattr(value, "mode"):  # a PIL image
         buf = io.BytesIO()
         value.save(buf, format="PNG")
-        data = buf.getvalue()
-        return (lambda: data), "<PIL image>"
+        return bytes_loader(buf.getvalue()), "<PIL image>"
     if isinstance(value, str) and value:
-        p = resolve_image(value, root)
-        return file_loader(p), str(p)
+        return file_loader(value, root), value
     return None, "<no image>"
 
 

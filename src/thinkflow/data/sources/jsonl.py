@@ -7,8 +7,9 @@ from typing import Literal
 
 from pydantic import Field
 
-from thinkflow.data.sources.base import Candidate, SourceError, local, read_json_records
+from thinkflow.data.sources.base import Candidate, SourceError, bad_line, local, read_json_records
 from thinkflow.data.sources.generic import MappedSource, map_item
+from thinkflow.records import RecordError
 
 
 class JsonlSource(MappedSource):
@@ -28,5 +29,8 @@ def iter_jsonl(src: JsonlSource) -> Iterator[Candidate]:
         raise SourceError(f"source {src.name}: {src.path} is not a file")
     root = local(src.images, f"source {src.name} images") if src.images else path.parent
     for pos, item in enumerate(read_json_records(path)):
+        if isinstance(item, RecordError):
+            yield bad_line(item, f"{src.name}-{pos}")
+            continue
         lineno = pos + 1
         yield map_item(item, pos, src, root, f"{path.name}:{lineno}")

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
-from thinkflow.data.sources.base import Candidate, SourceBase
+from thinkflow.data.sources.base import Candidate, ImageLoader, SourceBase
 from thinkflow.data.synthetic import assign_splits, iter_scenes
+from thinkflow.images import ImageLimits
 
 
 class SyntheticSource(SourceBase):
@@ -39,4 +40,11 @@ def iter_synthetic(src: SyntheticSource, build_seed: int) -> Iterator[Candidate]
             "split": split or None,
             "meta": scene.meta(),
         }
-        yield Candidate(scene.id, record, scene.png, f"<synthetic scene {scene.index}>")
+        yield Candidate(scene.id, record, _png(scene), f"<synthetic scene {scene.index}>")
+
+
+def _png(scene: Any) -> ImageLoader:
+    def load(limits: ImageLimits) -> bytes:
+        return bytes(scene.png())
+
+    return load

@@ -27,14 +27,14 @@ from thinkflow.data.sources.base import (
     SourceBase,
     SourceError,
     as_text,
+    bad_line,
     dotted,
     file_loader,
     local,
     read_json_records,
-    resolve_image,
 )
 from thinkflow.data.text import math_puma_answer, normalize_response
-from thinkflow.records import VerifierType
+from thinkflow.records import RecordError, VerifierType
 
 # Source prefix -> verifier type (the paper's reward for each VLAA-Thinking source).
 DEFAULT_VERIFIER_TABLE: dict[str, str] = {
@@ -127,6 +127,9 @@ def iter_vlaa(src: VlaaSource) -> Iterator[Candidate]:
     split = src.split or split_from_filename(src.json_file)
     table = {**DEFAULT_VERIFIER_TABLE, **src.verifier_table}
     for pos, item in enumerate(read_json_records(path)):
+        if isinstance(item, RecordError):
+            yield bad_line(item, f"{path.stem}-{pos}")
+            continue
         yield _candidate(item, pos, path, root, split, table, src)
 
 
@@ -188,12 +191,11 @@ def _candidate(
         "split": split,
         "meta": meta,
     }
-    img_path = resolve_image(image, root)
     return Candidate(
         rid,
         record,
-        file_loader(img_path),
-        str(img_path),
+        file_loader(image, root),
+        image,
         extras=as_text(dotted(item, src.extras)),
         text_question=as_text(dotted(item, src.text_question)),
     )
