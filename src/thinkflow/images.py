@@ -100,12 +100,14 @@ def resolve(ref: str, root: str | os.PathLike[str]) -> Path:
         raise ImageError(f"image reference {ref!r} leaves the image root once URL-decoded ({decoded!r})")
     base = Path(os.path.abspath(root))
     path = Path(ref)
+    outside = False
     if path.is_absolute():
         norm = Path(os.path.normpath(path))
         if norm == base or base in norm.parents:
             rel_parts = norm.relative_to(base).parts
         else:  # ALLaVA's `/allava_laion/…`: relative to the root, whatever the leading slash says
             rel_parts = Path(ref.lstrip("/")).parts
+            outside = True
     else:
         rel_parts = path.parts
     if _escapes(rel_parts):
@@ -118,6 +120,11 @@ def resolve(ref: str, root: str | os.PathLike[str]) -> Path:
     try:
         st = os.stat(real)
     except FileNotFoundError:
+        if outside:
+            raise ImageError(
+                f"image {ref!r} is an absolute path outside the image root {base} (read relative to the root, "
+                f"{candidate} does not exist)"
+            ) from None
         raise ImageError(f"image not found: {ref!r} (looked for {candidate})") from None
     except OSError as exc:
         raise ImageError(f"cannot read image {ref!r}: {exc.strerror or exc}") from None

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 VerifierType = Literal["digit", "mcq", "math", "iou", "open"]
 Split = Literal["sft", "rl", "eval"]
@@ -52,6 +52,14 @@ class Record(BaseModel):
     source: str = ""
     split: Split | None = None
     meta: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("id")
+    @classmethod
+    def _printable_id(cls, value: str) -> str:
+        bad = sorted({c for c in value if ord(c) < 32 or ord(c) == 127})
+        if bad:
+            raise ValueError(f"must not contain control characters (found {', '.join(repr(c) for c in bad)})")
+        return value
 
 
 class RecordError(ValueError):

@@ -39,11 +39,18 @@ class SubmitResult(BaseModel):
     url: str
 
 
+# Pipeline arguments are a few names and values; a bigger file is a mistake (or an attack), not parameters.
+MAX_PARAMS_BYTES = 1024 * 1024
+
+
 def read_params(path: str | Path) -> dict[str, Any]:
     """Pipeline arguments from a YAML or JSON file holding one mapping (``name: value``)."""
     file = Path(path)
     if not file.is_file():
         raise SubmitError(f"parameters file not found: {file}")
+    size = file.stat().st_size
+    if size > MAX_PARAMS_BYTES:
+        raise SubmitError(f"{file}: {size:,} bytes is over the limit of {MAX_PARAMS_BYTES:,} for a parameters file")
     try:
         data = yaml.safe_load(file.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:

@@ -117,7 +117,7 @@ def _read_capped(reply: httpx.Response, limit: int, what: str) -> bytes:
     """The body of a streamed reply, refused (`ScorerError`) past ``limit`` bytes without reading further."""
     declared = reply.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
-        raise ScorerError(f"{what}: reply of {int(declared):,} bytes is over the limit of {limit:,}")
+        raise ScorerError(f"{what}: reply of {int(declared):,} bytes is over the limit of {limit:,} bytes")
     chunks, size = [], 0
     for chunk in reply.iter_bytes():
         size += len(chunk)
