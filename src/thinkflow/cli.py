@@ -190,12 +190,13 @@ def rewards_score(
     print_config: PrintOpt = False,
 ) -> None:
     """Score completions with the mixed reward (RewardConfig keys via --set, e.g. --set beta=0.5)."""
+    from thinkflow.images import ImageError
     from thinkflow.rewards import RewardConfig, RewardInputError, score_file
 
     cfg = resolve_config(RewardConfig, config, sets, print_config)
     try:
         summary = score_file(input_path, output, cfg)
-    except (RewardInputError, FileNotFoundError) as exc:
+    except (RewardInputError, FileNotFoundError, ImageError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
     console.print(summary.table())

@@ -158,7 +158,8 @@ def _rejected(out: Path) -> dict[str, str]:
 
 
 def _kept(out: Path) -> set[str]:
-    return {r["id"] for s in ("sft", "rl", "eval") if (out / f"{s}.jsonl").exists() for r in read_jsonl(out / f"{s}.jsonl")}
+    files = [out / f"{s}.jsonl" for s in ("sft", "rl", "eval")]
+    return {r["id"] for f in files if f.exists() for r in read_jsonl(f)}
 
 
 # ------------------------------------------------------------------------------------------------- build
@@ -239,8 +240,9 @@ def test_import_vlaa_cli_with_a_bomb_stays_small_and_builds_the_rest(tmp_path: P
     args = ["data", "import-vlaa", "--json", str(tmp_path / "train-grpo.json"), "--images", str(root)]
     args += ["--output", str(out), "--set", "tracking=false", "--set", "progress=false", "--set", "eval_fraction=0"]
     env = {**os.environ, "THINKFLOW_CACHE": str(tmp_path / "cache")}
-    proc = subprocess.Popen([sys.executable, "-c", code, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    output = proc.stdout.read() if proc.stdout else b""  # type: ignore[union-attr]
+    cmd = [sys.executable, "-c", code, *args]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    output = proc.stdout.read() if proc.stdout else b""
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     assert proc.returncode == 0, output.decode(errors="replace")[-3000:]
@@ -421,7 +423,7 @@ def test_a_reward_model_that_answers_10mb_is_one_clear_error() -> None:
 
     with ScorerServer(Flood()) as server, pytest.raises(ScorerError, match=r"over the limit of 1,048,576 bytes"):
         HTTPScorer(server.url, retries=0).score(None, "q", ["a"])
-    with pytest.raises(ScorerError, match="request of .* bytes is over the limit"):
+    with pytest.raises(ScorerError, match=r"request of .* bytes is over the limit"):
         HTTPScorer("http://127.0.0.1:9/score", retries=0, max_request_bytes=1000).score(None, "q", ["a" * 2000])
 
 

@@ -10,6 +10,7 @@ import httpx
 import pytest
 from PIL import Image, ImageDraw
 
+from thinkflow.images import ImageError
 from thinkflow.rewards import (
     HTTPScorer,
     LogProbScorer,
@@ -88,7 +89,7 @@ def test_http_scorer_against_a_loopback_server(scorer: LogProbScorer, image_file
         once = HTTPScorer(server.url, retries=0)
         with pytest.raises(ScorerError, match="HTTP 500"):  # the server cannot decode this image
             once.score("data:image/png;base64,AAAA", QUESTION, ["a"])
-        with pytest.raises(FileNotFoundError, match=r"does-not-exist\.png"):
+        with pytest.raises(ImageError, match=r"image not found: 'does-not-exist\.png'"):
             once.score("does-not-exist.png", QUESTION, ["a"])
 
         # thinkflow rewards score with scorer=http, images relative to the input file
