@@ -124,8 +124,16 @@ def benchmark_metrics(preds: list[dict[str, Any]], score_kind: str, keywords: It
     return out
 
 
-def summarize(preds: list[dict[str, Any]], kinds: dict[str, str], keywords: Iterable[str]) -> dict[str, Any]:
+def summarize(
+    preds: list[dict[str, Any]],
+    kinds: dict[str, str],
+    keywords: Iterable[str],
+    scoring: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """The evaluation summary: ``benchmarks``, ``overall``, ``per_verifier`` and ``aha``.
+
+    ``scoring`` names the mode that scored each benchmark (``rules`` or ``judge (MODEL)``; default rules);
+    it is kept in each benchmark's metrics as ``scoring``.
 
     ``overall.mean_score`` is the mean of the benchmarks' headline scores (the paper's average);
     ``overall.accuracy`` is over all samples.
@@ -135,6 +143,8 @@ def summarize(preds: list[dict[str, Any]], kinds: dict[str, str], keywords: Iter
     for p in preds:
         by_bench[str(p["benchmark"])].append(p)
     benchmarks = {b: benchmark_metrics(ps, kinds.get(b, "accuracy"), keys) for b, ps in by_bench.items()}
+    for b, m in benchmarks.items():
+        m["scoring"] = (scoring or {}).get(b, "rules")
     overall = {
         "mean_score": _mean(m["score"] for m in benchmarks.values()),
         "accuracy": _mean(float(p["correct"]) for p in preds),

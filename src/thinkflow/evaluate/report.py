@@ -2,7 +2,8 @@
 
 Plots (matplotlib, no display needed): per-benchmark scores against a baseline (e.g. the base model or the
 current ``@champion``), reward and completion-length curves from the training run's MLflow metrics when one
-is given, and the aha-cue counts (the paper's Fig. 7 keywords). ``report.md`` links the PNG files beside it;
+is given, and the counts of the aha cues (the build's eight split cues; note the paper's Fig. 7 plots four
+other keywords' counts, one of them "i should check"). ``report.md`` links the PNG files beside it;
 ``report.html`` embeds them, so it renders alone as a KFP HTML artifact or an MLflow artifact.
 """
 
@@ -136,7 +137,7 @@ def plot_curves(curves: Curves, path: Path) -> Path:
 def plot_aha(
     summary: dict[str, Any], path: Path, baseline: dict[str, Any] | None = None, baseline_label: str = "baseline"
 ) -> Path:
-    """Bars of aha-cue counts per keyword (the paper's Fig. 7), against the baseline's when it has them."""
+    """Bars of aha-cue counts per keyword (the configured cues), against the baseline's when it has them."""
     counts = {k.removeprefix("count."): v for k, v in summary["aha"].items() if k.startswith("count.")}
     keys = list(counts)
     fig = Figure(figsize=(max(6.0, 0.9 * len(keys) + 2), 3.8), layout="constrained")
@@ -184,7 +185,7 @@ def _tables(
 ) -> list[tuple[str, list[str], list[list[str]]]]:
     """The report's tables as ``(title, header, rows)``, rendered to Markdown and HTML alike."""
     tables = []
-    header = ["benchmark", "score", "metric", "accuracy", "format", "mean length", "n"]
+    header = ["benchmark", "score", "metric", "scored by", "accuracy", "format", "mean length", "n"]
     if baseline:
         header[2:2] = [baseline_label, "delta"]
     rows = []
@@ -193,6 +194,7 @@ def _tables(
             name,
             _pct(m["score"]),
             m["score_kind"],
+            str(m.get("scoring", "rules")),
             _pct(m["accuracy"]),
             _pct(m["format_rate"]),
             f"{m['mean_length']:.1f}",
@@ -207,6 +209,7 @@ def _tables(
         "**mean**",
         _pct(o["mean_score"]),
         "mean of scores",
+        "",
         _pct(o["accuracy"]),
         _pct(o["format_rate"]),
         f"{o['mean_length']:.1f}",
