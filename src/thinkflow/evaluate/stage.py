@@ -99,6 +99,8 @@ class EvalConfig(StageConfig):
     aha_match: AhaMatch = "substring"  # the build's rule: substring (the paper's) or word
     # Report
     baseline: str | None = None  # metrics.json (file/dir/s3://) or models:/NAME@champion
+    # Published scores shown beside this run (YAML/JSON {source, rows: {model: {benchmark: percent}}}).
+    reference: str | None = None
     train_run_id: str | None = None  # MLflow run of the training stage (default: lineage.json's mlflow_run_id)
     progress: bool = True
 
@@ -163,7 +165,7 @@ def run(cfg: EvalConfig) -> StageResult:
     from thinkflow.evaluate.generate import generate_answers
     from thinkflow.evaluate.judge import check_reachable, rescore_with_judge
     from thinkflow.evaluate.metrics import flatten_metrics, summarize
-    from thinkflow.evaluate.report import load_baseline, training_curves, write_report
+    from thinkflow.evaluate.report import load_baseline, load_reference, training_curves, write_report
     from thinkflow.evaluate.score import score_predictions
     from thinkflow.format import aha_counts
     from thinkflow.rewards import MixedReward
@@ -183,6 +185,7 @@ def run(cfg: EvalConfig) -> StageResult:
     if cfg.judge is not None:
         check_reachable(cfg.judge)
     set_hash = eval_set_hash(samples, cfg)
+    reference = load_reference(cfg.reference) if cfg.reference else None  # a bad file fails before generation
     lineage = _model_lineage(cfg.model)
 
     with stage_run("evaluate", cfg.model_dump(mode="json")) as active:
@@ -308,7 +311,9 @@ def run(cfg: EvalConfig) -> StageResult:
             ]
             if train_run and curves:
                 facts.append(("training run", str(train_run)))
-            paths = write_report(summary, local, model=cfg.model, baseline=baseline, curves=curves, facts=facts)
+            paths = write_report(
+                summary, local, model=cfg.model, baseline=baseline, curves=curves, facts=facts, reference=reference
+            )
             mlflow.log_metrics(flat)
             mlflow.set_tags({"thinkflow.eval_set_hash": set_hash, "thinkflow.model": cfg.model})
             mlflow.log_artifacts(str(local), artifact_path="eval")
