@@ -12,7 +12,8 @@
    dropped when the word count changes by more than ``rewrite.max_word_delta`` (15).
 5. **verify** – keep only correct answers: the rule-based verifier of ``thinkflow.rewards`` for the types in
    ``verify.rule_types``, an LLM judge (Yes/No) for the others.
-6. **split** – reasoning with an aha cue (``wait``, ``again``, ``double-check``, …) -> ``rl``, else ``sft``;
+6. **split** – a response with an aha cue (``wait``, ``again``, ``double-check``, …; ``aha_match: substring``,
+   the paper's rule, or ``word``) -> ``rl``, else ``sft``;
    ``eval_fraction`` held out per verifier type by seed. Records whose source fixes a split keep it.
 
 Steps 2-5 run only for records without a response (sources with reasoning traces, such as the VLAA files
