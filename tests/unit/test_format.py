@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -62,7 +63,8 @@ def test_one_builder_for_training_and_evaluation_prompts(tmp_path: Path, tiny_mo
 def test_system_prompt_is_a_config_key(command: str, preset: str) -> None:
     shown = CliRunner().invoke(app, [command, "--config", preset, "--print-config"])
     assert shown.exit_code == 0, shown.output
-    assert "VL-Thinking" in shown.output and "system_prompt:" in shown.output
+    assert yaml.safe_load(shown.output)["system_prompt"] == fmt.SYSTEM_PROMPT
+    assert "VL-Thinking\N{THINKING FACE}" in shown.output  # printed as the emoji, not an escape
     none = CliRunner().invoke(app, [command, "--config", preset, "--set", "system_prompt=", "--print-config"])
     assert none.exit_code == 0 and "system_prompt: ''" in none.output
 
