@@ -91,6 +91,7 @@ CASES = [
     ("<think>t</think><answer>[10, 20, 30, 40]</answer>", "[10, 20, 30, 40]", "iou"),
     ("<think>t</think><answer>[10, 20, 30, 40, 50]</answer>", "[10, 20, 30, 40]", "iou"),  # 5 numbers: no box
     ("<think>t</think><answer>(10, 20), (30, 40), 99</answer>", "[10, 20, 30, 40]", "iou"),
+    ("<think>t</think><answer>[0.2, 0.3, 1.7, 0.9]</answer>", "[0.2, 0.3, 1.7, 0.9]", "iou"),  # mixed frames
     ("<think>t</think><answer>\\frac{1}{2}</answer>", "0.5", "math"),
     ("<think>t</think><answer>x = 3</answer>", "4", "math"),
     ("<think>t</think>", "C", "mcq"),
@@ -105,7 +106,8 @@ def test_training_reward_and_evaluation_scorer_give_identical_verdicts() -> None
     assert [s.reward for s in evaluated] == train.accuracy
     assert [s.answer for s in evaluated] == train.answers
     assert [s.well_formed for s in evaluated] == [fmt.is_well_formed(c) for c in completions]
-    want = [True, True, True, True, False, False, True, True, False, True, False, True, False, False, True, False]
+    want = [True, True, True, True, False, False, True, True, False, True, False, True, False, False, False]
+    want += [True, False]
     assert [s.correct for s in evaluated] == [*want, False]
 
 

@@ -8,8 +8,8 @@ is compared in the ground truth's frame. When the two frames differ and the imag
 (``image_size=(width, height)``), the prediction is converted to the ground truth's frame.
 
 Malformed boxes score 0: other than exactly four numbers (a JSON list of five, or text naming five
-numbers, is no box), NaN or infinite coordinates, ``x2 < x1`` or ``y2 < y1``. A ground-truth box that
-mixes relative and pixel coordinates (``[0.2, 0.3, 1.7, 0.9]``) is rejected by `check_iou_solution`.
+numbers, is no box), NaN or infinite coordinates, ``x2 < x1`` or ``y2 < y1``, relative and pixel
+coordinates mixed (``[0.2, 0.3, 1.7, 0.9]``; such a ground truth is rejected by `check_iou_solution`).
 """
 
 from __future__ import annotations
@@ -122,7 +122,7 @@ def iou_reward(answer: str | None, solution: Any, image_size: Sequence[float] | 
         return 0.0
     gold = parse_box(solution)
     pred = parse_box(answer)
-    if gold is None or pred is None:
+    if gold is None or pred is None or mixed_frame(gold) or mixed_frame(pred):  # malformed boxes never score
         return 0.0
     pred = to_frame(pred, is_relative(gold), image_size)
     return box_iou(gold, pred)
