@@ -237,10 +237,10 @@ def solution_text(solution: Any) -> str:
 
 # --- multiple-choice letters --------------------------------------------------------------------------
 
-# One alphabet everywhere (data, rewards, evaluate). A–Z because that is what the benchmarks' keys need:
-# VLMEvalKit maps choices to letters with chr(65 + i) and no bound (vlmeval/dataset/utils/mathvista.py
-# `list_to_dict`) and reads predictions over string.ascii_uppercase (vlmeval/utils/matching_util.py
-# `can_infer_option`); MathVista has up to 8 choices, WeMath and LogicVista up to 5-6, MathVision 5.
+# One alphabet everywhere (data, rewards, evaluate): A–Z, because the benchmark keys are letters without a
+# fixed bound: VLMEvalKit maps a question's choices to letters with chr(65 + i) for every choice
+# (vlmeval/dataset/utils/mathvista.py `list_to_dict`), and the A–J of the former data/text.py copy would
+# have refused the keys of a question with more than ten choices.
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 MAX_CHOICE_CHARS = 4096
 
