@@ -59,16 +59,24 @@ def ask(
     image: Annotated[Path, typer.Option(help="Image file.")],
     question: Annotated[str, typer.Option(help="Question about the image.")],
     max_new_tokens: Annotated[int, typer.Option(help="Generation budget.")] = 64,
+    system_prompt: Annotated[
+        str | None,
+        typer.Option(help='System prompt (default: the VLAA-Thinker prompt, as in training; "" for none).'),
+    ] = None,
 ) -> None:
-    """Ask a model a question about an image and print its answer (greedy, the paper's system prompt)."""
+    """Ask a model a question about an image and print its answer (greedy, the training system prompt)."""
     from PIL import Image
 
     from thinkflow.evaluate.generate import generate
+    from thinkflow.format import SYSTEM_PROMPT
     from thinkflow.models.load import load
 
     mdl, proc = load(model)
+    prompt = SYSTEM_PROMPT if system_prompt is None else system_prompt
     with Image.open(image) as im:
-        answer = generate(mdl, proc, [im.convert("RGB")], [question], max_new_tokens=max_new_tokens)[0]
+        answer = generate(
+            mdl, proc, [im.convert("RGB")], [question], max_new_tokens=max_new_tokens, system_prompt=prompt
+        )[0]
     console.print(f"[bold]Q:[/bold] {question}\n[bold]A:[/bold] {answer!r}")
 
 
@@ -322,9 +330,7 @@ def models_list(name: Annotated[str, typer.Argument(help="Registered model name.
     console.print(table)
 
 
-PipelineOpt = Annotated[
-    str, typer.Option("--pipeline", "-p", help="vlaa_thinker | sft_then_grpo | sft_vs_rl_study")
-]
+PipelineOpt = Annotated[str, typer.Option("--pipeline", "-p", help="vlaa_thinker | sft_then_grpo | sft_vs_rl_study")]
 ParamsOpt = Annotated[Path | None, typer.Option("--params", help="YAML/JSON file: pipeline parameter -> value.")]
 
 

@@ -31,7 +31,7 @@ class StageConfig(BaseModel):
 
     def to_yaml(self) -> str:
         """The resolved config as YAML (what `--print-config` prints and what runs log)."""
-        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
 
 
 class StageResult(BaseModel):

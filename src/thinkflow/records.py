@@ -9,32 +9,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+# The system prompt and the aha cues live in `thinkflow.format` (the one home of the answer format);
+# re-exported here for callers that import them with the schema.
+from thinkflow.format import AHA_CUES as AHA_CUES
+from thinkflow.format import SYSTEM_PROMPT as SYSTEM_PROMPT
+
 VerifierType = Literal["digit", "mcq", "math", "iou", "open"]
 Split = Literal["sft", "rl", "eval"]
 VERIFIER_TYPES: tuple[str, ...] = ("digit", "mcq", "math", "iou", "open")
 SPLITS: tuple[str, ...] = ("sft", "rl", "eval")
-
-# The paper's "aha" cues (Fig. 7): samples whose reasoning has one go to the RL split (build step 6), and
-# evaluation counts them in responses.
-AHA_CUES: tuple[str, ...] = (
-    "wait",
-    "again",
-    "double-check",
-    "hmm",
-    "mistake",
-    "alternatively",
-    "check",
-    "i should confirm",
-)
-
-# The paper's Figure 12 system prompt (VLAA-Thinker), verbatim.
-SYSTEM_PROMPT = (
-    "A conversation between User and Assistant. The user asks a question, and the Assistant solves it. "
-    "The assistant first thinks about the reasoning process in the mind and then provides the user with "
-    "the answer. The reasoning process and answer are enclosed within <think> </think> and <answer> "
-    "</answer> tags, respectively, i.e., <think> reasoning process here </think><answer> answer here "
-    "</answer>"
-)
 
 
 class Record(BaseModel):
@@ -72,9 +55,7 @@ def parse_record(data: dict[str, Any], *, where: str = "") -> Record:
         return Record.model_validate(data)
     except ValidationError as exc:
         rid = data.get("id", "?") if isinstance(data, dict) else "?"
-        problems = "; ".join(
-            f"field '{'.'.join(str(p) for p in err['loc'])}': {err['msg']}" for err in exc.errors()
-        )
+        problems = "; ".join(f"field '{'.'.join(str(p) for p in err['loc'])}': {err['msg']}" for err in exc.errors())
         raise RecordError(f"{where} record id={rid!r}: {problems}".strip()) from None
 
 

@@ -11,8 +11,7 @@ import pytest
 from thinkflow.data.build import BuildConfig, BuildError, run
 from thinkflow.data.scripted import Ask, ScriptedTeacher, SyntheticOracle
 from thinkflow.data.sources import JsonlSource, SyntheticSource
-from thinkflow.data.split import has_aha
-from thinkflow.data.text import response_parts
+from thinkflow.format import has_aha, response_parts
 from thinkflow.records import read_jsonl
 
 N = 60
@@ -87,7 +86,7 @@ def test_six_steps_end_to_end_and_rerun_makes_no_call(tmp_path: Path) -> None:
             assert row["meta"]["verified_by"] == ("judge" if scene.verifier_type == "open" else "rule")
             if row["split"] != "eval":
                 assert row["split"] == ("rl" if scene.index % 4 == 1 else "sft")
-                assert has_aha(reasoning) == (row["split"] == "rl")
+                assert has_aha(row["response"]) == (row["split"] == "rl")
         reasons = {r["reason"] for r in rejected.values()}
         assert "reasoning output has no <think>…</think> reasoning" in reasons
         assert "rewrite: word count changed by 19 (> 15)" in reasons

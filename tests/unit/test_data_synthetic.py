@@ -8,9 +8,8 @@ from collections import Counter
 import pytest
 from PIL import Image
 
-from thinkflow.data.split import has_aha
 from thinkflow.data.synthetic import COLOURS, SIZES, VERIFIER_ORDER, assign_splits, iter_scenes, make_scene
-from thinkflow.data.text import response_parts
+from thinkflow.format import has_aha
 
 
 def test_deterministic_by_seed_and_independent_of_n() -> None:
@@ -73,7 +72,7 @@ def test_splits_balanced_and_aha_only_in_rl() -> None:
     assert all(per_type[(t, "eval")] == 2 for t in VERIFIER_ORDER)
     for scene in iter_scenes(20, seed=2):
         reflective, plain = scene.response(True), scene.response(False)
-        assert has_aha(response_parts(reflective)[0]) and not has_aha(response_parts(plain)[0])
+        assert has_aha(reflective) and not has_aha(plain)  # the build's rule: the whole response
         assert plain.startswith("<think>") and plain.endswith(f"<answer>{scene.solution}</answer>")
 
 

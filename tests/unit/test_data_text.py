@@ -4,17 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from thinkflow.data.split import has_aha
-from thinkflow.data.text import (
-    final_answer,
-    format_response,
-    math_puma_answer,
-    normalize_response,
-    option_letter,
-    response_parts,
-    split_think,
-    word_count,
-)
+from thinkflow.data.text import final_answer, math_puma_answer, normalize_response, word_count
+from thinkflow.format import find_option_letter, format_response, has_aha, response_parts, split_think
 
 CLEVR = (
     "<think>  \nOkay, there is one sphere and three cylinders. Removing the sphere leaves 3.  \n</think>  \n\n"
@@ -67,15 +58,16 @@ def test_math_puma_answer_and_option_letter() -> None:
     gt = "Step 1: ...\nStep 5: Substitute.\n\n†Answer: y = -5 * sin(-5 * x)."
     assert math_puma_answer(gt) == "y = -5 * sin(-5 * x)"
     assert math_puma_answer("12") == "12"
-    assert option_letter("(c) green") == "C"
-    assert option_letter("The right choice is option D.") == "D"
-    assert option_letter("forty two") is None
+    assert find_option_letter("(c) green") == "C"
+    assert find_option_letter("The right choice is option D.") == "D"
+    assert find_option_letter("forty two") is None
 
 
-def test_aha_cues_whole_words_case_insensitive() -> None:
+def test_aha_rule_substring_by_default_word_as_option() -> None:
     assert has_aha("Hmm, that is odd.")
     assert has_aha("Let me DOUBLE-CHECK that.")
-    assert has_aha("I should  confirm the count.")
-    assert not has_aha("The checkered flag waits against the wall.")  # no whole-word cue
+    assert has_aha("I should  confirm the count.", match="word")  # words of a phrase: any whitespace
+    assert not has_aha("The checkered flag waits against the wall.", match="word")  # no whole-word cue
+    assert has_aha("The checkered flag waits against the wall.")  # the paper's rule: substrings count
     assert not has_aha("Counting gives 3.")
     assert has_aha("Counting gives 3.", cues=["counting"])

@@ -16,8 +16,8 @@ from thinkflow.evaluate.benchmarks import (
     BenchmarkError,
     load_benchmark,
     load_image,
-    mcq_letters,
 )
+from thinkflow.format import mcq_key
 
 
 def test_paper_benchmarks_have_adapters() -> None:
@@ -129,5 +129,5 @@ def test_relative_image_paths_resolve_against_the_copy(tmp_path: Path) -> None:
         ("12", None, "12"),
     ],
 )
-def test_mcq_letters(answer: str, choices: list[str] | None, want: str) -> None:
-    assert mcq_letters(answer, choices) == want
+def test_mcq_key(answer: str, choices: list[str] | None, want: str) -> None:
+    assert mcq_key(answer, choices) == want

@@ -52,3 +52,23 @@ def test_backend_selection() -> None:
     if not vllm_available():
         with pytest.raises(RuntimeError, match="vllm is not installed or no CUDA device"):
             resolve_backend("vllm")
+
+
+def test_max_pixels_bounds_the_image_tokens(tiny_model: Path) -> None:
+    from transformers import AutoProcessor
+
+    from thinkflow.format import build_messages
+    from thinkflow.models.load import set_pixel_bounds
+
+    processor = AutoProcessor.from_pretrained(tiny_model)
+    text = processor.apply_chat_template(build_messages("Q?"), add_generation_prompt=True, tokenize=False)
+    image = Image.new("RGB", (1024, 1024))
+
+    def patches(max_pixels: int) -> int:
+        set_pixel_bounds(processor, max_pixels=max_pixels)
+        return int(processor(text=[text], images=[image], return_tensors="pt")["image_grid_thw"].prod().item())
+
+    small, paper = patches(28 * 28 * 16), patches(256 * 32 * 32)
+    assert small * 14 * 14 <= 28 * 28 * 16 < paper * 14 * 14 <= 256 * 32 * 32  # 14x14-pixel patches within bounds
+    with pytest.raises(ValueError, match="max_pixels: NoneType has no pixel bounds"):
+        set_pixel_bounds(object(), max_pixels=1)

@@ -65,7 +65,7 @@ def test_report_files_tables_and_embedded_plots(tmp_path: Path) -> None:
         with Image.open(tmp_path / png) as im:
             assert im.format == "PNG" and im.size[0] > 300
     md = (tmp_path / "report.md").read_text()
-    assert "| mathvista | 60.0 | 40.0 | +20.0 | accuracy |" in md
+    assert "| mathvista | 60.0 | 40.0 | +20.0 | accuracy | rules |" in md
     assert "![Training reward and completion length](training_curves.png)" in md
     assert "| wait | 3 |" in md and "responses with a cue | 2 (11.8%)" in md
     assert "four-dimensional diagnosis" in md
@@ -90,3 +90,31 @@ def test_load_baseline_from_metrics_json(tmp_path: Path) -> None:
         load_baseline(str(tmp_path / "bad.json"))
     with pytest.raises(ValueError, match="cannot read"):
         load_baseline(str(tmp_path / "absent"))
+
+
+def test_reference_rows_beside_this_run_and_the_scoring_mode(tmp_path: Path) -> None:
+    from thinkflow.evaluate.report import load_reference
+
+    summary = _summary(0.6)
+    summary["benchmarks"]["mathvista"]["scoring"] = "judge (gpt-4o-mini)"
+    ref = tmp_path / "ref.yaml"
+    ref.write_text(
+        "source: a published table (test data)\n"
+        "rows:\n  model-a: {mathvista: 50.0, wemath: 20.5, average: 35.25}\n  model-b: {mathvista: 61.2}\n"
+    )
+    write_report(summary, tmp_path / "out", model="m", reference=load_reference(str(ref)))
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "## Reference (a published table (test data))" in md
+    assert "| model | mathvista | wemath | average |" in md
+    assert "| model-a | 50.0 | 20.5 | 35.2 |" in md and "| model-b | 61.2 | n/a | n/a |" in md
+    assert "| **this run** | 60.0 | 30.0 | 45.0 |" in md
+    assert (
+        "| mathvista | 60.0 | accuracy | judge (gpt-4o-mini) |" in md
+        and "| wemath | 30.0 | wemath_strict | rules |" in md
+    )
+    ref.write_text("rows: {a: {mathvista: 1}}\n")
+    with pytest.raises(ValueError, match="non-empty 'source'"):
+        load_reference(str(ref))
+    ref.write_text("source: s\nrows: {a: {mathvista: high}}\n")
+    with pytest.raises(ValueError, match="row 'a' has a score that is not a number"):
+        load_reference(str(ref))

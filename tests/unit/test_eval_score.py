@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from thinkflow.evaluate.metrics import flatten_metrics, summarize, wemath_scores, worst_case
-from thinkflow.evaluate.score import aha_counts, judged_answer, score_prediction, score_predictions
-from thinkflow.records import AHA_CUES
+from thinkflow.evaluate.score import judged_answer, score_prediction, score_predictions
+from thinkflow.format import AHA_CUES, aha_counts
 
 
 def test_answer_tag_then_raw_fallback() -> None:
@@ -58,12 +58,14 @@ def test_batch_lengths_must_match() -> None:
         score_predictions(["a", "b"], ["a"], ["mcq", "mcq"])
 
 
-def test_aha_counts_whole_words_case_insensitive() -> None:
+def test_aha_counts_substring_by_default_and_whole_words_as_option() -> None:
     text = "Wait, let me check again. Hmm... double-check: no mistake. Checking is not a cue; awaited neither."
-    counts = aha_counts(text)
-    assert counts["wait"] == 1 and counts["again"] == 1 and counts["hmm"] == 1 and counts["mistake"] == 1
-    assert counts["double-check"] == 1 and counts["check"] == 2  # "check" inside "double-check" counts too
-    assert set(counts) == set(AHA_CUES)
+    words = aha_counts(text, match="word")
+    assert words["wait"] == 1 and words["again"] == 1 and words["hmm"] == 1 and words["mistake"] == 1
+    assert words["double-check"] == 1 and words["check"] == 1  # a whole word: not inside "double-check"
+    assert set(words) == set(AHA_CUES)
+    subs = aha_counts(text)  # the paper's rule: case-insensitive substrings ("Checking", "awaited" count)
+    assert subs["wait"] == 2 and subs["check"] == 3 and subs["double-check"] == 1
 
 
 def _pred(

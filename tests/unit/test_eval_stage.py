@@ -193,3 +193,46 @@ def test_open_records_without_a_reward_model_fail_early(tiny_model: Path, synthe
 def test_cli_config_errors_name_the_key() -> None:
     result = CliRunner().invoke(app, ["evaluate", "--set", "max_new_token=3"])
     assert result.exit_code == 2 and "max_new_token" in result.output
+
+
+def test_run_with_a_judge_and_reference_rows(
+    tiny_model: Path, tmp_path: Path, mlflow_local: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import thinkflow.evaluate.generate as generate
+    from thinkflow.data.scripted import ScriptedTeacher
+
+    def answers(model: str, images: list, questions: list, **kwargs: object) -> tuple[list[str], list[int], str]:
+        assert kwargs["max_pixels"] == 256 * 32 * 32  # the paper's evaluation resolution reaches generation
+        return ["<think>t</think><answer>I pick the first one</answer>"] * len(questions), [5] * len(questions), "hf"
+
+    # the random tiny model writes only newlines: fixed answers that the rules cannot read
+    monkeypatch.setattr(generate, "generate_answers", answers)
+
+    paths = {name: fx.WRITERS[name](tmp_path / name) for name in ("mathvista", "logicvista")}
+    ref = tmp_path / "ref.yaml"
+    ref.write_text("source: test rows\nrows:\n  some-model: {mathvista: 50.0, logicvista: 40.0, average: 45.0}\n")
+    with ScriptedTeacher(lambda ask: "A") as judge:  # an OpenAI-compatible judge on loopback
+        cfg = EvalConfig(
+            model=str(tiny_model),
+            data=[f"{n}={p}" for n, p in paths.items()],
+            output_dir=str(tmp_path / "eval"),
+            max_new_tokens=4,
+            batch_size=4,
+            progress=False,
+            judge={"base_url": judge.url, "model": "judge-mini", "benchmarks": ["mathvista"]},
+            reference=str(ref),
+        )
+        run(cfg)
+        asked = sum(judge.served.values())
+    out = tmp_path / "eval"
+    metrics = json.loads((out / "metrics.json").read_text())
+    preds = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert metrics["benchmarks"]["mathvista"]["scoring"] == "judge (judge-mini)"
+    assert metrics["benchmarks"]["logicvista"]["scoring"] == "rules"
+    judged = [p for p in preds if p["scored_by"] == "judge"]
+    assert {p["benchmark"] for p in judged} == {"mathvista"} and asked == len(judged) == 3
+    assert all(p["answer"] == "A" for p in judged)  # the judge's extraction, scored by the rules
+    assert metrics["overall"]["judge_failures"] == 0.0
+    md = (out / "report.md").read_text()
+    assert "judge (judge-mini)" in md and "## Reference (test rows)" in md and "| **this run** |" in md
+    assert metrics["config"]["max_pixels"] == 256 * 32 * 32

@@ -6,6 +6,6 @@
 * `load_split` / `manifest_hash`: what the training and evaluation stages read.
 """
 
-from thinkflow.data.loader import build_completion, build_prompt, load_manifest, load_split, manifest_hash
+from thinkflow.data.loader import load_manifest, load_split, manifest_hash
 
-__all__ = ["build_completion", "build_prompt", "load_manifest", "load_split", "manifest_hash"]
+__all__ = ["load_manifest", "load_split", "manifest_hash"]

@@ -12,7 +12,8 @@
    dropped when the word count changes by more than ``rewrite.max_word_delta`` (15).
 5. **verify** – keep only correct answers: the rule-based verifier of ``thinkflow.rewards`` for the types in
    ``verify.rule_types``, an LLM judge (Yes/No) for the others.
-6. **split** – reasoning with an aha cue (``wait``, ``again``, ``double-check``, …) -> ``rl``, else ``sft``;
+6. **split** – a response with an aha cue (``wait``, ``again``, ``double-check``, …; ``aha_match: substring``,
+   the paper's rule, or ``word``) -> ``rl``, else ``sft``;
    ``eval_fraction`` held out per verifier type by seed. Records whose source fixes a split keep it.
 
 Steps 2-5 run only for records without a response (sources with reasoning traces, such as the VLAA files
@@ -56,9 +57,10 @@ from thinkflow.data.checks import known_verifier_types, solution_problem
 from thinkflow.data.journal import Journal
 from thinkflow.data.prompts import Prompts, PromptsConfig
 from thinkflow.data.sources import Candidate, Source, SyntheticSource, iter_candidates, source_name
-from thinkflow.data.split import AHA_CUES, assign_split, has_aha, stratified_eval
+from thinkflow.data.split import assign_split, stratified_eval
 from thinkflow.data.teachers import Teacher, TeacherConfig, TeacherError, image_part
-from thinkflow.data.text import format_response, normalize_response, response_parts, split_think, word_count
+from thinkflow.data.text import normalize_response, word_count
+from thinkflow.format import AHA_CUES, AhaMatch, format_response, has_aha, response_parts, split_think
 from thinkflow.images import ImageLimits
 from thinkflow.records import SPLITS, RecordError, parse_record, write_jsonl
 
@@ -136,6 +138,11 @@ class BuildConfig(StageConfig):
     )
     eval_fraction: float = Field(default=0.05, ge=0.0, lt=1.0, description="Held-out eval share of auto-split records.")
     aha_cues: list[str] = Field(default_factory=lambda: list(AHA_CUES), description="Step-6 cues (-> rl).")
+    aha_match: AhaMatch = Field(
+        default="substring",
+        description="Step-6 cue test over the whole response: substring (the paper's any(cue in text.lower())) "
+        "or word (whole words only).",
+    )
     teachers: TeachersConfig = Field(default_factory=TeachersConfig)
     rewrite: RewriteConfig = Field(default_factory=RewriteConfig)
     verify: VerifyConfig = Field(default_factory=VerifyConfig)
@@ -617,10 +624,9 @@ class _Builder:
         held_out = stratified_eval([records[i] for i in auto], cfg.eval_fraction, cfg.seed)
         out: dict[str, list[dict[str, Any]]] = {s: [] for s in SPLITS}
         for rec, mode in zip(records, modes, strict=True):
-            reasoning = response_parts(rec["response"])[0] if rec.get("response") else ""
             if rec.get("response"):
-                rec["meta"]["aha"] = has_aha(reasoning, cfg.aha_cues)
-            split = assign_split(rec, mode, rec["id"] in held_out, cfg.aha_cues)
+                rec["meta"]["aha"] = has_aha(rec["response"], cfg.aha_cues, cfg.aha_match)
+            split = assign_split(rec, mode, rec["id"] in held_out, cfg.aha_cues, cfg.aha_match)
             if split == "sft" and not rec.get("response"):
                 split_rejects.append(
                     {

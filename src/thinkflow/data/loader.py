@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from thinkflow import images, storage
-from thinkflow.records import SPLITS, SYSTEM_PROMPT, read_records
+from thinkflow.format import SYSTEM_PROMPT, build_messages, completion_messages
+from thinkflow.records import SPLITS, read_records
 
 
 def _remote_copy(data: str) -> Path:
@@ -70,19 +71,6 @@ def manifest_hash(data: str) -> str:
     return value
 
 
-def build_prompt(question: str, system_prompt: str = SYSTEM_PROMPT) -> list[dict[str, Any]]:
-    """The conversational prompt of one record: system prompt, then the image and the question."""
-    return [
-        {"role": "system", "content": [{"type": "text", "text": system_prompt}]},
-        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]},
-    ]
-
-
-def build_completion(response: str) -> list[dict[str, Any]]:
-    """The conversational completion of one record (its SFT target)."""
-    return [{"role": "assistant", "content": [{"type": "text", "text": response}]}]
-
-
 def _image_path(root: Path, ref: str, where: str) -> str:
     """The local file of a record's image: inside the dataset directory (see `thinkflow.images.resolve`), or an
     ``s3://`` URI (downloaded to the cache)."""
@@ -94,11 +82,12 @@ def _image_path(root: Path, ref: str, where: str) -> str:
         raise FileNotFoundError(f"{where}: {exc}") from None
 
 
-def load_split(data: str, split: str, *, system_prompt: str = SYSTEM_PROMPT) -> Any:
+def load_split(data: str, split: str, *, system_prompt: str | None = SYSTEM_PROMPT) -> Any:
     """One split of a built dataset as a `datasets.Dataset`.
 
     Columns: ``id``, ``question``, ``solution``, ``verifier_type``, ``image`` (decoded to a PIL image on
-    access), ``prompt`` (conversational: the system prompt, then the image and the question) and, when any
+    access), ``prompt`` (conversational, `thinkflow.format.build_messages`: the system prompt unless it is empty,
+    then the image and the question; the evaluation builds its prompts with the same function) and, when any
     row has a response, ``completion`` (the assistant turn; ``None`` for rows without one). ``data`` is a
     dataset directory or ``s3://`` URI.
     """
@@ -119,8 +108,8 @@ def load_split(data: str, split: str, *, system_prompt: str = SYSTEM_PROMPT) -> 
         cols["solution"].append(rec.solution)
         cols["verifier_type"].append(rec.verifier_type)
         cols["image"].append(_image_path(root, rec.image, f"{path}: record {rec.id}"))
-        cols["prompt"].append(build_prompt(rec.question, system_prompt))
-        completions.append(build_completion(rec.response) if rec.response else None)
+        cols["prompt"].append(build_messages(rec.question, system_prompt))
+        completions.append(completion_messages(rec.response) if rec.response else None)
     if any(c is not None for c in completions):
         cols["completion"] = completions
     ds = datasets.Dataset.from_dict(cols)

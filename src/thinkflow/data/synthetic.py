@@ -29,7 +29,7 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
-from thinkflow.data.text import format_response
+from thinkflow.format import format_response
 
 VERIFIER_ORDER: tuple[str, ...] = ("digit", "mcq", "math", "iou", "open")
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle")

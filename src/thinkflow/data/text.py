@@ -3,37 +3,20 @@
 A response in ThinkFlow's SFT format is ``<think>REASONING</think><answer>ANSWER</answer>``. Teachers and
 published datasets (VLAA-Thinking's ``ds_answer``) give R1-style output instead: ``<think>…</think>`` followed
 by free text that ends with the final answer (``**Answer:** 3``, ``\\boxed{…}``, ``†Answer: …``). The
-functions here split such text, find the final answer and build the normalised response.
+functions here find the final answer in such text and build the normalised response; the format itself
+(tags, option letters, well-formedness) is `thinkflow.format`'s.
 """
 
 from __future__ import annotations
 
 import re
 
-THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
-ANSWER_OPEN, ANSWER_CLOSE = "<answer>", "</answer>"
+from thinkflow.format import find_option_letter, format_response, split_think
 
 _ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 # "Answer: …", "**Answer:** …", "Final Answer: …", "†Answer: …" (Math PUMA ground truths).
 _ANSWER_MARK = re.compile(r"(?:\*\*|†)?\s*(?:final\s+)?answer\s*(?:\*\*)?\s*[:：]\s*(?:\*\*)?", re.IGNORECASE)
-# "(c) …", "C) …", "C. …", "C: …", or the letter alone; "Option C" / "choice (C)" anywhere.
-_OPTION = re.compile(r"^\s*(?:\(([A-Ja-j])\)|([A-J])[).:](?=\s|$)|([A-J])\s*$)")
-_OPTION_ANYWHERE = re.compile(r"\b(?:[Oo]ption|[Cc]hoice)\s*\(?([A-J])\b\)?")
 _WORD = re.compile(r"\S+")
-
-
-def split_think(text: str) -> tuple[str | None, str]:
-    """``(reasoning, rest)``: the content of the first ``<think>…</think>`` block and the text after it.
-
-    A ``</think>`` without an opening tag (chat templates that open the block in the prompt) counts as
-    closing a block that started at the beginning. ``reasoning`` is ``None`` when there is no block.
-    """
-    close = text.find(THINK_CLOSE)
-    if close < 0:
-        return None, text.strip()
-    opened = text.find(THINK_OPEN)
-    start = opened + len(THINK_OPEN) if 0 <= opened < close else 0
-    return text[start:close].strip(), text[close + len(THINK_CLOSE) :].strip()
 
 
 def _boxed(text: str) -> str | None:
@@ -63,15 +46,6 @@ def _clean(answer: str) -> str:
     return s
 
 
-def option_letter(text: str) -> str | None:
-    """The option letter an answer names (``C``, ``(C)``, ``C) …``, ``Option C``), or ``None``."""
-    m = _OPTION.match(text.strip().strip("*").strip())
-    if m:
-        return next(g for g in m.groups() if g).upper()
-    m = _OPTION_ANYWHERE.search(text)
-    return m.group(1).upper() if m else None
-
-
 def final_answer(text: str, verifier_type: str | None = None) -> str:
     """The final answer in free text that follows the reasoning ("" when there is none).
 
@@ -90,7 +64,7 @@ def final_answer(text: str, verifier_type: str | None = None) -> str:
         line = tail.split("\n\n")[0].strip() if verifier_type == "open" else tail.splitlines()[0] if tail else ""
     if verifier_type == "mcq":
         for candidate in (*(t for t in tags[-1:]), line, text if len(text) < 40 else ""):
-            letter = option_letter(candidate) if candidate else None
+            letter = find_option_letter(candidate) if candidate else None
             if letter:
                 return letter
     if verifier_type == "open":  # free text: keep it as written
@@ -103,11 +77,6 @@ def final_answer(text: str, verifier_type: str | None = None) -> str:
     if line:
         return _clean(line)
     return _clean(text)
-
-
-def format_response(reasoning: str, answer: str) -> str:
-    """``<think>reasoning</think><answer>answer</answer>``."""
-    return f"{THINK_OPEN}{reasoning.strip()}{THINK_CLOSE}{ANSWER_OPEN}{answer.strip()}{ANSWER_CLOSE}"
 
 
 def normalize_response(text: str, fallback_answer: str = "", verifier_type: str | None = None) -> str | None:
@@ -123,13 +92,6 @@ def normalize_response(text: str, fallback_answer: str = "", verifier_type: str 
     if not answer:
         return None
     return format_response(reasoning, answer)
-
-
-def response_parts(response: str) -> tuple[str, str]:
-    """``(reasoning, answer)`` of a normalised response."""
-    reasoning, rest = split_think(response)
-    tags = _ANSWER_TAG.findall(rest)
-    return reasoning or "", (tags[-1].strip() if tags else rest.strip())
 
 
 def word_count(text: str) -> int:

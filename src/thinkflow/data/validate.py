@@ -2,7 +2,8 @@
 
 Checks every record of ``sft.jsonl`` / ``rl.jsonl`` / ``eval.jsonl``: JSON and schema (naming the field),
 ``split`` matching the file, unique ids across splits, a known verifier type (the rewards registry),
-``iou`` solutions that are ``[x1, y1, x2, y2]`` boxes, responses in ``<think>…</think><answer>…</answer>``
+``iou`` solutions that are ``[x1, y1, x2, y2]`` boxes (four numbers, not mixing relative and pixel
+coordinates), responses in ``<think>…</think><answer>…</answer>``
 form (required in ``sft``), and images that exist and decode. When ``manifest.json`` is present, the split
 files must match the record counts and SHA-256 it lists. Fails (`DataValidationError`, non-zero exit in the
 CLI, naming the records) when the share of bad records exceeds ``max_bad_fraction`` or the manifest does
@@ -22,7 +23,7 @@ from thinkflow import images, storage
 from thinkflow.config import StageConfig, StageResult
 from thinkflow.data.checks import known_verifier_types, solution_problem
 from thinkflow.data.loader import dataset_root
-from thinkflow.data.text import split_think
+from thinkflow.format import is_well_formed
 from thinkflow.records import SPLITS, RecordError, parse_record
 
 
@@ -76,11 +77,8 @@ def _image_problem(root: Path, ref: str) -> str | None:
 def _response_problem(response: str | None, split: str) -> str | None:
     if not response:
         return "sft record without a response" if split == "sft" else None
-    reasoning, rest = split_think(response)
-    if not reasoning:
-        return "response has no <think>…</think> reasoning"
-    if not (rest.startswith("<answer>") and rest.endswith("</answer>")) or not rest[8:-9].strip():
-        return "response is not <think>…</think><answer>…</answer>"
+    if not is_well_formed(response):
+        return "response is not <think>reasoning</think><answer>answer</answer> (one of each, both non-empty)"
     return None
 
 

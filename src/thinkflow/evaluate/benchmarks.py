@@ -27,8 +27,7 @@ from typing import Any
 from PIL import Image
 
 from thinkflow import images, storage
-
-LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+from thinkflow.format import LETTERS, mcq_key
 
 
 class BenchmarkError(ValueError):
@@ -127,22 +126,6 @@ def _choices_block(choices: list[Any], header: str = "Choices:") -> str:
     return "\n".join([header, *(f"({LETTERS[i]}) {_text(c)}" for i, c in enumerate(choices))])
 
 
-def mcq_letters(answer: Any, choices: list[Any] | None = None) -> str:
-    """Normalize a multiple-choice answer to its letter(s): ``"B"``, ``"(b)"``, ``"A, C"`` or a choice's text."""
-    text = _text(answer)
-    if choices:
-        for i, choice in enumerate(choices):
-            if text == _text(choice):
-                return LETTERS[i]
-    stripped = re.sub(r"[\s,;()\[\]&/.]+|\band\b", " ", text).strip()
-    tokens = stripped.split()
-    if tokens and all(re.fullmatch(r"[A-Za-z]", t) for t in tokens):
-        return ", ".join(sorted({t.upper() for t in tokens}))
-    if re.fullmatch(r"[A-Za-z]{2,5}", stripped) and stripped.isupper():
-        return ", ".join(sorted(set(stripped)))
-    return text
-
-
 # --- adapters ---------------------------------------------------------------------------------
 
 
@@ -154,7 +137,7 @@ def _mathvista(row: dict[str, Any], ctx: RowContext) -> EvalSample:
     atype = _text(ctx.get(row, "answer_type", "answer_type", required=False)) or "text"
     choices = ctx.get(row, "choices", "choices", required=False) or []
     if qtype == "multi_choice" and choices:
-        solution, verifier = mcq_letters(answer, list(choices)), "mcq"
+        solution, verifier = mcq_key(answer, list(choices)), "mcq"
         if "Choices:" not in question and "(A)" not in question:
             question = f"{question}\n{_choices_block(list(choices))}"
     elif atype == "integer":
@@ -176,7 +159,7 @@ def _mathvision(row: dict[str, Any], ctx: RowContext) -> EvalSample:
     answer = ctx.get(row, "solution", "answer")
     if options:
         question = f"{question}\n{_choices_block(options, 'Options:')}"
-        solution, verifier = mcq_letters(answer, options), "mcq"
+        solution, verifier = mcq_key(answer, options), "mcq"
     else:
         solution, verifier = _text(answer), "math"
     meta = {k: row[k] for k in ("level", "subject") if row.get(k) is not None}
@@ -197,7 +180,7 @@ def _mathverse(row: dict[str, Any], ctx: RowContext) -> EvalSample | None:
     answer = ctx.get(row, "solution", "answer")
     qtype = _text(ctx.get(row, "question_type", "question_type", required=False))
     if qtype == "multi-choice":
-        solution, verifier = mcq_letters(answer), "mcq"
+        solution, verifier = mcq_key(answer), "mcq"
     else:
         solution, verifier = _text(answer), "math"
     meta: dict[str, Any] = {"problem_version": version or MATHVERSE_VERSION}
@@ -213,7 +196,7 @@ def _dynamath(row: dict[str, Any], ctx: RowContext) -> EvalSample:
     answer = ctx.get(row, "solution", "ground_truth", "answer")
     atype = _text(ctx.get(row, "answer_type", "answer_type", required=False)).lower()
     if atype == "multiple choice":
-        solution, verifier = mcq_letters(answer), "mcq"
+        solution, verifier = mcq_key(answer), "mcq"
     else:
         solution, verifier = _text(answer), "math"
     meta = {"variant": variant, **{k: row[k] for k in ("answer_type", "subject", "knowledge_level") if row.get(k)}}
@@ -238,7 +221,7 @@ def _wemath(row: dict[str, Any], ctx: RowContext) -> EvalSample:
     option = _text(ctx.get(row, "option", "option", required=False))
     if option:
         question = f"{question}\n{option}"
-    solution = mcq_letters(ctx.get(row, "solution", "answer"))
+    solution = mcq_key(ctx.get(row, "solution", "answer"))
     meta = {"key": key, **{k: row[k] for k in ("knowledge concept", "split") if row.get(k)}}
     return EvalSample(
         f"{pid}:{key}",
@@ -255,7 +238,7 @@ def _wemath(row: dict[str, Any], ctx: RowContext) -> EvalSample:
 def _logicvista(row: dict[str, Any], ctx: RowContext) -> EvalSample:
     sid = _text(ctx.get(row, "id", "index", "id", "imagename", "question_id"))
     question = _text(ctx.get(row, "question", "question"))
-    solution = mcq_letters(ctx.get(row, "solution", "answer"))
+    solution = mcq_key(ctx.get(row, "solution", "answer"))
     meta = {k: row[k] for k in ("skill", "reasoning", "category") if row.get(k)}
     return EvalSample(
         sid, ctx.benchmark, question, solution, "mcq", ctx.image(row, "image", "decoded_image"), meta=meta

@@ -1,5 +1,7 @@
 """Answer generation with the paper's evaluation settings (system prompt, greedy, 800 new tokens by default).
 
+Prompts are built by `thinkflow.format.build_messages`, the function that builds the training prompts.
+
 Two backends behind one call, `generate_answers`: vLLM when it is importable (and a GPU is there), batched
 HF ``generate`` otherwise. vLLM is imported lazily, only when it is used. Both show a progress bar.
 """
@@ -15,21 +17,12 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from thinkflow.records import SYSTEM_PROMPT
+from thinkflow.format import SYSTEM_PROMPT, build_messages
 
 Backend = Literal["auto", "hf", "vllm"]
 
 
-def build_messages(question: str, system_prompt: str | None = SYSTEM_PROMPT) -> list[dict[str, Any]]:
-    """The conversation for one image question: the system prompt, then the image and the question."""
-    messages: list[dict[str, Any]] = []
-    if system_prompt:
-        messages.append({"role": "system", "content": [{"type": "text", "text": system_prompt}]})
-    messages.append({"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]})
-    return messages
-
-
-def prompt_text(processor: Any, question: str, system_prompt: str | None = SYSTEM_PROMPT) -> str:
+def prompt_text(processor: Any, question: str, system_prompt: str = SYSTEM_PROMPT) -> str:
     """The chat-templated prompt (with the generation prompt) for one question."""
     text = processor.apply_chat_template(
         build_messages(question, system_prompt), add_generation_prompt=True, tokenize=False
@@ -45,7 +38,7 @@ def generate(
     questions: Sequence[str],
     *,
     max_new_tokens: int = 800,
-    system_prompt: str | None = SYSTEM_PROMPT,
+    system_prompt: str = SYSTEM_PROMPT,
     do_sample: bool = False,
     temperature: float = 1.0,
     batch_size: int = 8,
@@ -82,7 +75,7 @@ def vllm_available() -> bool:
 
 
 def vllm_inputs(
-    processor: Any, images: Sequence[Image.Image], questions: Sequence[str], system_prompt: str | None = SYSTEM_PROMPT
+    processor: Any, images: Sequence[Image.Image], questions: Sequence[str], system_prompt: str = SYSTEM_PROMPT
 ) -> list[dict[str, Any]]:
     """vLLM prompts: the chat-templated text plus the image as multi-modal data."""
     if len(images) != len(questions):
@@ -100,7 +93,7 @@ def generate_vllm(
     questions: Sequence[str],
     *,
     max_new_tokens: int = 800,
-    system_prompt: str | None = SYSTEM_PROMPT,
+    system_prompt: str = SYSTEM_PROMPT,
     temperature: float = 0.0,
     seed: int = 0,
     progress: bool = True,
@@ -133,7 +126,7 @@ def generate_answers(
     *,
     backend: Backend = "auto",
     max_new_tokens: int = 800,
-    system_prompt: str | None = SYSTEM_PROMPT,
+    system_prompt: str = SYSTEM_PROMPT,
     temperature: float = 0.0,
     batch_size: int = 8,
     dtype: str | None = None,
@@ -141,11 +134,19 @@ def generate_answers(
     seed: int = 0,
     progress: bool = True,
     vllm_args: dict[str, Any] | None = None,
+    max_pixels: int | None = None,
+    min_pixels: int | None = None,
 ) -> tuple[list[str], list[int], str]:
-    """Load ``model_uri`` and answer every pair: ``(completions, completion token counts, backend used)``."""
+    """Load ``model_uri`` and answer every pair: ``(completions, completion token counts, backend used)``.
+
+    ``max_pixels`` / ``min_pixels`` bound each image's resolution (the processor's for HF generation; vLLM's
+    ``mm_processor_kwargs``); ``None`` keeps the model processor's own bounds.
+    """
     from transformers import AutoProcessor
 
-    from thinkflow.models.load import load, resolve
+    from thinkflow.models.load import load, resolve, set_pixel_bounds
+
+    pixels = {k: v for k, v in (("min_pixels", min_pixels), ("max_pixels", max_pixels)) if v is not None}
 
     used = resolve_backend(backend)
     torch.manual_seed(seed)
@@ -153,8 +154,11 @@ def generate_answers(
         extra = dict(vllm_args or {})
         if dtype:
             extra.setdefault("dtype", dtype)
+        if pixels:
+            extra["mm_processor_kwargs"] = {**pixels, **extra.get("mm_processor_kwargs", {})}
         model_dir = resolve(model_uri)
         processor = AutoProcessor.from_pretrained(model_dir)
+        set_pixel_bounds(processor, **pixels)
         texts = generate_vllm(
             model_dir,
             processor,
@@ -169,6 +173,7 @@ def generate_answers(
         )
     else:
         model, processor = load(model_uri, dtype=dtype, device=device)
+        set_pixel_bounds(processor, **pixels)
         texts = generate(
             model,
             processor,

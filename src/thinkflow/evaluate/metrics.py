@@ -18,7 +18,10 @@ def _mean(values: Iterable[float]) -> float:
 
 
 def worst_case(preds: list[dict[str, Any]]) -> dict[str, float]:
-    """DynaMath: a seed question counts only when every one of its variants is answered correctly."""
+    """DynaMath's worst-case accuracy: a seed question counts only when every one of its variants is answered correctly.
+
+    The headline score for DynaMath (the paper reports worst case; ``average_case`` is kept too).
+    """
     groups: dict[str, list[bool]] = defaultdict(list)
     for p in preds:
         groups[str(p["group"])].append(bool(p["correct"]))
@@ -38,7 +41,9 @@ def wemath_scores(preds: list[dict[str, Any]]) -> dict[str, float]:
     For each problem with an ``Nsteps_multi`` row: IK (a sub-problem wrong, composite wrong), IG (all
     sub-problems right, composite wrong), CM (strict: all right and composite right; loose: any right),
     RM (strict: a sub-problem wrong but composite right; loose: all wrong but composite right).
-    Score = (N - 0.5 IG - RM - IK) / N over the N composite problems (525 on the full testmini).
+    Score = (N - 0.5 IG - RM - IK) / N over the N composite problems (525 on the full testmini), as VLMEvalKit
+    computes it (vlmeval/dataset/utils/wemath.py ``evaluate_calculate_metrics`` / ``evaluate_update_main_results_df``,
+    'Score (Strict)'); the headline score for WeMath (the paper reports the strict score).
     """
     problems: dict[str, dict[str, bool]] = defaultdict(dict)
     for p in preds:
@@ -124,8 +129,16 @@ def benchmark_metrics(preds: list[dict[str, Any]], score_kind: str, keywords: It
     return out
 
 
-def summarize(preds: list[dict[str, Any]], kinds: dict[str, str], keywords: Iterable[str]) -> dict[str, Any]:
+def summarize(
+    preds: list[dict[str, Any]],
+    kinds: dict[str, str],
+    keywords: Iterable[str],
+    scoring: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """The evaluation summary: ``benchmarks``, ``overall``, ``per_verifier`` and ``aha``.
+
+    ``scoring`` names the mode that scored each benchmark (``rules`` or ``judge (MODEL)``; default rules);
+    it is kept in each benchmark's metrics as ``scoring``.
 
     ``overall.mean_score`` is the mean of the benchmarks' headline scores (the paper's average);
     ``overall.accuracy`` is over all samples.
@@ -135,6 +148,8 @@ def summarize(preds: list[dict[str, Any]], kinds: dict[str, str], keywords: Iter
     for p in preds:
         by_bench[str(p["benchmark"])].append(p)
     benchmarks = {b: benchmark_metrics(ps, kinds.get(b, "accuracy"), keys) for b, ps in by_bench.items()}
+    for b, m in benchmarks.items():
+        m["scoring"] = (scoring or {}).get(b, "rules")
     overall = {
         "mean_score": _mean(m["score"] for m in benchmarks.values()),
         "accuracy": _mean(float(p["correct"]) for p in preds),

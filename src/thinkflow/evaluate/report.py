@@ -2,7 +2,8 @@
 
 Plots (matplotlib, no display needed): per-benchmark scores against a baseline (e.g. the base model or the
 current ``@champion``), reward and completion-length curves from the training run's MLflow metrics when one
-is given, and the aha-cue counts (the paper's Fig. 7 keywords). ``report.md`` links the PNG files beside it;
+is given, and the counts of the aha cues (the build's eight split cues; note the paper's Fig. 7 plots four
+other keywords' counts, one of them "i should check"). ``report.md`` links the PNG files beside it;
 ``report.html`` embeds them, so it renders alone as a KFP HTML artifact or an MLflow artifact.
 """
 
@@ -12,6 +13,7 @@ import base64
 import html
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +50,56 @@ def load_baseline(ref: str) -> tuple[str, dict[str, Any]]:
         raise ValueError(f"baseline {ref}: {uri} is not an evaluation metrics.json (no 'benchmarks' key)")
     label = str(data.get("model") or ref)
     return label, data
+
+
+@dataclass
+class ReferenceTable:
+    """Published scores to show beside the evaluated model: ``{source, rows: {model: {benchmark: percent}}}``.
+
+    ``source`` must say where the numbers come from (paper, table); scores are percentages as printed.
+    """
+
+    source: str
+    rows: dict[str, dict[str, float]]
+
+
+def load_reference(ref: str) -> ReferenceTable:
+    """A reference table from a YAML/JSON file (local or ``s3://``); errors name the file and the bad entry."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(storage.read_text(ref))
+    except (OSError, ValueError, storage.StorageError, yaml.YAMLError) as exc:
+        raise ValueError(f"reference {ref}: cannot read it: {exc}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("source"), str) or not data["source"].strip():
+        raise ValueError(f"reference {ref}: expected a mapping with a non-empty 'source' (where the numbers are from)")
+    rows = data.get("rows")
+    if not isinstance(rows, dict) or not rows:
+        raise ValueError(f"reference {ref}: 'rows' must map model names to {{benchmark: score}}")
+    out: dict[str, dict[str, float]] = {}
+    for model, scores in rows.items():
+        if not isinstance(scores, dict):
+            raise ValueError(f"reference {ref}: row {model!r} must map benchmarks to scores")
+        try:
+            out[str(model)] = {str(b): float(v) for b, v in scores.items()}
+        except (TypeError, ValueError):
+            raise ValueError(f"reference {ref}: row {model!r} has a score that is not a number") from None
+    return ReferenceTable(data["source"].strip(), out)
+
+
+def _reference_table(summary: dict[str, Any], reference: ReferenceTable) -> tuple[str, list[str], list[list[str]]]:
+    """The reference rows and this run's row over the same columns (percent; "average" as the reference has it)."""
+    columns: list[str] = []
+    for scores in reference.rows.values():
+        columns += [b for b in scores if b not in columns]
+    ours = {b: 100 * float(m["score"]) for b, m in summary["benchmarks"].items()}
+    ours["average"] = 100 * float(summary["overall"]["mean_score"])
+    rows = [
+        [model, *(f"{scores[c]:.1f}" if c in scores else "n/a" for c in columns)]
+        for model, scores in reference.rows.items()
+    ]
+    rows.append(["**this run**", *(f"{ours[c]:.1f}" if c in ours else "n/a" for c in columns)])
+    return (f"Reference ({reference.source})", ["model", *columns], rows)
 
 
 REWARD_KEYS = ("reward",)
@@ -136,7 +188,7 @@ def plot_curves(curves: Curves, path: Path) -> Path:
 def plot_aha(
     summary: dict[str, Any], path: Path, baseline: dict[str, Any] | None = None, baseline_label: str = "baseline"
 ) -> Path:
-    """Bars of aha-cue counts per keyword (the paper's Fig. 7), against the baseline's when it has them."""
+    """Bars of aha-cue counts per keyword (the configured cues), against the baseline's when it has them."""
     counts = {k.removeprefix("count."): v for k, v in summary["aha"].items() if k.startswith("count.")}
     keys = list(counts)
     fig = Figure(figsize=(max(6.0, 0.9 * len(keys) + 2), 3.8), layout="constrained")
@@ -184,7 +236,7 @@ def _tables(
 ) -> list[tuple[str, list[str], list[list[str]]]]:
     """The report's tables as ``(title, header, rows)``, rendered to Markdown and HTML alike."""
     tables = []
-    header = ["benchmark", "score", "metric", "accuracy", "format", "mean length", "n"]
+    header = ["benchmark", "score", "metric", "scored by", "accuracy", "format", "mean length", "n"]
     if baseline:
         header[2:2] = [baseline_label, "delta"]
     rows = []
@@ -193,6 +245,7 @@ def _tables(
             name,
             _pct(m["score"]),
             m["score_kind"],
+            str(m.get("scoring", "rules")),
             _pct(m["accuracy"]),
             _pct(m["format_rate"]),
             f"{m['mean_length']:.1f}",
@@ -207,6 +260,7 @@ def _tables(
         "**mean**",
         _pct(o["mean_score"]),
         "mean of scores",
+        "",
         _pct(o["accuracy"]),
         _pct(o["format_rate"]),
         f"{o['mean_length']:.1f}",
@@ -311,6 +365,7 @@ def write_report(
     baseline: tuple[str, dict[str, Any]] | None = None,
     curves: Curves | None = None,
     facts: list[tuple[str, str]] | None = None,
+    reference: ReferenceTable | None = None,
 ) -> dict[str, Path]:
     """Write the plots, ``report.md`` and ``report.html`` into ``out_dir``; returns ``{name: path}``."""
     out = Path(out_dir)
@@ -329,6 +384,8 @@ def write_report(
     if base:
         all_facts.append(("baseline", label))
     tables = _tables(summary, base, label)
+    if reference is not None:
+        tables.insert(1, _reference_table(summary, reference))
     title = "ThinkFlow evaluation report"
     md = out / "report.md"
     md.write_text(_markdown(title, all_facts, tables, [(c, p.name) for c, p in images]), encoding="utf-8")

@@ -5,17 +5,17 @@ completion has no answer block, ``fallback_to_raw`` (on by default, as VLMEvalKi
 scores the visible text instead (the completion without its thinking), so a model that answers without tags
 is judged on what it said; the format-compliance rate reports separately how often the tags were right.
 
-Multi-letter multiple-choice keys (some LogicVista items, ``"A, C"``) are matched as sets of option letters,
-each letter read with the rewards' own ``option_letter``.
+Every verdict is the training reward's: the answer is scored by the mixed reward's verifiers (multiple
+choice, single or multi-letter, by `thinkflow.rewards.mcq.mcq_reward`), so training and evaluation agree on
+every completion. Answers are extracted and aha cues matched by `thinkflow.format`.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
-from thinkflow.records import AHA_CUES
+from thinkflow.format import extract_answer, is_well_formed, visible_text
 
 DEFAULT_THRESHOLDS: dict[str, float] = {"iou": 0.5, "open": 0.5}
 """Rewards at or above which a prediction counts as correct (1.0 for every type not listed: rule verifiers
@@ -31,12 +31,11 @@ class Scored:
     answer: str | None  # the text that was judged (None: nothing to judge)
     from_answer_tag: bool  # the answer came from an <answer> block (not the raw-text fallback)
     well_formed: bool  # <think>…</think><answer>…</answer>, nothing else
+    scored_by: str = "rules"  # rules | judge (the judge extracted the answer, the rules scored it)
 
 
 def judged_answer(completion: str, *, fallback_to_raw: bool = True) -> tuple[str | None, bool]:
     """``(answer, from_tag)``: the ``<answer>`` content, else (with fallback) the visible text without thinking."""
-    from thinkflow.rewards.extract import extract_answer, visible_text
-
     answer = extract_answer(completion)
     if answer is not None:
         return answer, True
@@ -47,21 +46,6 @@ def judged_answer(completion: str, *, fallback_to_raw: bool = True) -> tuple[str
         visible = visible.replace(tag, " ")
     visible = visible.strip()
     return (visible or None), False
-
-
-_LETTER_SPLIT = re.compile(r"\s*(?:,|;|\band\b|&|/)\s*")
-
-
-def _letters(text: str) -> frozenset[str] | None:
-    from thinkflow.rewards.mcq import option_letter
-
-    parts = [p for p in _LETTER_SPLIT.split(text.strip()) if p]
-    if len(parts) < 2:
-        return None
-    letters = [option_letter(p) for p in parts]
-    if any(x is None for x in letters):
-        return None
-    return frozenset(x for x in letters if x is not None)
 
 
 def score_predictions(
@@ -80,8 +64,7 @@ def score_predictions(
     The verifier reward (``accuracy`` of the mixed reward: no format bonus, no length penalty) is the score;
     a prediction is correct when it reaches the verifier type's threshold (1.0 unless ``thresholds`` says).
     """
-    from thinkflow.rewards import is_well_formed, mixed_reward
-    from thinkflow.rewards.mcq import option_letter
+    from thinkflow.rewards import mixed_reward
 
     n = len(completions)
     if not (len(solutions) == len(verifier_types) == n):
@@ -89,19 +72,7 @@ def score_predictions(
     reward = reward or mixed_reward
     judged = [judged_answer(c, fallback_to_raw=fallback_to_raw) for c in completions]
     rewards = [0.0] * n
-    batch = []
-    for i, ((answer, _), solution, vt) in enumerate(zip(judged, solutions, verifier_types, strict=True)):
-        if answer is None:
-            continue
-        want = _letters(solution) if vt == "mcq" else None
-        if want is not None:  # multi-letter key: compare letter sets
-            got = _letters(answer)
-            if got is None:
-                single = option_letter(answer)
-                got = frozenset({single}) if single else None
-            rewards[i] = 1.0 if got == want else 0.0
-        else:
-            batch.append(i)
+    batch = [i for i, (answer, _) in enumerate(judged) if answer is not None]
     if batch:
         result = reward.score_batch(
             [f"<answer>{judged[i][0]}</answer>" for i in batch],
@@ -129,13 +100,3 @@ def score_predictions(
 def score_prediction(completion: str, solution: str, verifier_type: str, **kwargs: Any) -> Scored:
     """Score one completion (see `score_predictions`)."""
     return score_predictions([completion], [solution], [verifier_type], **kwargs)[0]
-
-
-def aha_counts(text: str, keywords: tuple[str, ...] | list[str] = AHA_CUES) -> dict[str, int]:
-    """Occurrences of each aha keyword in ``text`` (case-insensitive, whole words/phrases)."""
-    lowered = text.lower()
-    counts = {}
-    for kw in keywords:
-        pattern = r"(?<![A-Za-z])" + re.escape(kw.lower()) + r"(?![A-Za-z])"
-        counts[kw] = len(re.findall(pattern, lowered))
-    return counts

@@ -20,7 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from thinkflow import storage
 from thinkflow.config import StageConfig, StageResult
-from thinkflow.records import SYSTEM_PROMPT
+from thinkflow.evaluate.judge import JudgeConfig
+from thinkflow.format import AHA_CUES, SYSTEM_PROMPT, AhaMatch
 from thinkflow.rewards.config import RewardConfig
 
 log = logging.getLogger(__name__)
@@ -74,7 +75,12 @@ class EvalConfig(StageConfig):
     backend: Literal["auto", "hf", "vllm"] = "auto"
     max_new_tokens: int = Field(default=800, gt=0)
     temperature: float = Field(default=0.0, ge=0.0)  # 0 = greedy
-    system_prompt: str | None = SYSTEM_PROMPT
+    # The VLAA-Thinker system prompt (thinkflow.format.SYSTEM_PROMPT); "" sends none.
+    system_prompt: str = SYSTEM_PROMPT
+    # Image resolution bounds (pixels) for the Qwen2(.5)-VL processor; the paper evaluates with
+    # max_pixels 256*32*32 (= 262144). None keeps the processor's own bounds.
+    max_pixels: int | None = Field(default=256 * 32 * 32, gt=0)
+    min_pixels: int | None = Field(default=None, gt=0)
     batch_size: int = Field(default=8, gt=0)
     dtype: Literal["auto", "float32", "bfloat16", "float16"] | None = None
     device: str | None = None
@@ -86,9 +92,15 @@ class EvalConfig(StageConfig):
     # reward >= threshold counts as correct (1.0 for types not listed)
     correct_thresholds: dict[str, float] = Field(default_factory=lambda: {"iou": 0.5, "open": 0.5})
     rewards: RewardConfig = Field(default_factory=RewardConfig)  # verifier settings; scorer for `open` samples
-    aha_keywords: list[str] = Field(default_factory=lambda: list(_aha_default()))
+    # Optional LLM judge ({base_url, model, api_key_env, benchmarks}): extracts answers the rules miss on the
+    # benchmarks VLMEvalKit judges. None: every benchmark is scored by rules (the report says which).
+    judge: JudgeConfig | None = None
+    aha_keywords: list[str] = Field(default_factory=lambda: list(AHA_CUES))
+    aha_match: AhaMatch = "substring"  # the build's rule: substring (the paper's) or word
     # Report
     baseline: str | None = None  # metrics.json (file/dir/s3://) or models:/NAME@champion
+    # Published scores shown beside this run (YAML/JSON {source, rows: {model: {benchmark: percent}}}).
+    reference: str | None = None
     train_run_id: str | None = None  # MLflow run of the training stage (default: lineage.json's mlflow_run_id)
     progress: bool = True
 
@@ -108,12 +120,6 @@ class EvalConfig(StageConfig):
         return [b if b.limit or not self.limit else b.model_copy(update={"limit": self.limit}) for b in self.data]
 
 
-def _aha_default() -> tuple[str, ...]:
-    from thinkflow.records import AHA_CUES
-
-    return AHA_CUES
-
-
 def eval_set_hash(samples: list[Any], cfg: EvalConfig) -> str:
     """Identity of the eval set and protocol: every (benchmark, id, question, solution) plus the generation settings.
 
@@ -122,6 +128,8 @@ def eval_set_hash(samples: list[Any], cfg: EvalConfig) -> str:
     h = hashlib.sha256()
     protocol: dict[str, Any] = {
         "system_prompt": cfg.system_prompt,
+        "max_pixels": cfg.max_pixels,
+        "min_pixels": cfg.min_pixels,
         "max_new_tokens": cfg.max_new_tokens,
         "temperature": cfg.temperature,
         "fallback_to_raw": cfg.fallback_to_raw,
@@ -130,6 +138,8 @@ def eval_set_hash(samples: list[Any], cfg: EvalConfig) -> str:
     }
     if any(s.verifier_type == "open" for s in samples):  # the reward model judges open-ended answers
         protocol["open"] = cfg.rewards.model_dump(mode="json", include={"scorer", "scorer_url", "scorer_model", "beta"})
+    if cfg.judge is not None:  # the judge model is part of the protocol
+        protocol["judge"] = {"model": cfg.judge.model, "benchmarks": sorted(cfg.judge.benchmarks)}
     h.update(json.dumps(protocol, sort_keys=True).encode())
     for s in sorted(samples, key=lambda s: (s.benchmark, s.id)):
         h.update(json.dumps([s.benchmark, s.id, s.question, s.solution, s.verifier_type]).encode())
@@ -153,9 +163,11 @@ def run(cfg: EvalConfig) -> StageResult:
 
     from thinkflow.evaluate.benchmarks import adapter, load_benchmark
     from thinkflow.evaluate.generate import generate_answers
+    from thinkflow.evaluate.judge import check_reachable, rescore_with_judge
     from thinkflow.evaluate.metrics import flatten_metrics, summarize
-    from thinkflow.evaluate.report import load_baseline, training_curves, write_report
-    from thinkflow.evaluate.score import aha_counts, score_predictions
+    from thinkflow.evaluate.report import load_baseline, load_reference, training_curves, write_report
+    from thinkflow.evaluate.score import score_predictions
+    from thinkflow.format import aha_counts
     from thinkflow.rewards import MixedReward
     from thinkflow.tracking import stage_run
 
@@ -170,7 +182,10 @@ def run(cfg: EvalConfig) -> StageResult:
         reward.check([s.verifier_type for s in samples], where="the evaluation set")
     except ValueError as exc:
         raise ValueError(f"{exc} (evaluate keys: rewards.scorer, rewards.scorer_url / rewards.scorer_model)") from None
+    if cfg.judge is not None:
+        check_reachable(cfg.judge)
     set_hash = eval_set_hash(samples, cfg)
+    reference = load_reference(cfg.reference) if cfg.reference else None  # a bad file fails before generation
     lineage = _model_lineage(cfg.model)
 
     with stage_run("evaluate", cfg.model_dump(mode="json")) as active:
@@ -182,6 +197,8 @@ def run(cfg: EvalConfig) -> StageResult:
             backend=cfg.backend,
             max_new_tokens=cfg.max_new_tokens,
             system_prompt=cfg.system_prompt,
+            max_pixels=cfg.max_pixels,
+            min_pixels=cfg.min_pixels,
             temperature=cfg.temperature,
             batch_size=cfg.batch_size,
             dtype=cfg.dtype,
@@ -201,6 +218,20 @@ def run(cfg: EvalConfig) -> StageResult:
             thresholds=cfg.correct_thresholds,
             reward=reward,
         )
+        judge_failures = 0
+        if cfg.judge is not None:
+            scored, judge_failures = rescore_with_judge(
+                cfg.judge,
+                scored,
+                completions,
+                [s.benchmark for s in samples],
+                [s.question for s in samples],
+                [s.solution for s in samples],
+                [s.verifier_type for s in samples],
+                images=[s.image for s in samples],
+                thresholds=cfg.correct_thresholds,
+                reward=reward,
+            )
         predictions = [
             {
                 "id": s.id,
@@ -215,14 +246,22 @@ def run(cfg: EvalConfig) -> StageResult:
                 "well_formed": sc.well_formed,
                 "reward": sc.reward,
                 "correct": sc.correct,
+                "scored_by": sc.scored_by,
                 "length_tokens": n_tokens,
-                "aha": aha_counts(completion, cfg.aha_keywords),
+                "aha": aha_counts(completion, cfg.aha_keywords, cfg.aha_match),
                 "meta": s.meta,
             }
             for s, completion, n_tokens, sc in zip(samples, completions, lengths, scored, strict=True)
         ]
         kinds = {spec.name: adapter(spec.name).score_kind for spec in specs}
-        summary = summarize(predictions, kinds, cfg.aha_keywords)
+        judged = set(cfg.judge.benchmarks) if cfg.judge is not None else set()
+        scoring = {
+            spec.name: f"judge ({cfg.judge.model})" if cfg.judge is not None and spec.name in judged else "rules"
+            for spec in specs
+        }
+        summary = summarize(predictions, kinds, cfg.aha_keywords, scoring)
+        if cfg.judge is not None:
+            summary["overall"]["judge_failures"] = float(judge_failures)
         metrics_doc: dict[str, Any] = {
             "model": cfg.model,
             "eval_set_hash": set_hash,
@@ -260,12 +299,21 @@ def run(cfg: EvalConfig) -> StageResult:
                 (
                     "generation",
                     f"{backend}, max_new_tokens={cfg.max_new_tokens}, "
-                    f"{'greedy' if cfg.temperature == 0 else f'temperature={cfg.temperature}'}",
+                    f"{'greedy' if cfg.temperature == 0 else f'temperature={cfg.temperature}'}, "
+                    f"max_pixels={cfg.max_pixels}",
+                ),
+                (
+                    "system prompt",
+                    "the VLAA-Thinker prompt"
+                    if cfg.system_prompt == SYSTEM_PROMPT
+                    else ("none" if not cfg.system_prompt else "custom"),
                 ),
             ]
             if train_run and curves:
                 facts.append(("training run", str(train_run)))
-            paths = write_report(summary, local, model=cfg.model, baseline=baseline, curves=curves, facts=facts)
+            paths = write_report(
+                summary, local, model=cfg.model, baseline=baseline, curves=curves, facts=facts, reference=reference
+            )
             mlflow.log_metrics(flat)
             mlflow.set_tags({"thinkflow.eval_set_hash": set_hash, "thinkflow.model": cfg.model})
             mlflow.log_artifacts(str(local), artifact_path="eval")

@@ -55,3 +55,26 @@ def load(
     model: Any = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype, **model_kwargs)
     model.to(device).eval()
     return model, processor
+
+
+def set_pixel_bounds(processor: Any, *, min_pixels: int | None = None, max_pixels: int | None = None) -> None:
+    """Bound the image resolution of a Qwen2(.5)-VL processor (pixels per image); ``None`` keeps its own bound.
+
+    Sets the image processor's ``size`` entries ``shortest_edge`` / ``longest_edge`` (what transformers 5's
+    Qwen2-VL image processor reads), or its ``min_pixels`` / ``max_pixels`` attributes when it has no ``size``.
+    Raises ``ValueError`` naming the key when the processor has no such bounds.
+    """
+    image_processor = getattr(processor, "image_processor", None)
+    for key, value in (("min_pixels", min_pixels), ("max_pixels", max_pixels)):
+        if value is None:
+            continue
+        if image_processor is None or (not hasattr(image_processor, key) and not hasattr(image_processor, "size")):
+            raise ValueError(f"{key}: {type(image_processor).__name__} has no pixel bounds to set")
+        if getattr(image_processor, "size", None) is not None:  # transformers 5 reads only `size`
+            size = dict(image_processor.size)
+            size["shortest_edge" if key == "min_pixels" else "longest_edge"] = value
+            image_processor.size = size
+            if getattr(image_processor, key, None) is not None:  # a stale attribute would win over `size`
+                setattr(image_processor, key, None)
+        else:
+            setattr(image_processor, key, value)

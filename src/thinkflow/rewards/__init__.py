@@ -6,8 +6,8 @@ TRL reward function (``MixedReward(config)`` for a configured one); ``score_file
 all of them score only the ``<answer>`` content and give 0 when there is none (implicit format reward).
 """
 
+from thinkflow.format import completion_text, extract_answer, is_well_formed
 from thinkflow.rewards.config import RewardConfig
-from thinkflow.rewards.extract import completion_text, extract_answer, is_well_formed
 from thinkflow.rewards.math import MathVerifier, math_reward
 from thinkflow.rewards.mixed import (
     VERIFIERS,

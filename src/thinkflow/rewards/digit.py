@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from thinkflow.rewards.extract import solution_text, strip_wrappers
+from thinkflow.format import solution_text, strip_wrappers
 
 NUMBER_RE = re.compile(r"[+-]?(?:\d+(?:\.\d+)?|\.\d+)")
 MAX_CHARS = 64

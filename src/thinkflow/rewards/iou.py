@@ -7,7 +7,9 @@ Qwen2.5-VL grounding JSON (``[{"bbox_2d": [10, 20, 30, 40], "label": "cat"}]``),
 is compared in the ground truth's frame. When the two frames differ and the image size is known
 (``image_size=(width, height)``), the prediction is converted to the ground truth's frame.
 
-Invalid boxes score 0: fewer than four numbers, NaN or infinite coordinates, ``x2 < x1`` or ``y2 < y1``.
+Malformed boxes score 0: other than exactly four numbers (a JSON list of five, or text naming five
+numbers, is no box), NaN or infinite coordinates, ``x2 < x1`` or ``y2 < y1``, relative and pixel
+coordinates mixed (``[0.2, 0.3, 1.7, 0.9]``; such a ground truth is rejected by `check_iou_solution`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from thinkflow.rewards.extract import strip_wrappers
+from thinkflow.format import strip_wrappers
 
 Box = tuple[float, float, float, float]
 
@@ -69,7 +71,7 @@ def parse_box(value: Any) -> Box | None:
                     found.append(float(match.group()))
                 except ValueError:
                     break
-                if len(found) == 4:
+                if len(found) > 4:  # a fifth number: not a box
                     break
             numbers = found if len(found) == 4 else None
     elif isinstance(value, list | tuple | dict):
@@ -120,14 +122,31 @@ def iou_reward(answer: str | None, solution: Any, image_size: Sequence[float] | 
         return 0.0
     gold = parse_box(solution)
     pred = parse_box(answer)
-    if gold is None or pred is None:
+    if gold is None or pred is None or mixed_frame(gold) or mixed_frame(pred):  # malformed boxes never score
         return 0.0
     pred = to_frame(pred, is_relative(gold), image_size)
     return box_iou(gold, pred)
 
 
+def mixed_frame(box: Box) -> bool:
+    """Whether a box mixes relative and pixel coordinates: a fraction in (0, 1) beside a coordinate above 1.
+
+    ``[0.2, 0.3, 1.7, 0.9]`` is neither a relative box (1.7 > 1) nor a plausible pixel box (sub-pixel
+    corners); reading it as pixels would score a wrong region, so a ground truth like it is rejected.
+    """
+    return any(v > 1.0 for v in box) and any(0.0 < v < 1.0 for v in box)
+
+
 def check_iou_solution(solution: Any) -> str | None:
-    """A problem with an ``iou`` ground truth (not a valid box), or ``None`` when it is usable."""
-    if parse_box(solution) is None:
-        return f"iou solution must be a box [x1, y1, x2, y2] with x1 <= x2 and y1 <= y2, got {solution!r}"
+    """A problem with an ``iou`` ground truth (not a valid box, or mixed frames), or ``None`` when it is usable."""
+    box = parse_box(solution)
+    if box is None:
+        return (
+            f"iou solution must be a box [x1, y1, x2, y2] (four numbers) with x1 <= x2 and y1 <= y2, got {solution!r}"
+        )
+    if mixed_frame(box):
+        return (
+            f"iou solution {solution!r} mixes relative (within [0, 1]) and pixel coordinates; "
+            "write all four relative or all four in pixels"
+        )
     return None

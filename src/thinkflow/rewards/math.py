@@ -49,7 +49,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from thinkflow.rewards.extract import solution_text, strip_wrappers
+from thinkflow.format import solution_text, strip_wrappers
 
 log = logging.getLogger(__name__)
 

@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from thinkflow.format import completion_text, extract_answer, is_well_formed, solution_text
 from thinkflow.records import RecordError, iter_jsonl
 from thinkflow.rewards.config import RewardConfig
 from thinkflow.rewards.digit import check_digit_solution, digit_reward
-from thinkflow.rewards.extract import completion_text, extract_answer, is_well_formed, solution_text
 from thinkflow.rewards.iou import check_iou_solution, iou_reward
 from thinkflow.rewards.math import MathVerifier
 from thinkflow.rewards.mcq import check_mcq_solution, mcq_reward

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from thinkflow import storage
 from thinkflow.config import StageConfig, StageResult
+from thinkflow.format import SYSTEM_PROMPT
 from thinkflow.train import checkpoints
 from thinkflow.train.launch import LaunchSettings
 
@@ -65,6 +66,9 @@ class TrainStageConfig(StageConfig):
     checkpoint_dir: str | None = None
     split: str = "sft"
     max_examples: int | None = Field(default=None, gt=0)  # use only the first N examples of the split
+    # The system prompt of every training prompt (thinkflow.format.SYSTEM_PROMPT, the VLAA-Thinker prompt the
+    # released models were trained with); "" trains without one. Evaluate with the same prompt.
+    system_prompt: str = SYSTEM_PROMPT
     # Length of training: one epoch over the split unless max_steps > 0.
     num_train_epochs: float = Field(default=1.0, gt=0)
     max_steps: int = -1
@@ -228,16 +232,12 @@ def load_processor(model_dir: Path, cfg: TrainStageConfig, *, padding_side: str)
         raise TrainError(f"model {cfg.model}: its processor has no image processor; is it a vision-language model?")
     if processor.tokenizer.chat_template is None and getattr(processor, "chat_template", None) is None:
         raise TrainError(f"model {cfg.model}: the processor has no chat template")
-    image_processor = processor.image_processor
-    for key in ("min_pixels", "max_pixels"):
-        value = getattr(cfg, key)
-        if value is not None:
-            if not hasattr(image_processor, key) and not hasattr(image_processor, "size"):
-                raise TrainError(f"{key}: {type(image_processor).__name__} has no pixel bounds to set")
-            setattr(image_processor, key, value)
-            size = dict(getattr(image_processor, "size", None) or {})
-            size["shortest_edge" if key == "min_pixels" else "longest_edge"] = value
-            image_processor.size = size
+    from thinkflow.models.load import set_pixel_bounds
+
+    try:
+        set_pixel_bounds(processor, min_pixels=cfg.min_pixels, max_pixels=cfg.max_pixels)
+    except ValueError as exc:
+        raise TrainError(str(exc)) from None
     processor.tokenizer.padding_side = padding_side
     return processor
 
@@ -302,7 +302,7 @@ def load_dataset_split(
     from thinkflow.data import load_split
 
     try:
-        dataset = load_split(cfg.data, cfg.split)
+        dataset = load_split(cfg.data, cfg.split, system_prompt=cfg.system_prompt)
     except (OSError, ValueError) as exc:  # missing files, bad records (RecordError), unknown split
         raise TrainError(f"data {cfg.data}: {exc}") from None
     if need is not None and need in dataset.column_names:

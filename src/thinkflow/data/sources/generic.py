@@ -10,7 +10,8 @@ from pydantic import Field
 
 from thinkflow.data.sources.base import Candidate, SourceBase, as_text, bytes_loader, dotted, file_loader
 from thinkflow.data.sources.vlaa import DEFAULT_VERIFIER_TABLE
-from thinkflow.data.text import normalize_response, split_think
+from thinkflow.data.text import normalize_response
+from thinkflow.format import split_think
 from thinkflow.records import VerifierType
 
 # Record field -> source fields tried in order when the config maps nothing.
