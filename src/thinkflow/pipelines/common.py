@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from kfp import dsl, kubernetes
+from kfp.dsl import pipeline_channel
 from pydantic import BaseModel, ConfigDict, Field
 
 from thinkflow.components import images
@@ -154,6 +155,13 @@ def place_gpu(
     task.set_container_image(options.trainer_image).set_env_variable(IMAGE_ENV, options.trainer_image)
     task.set_accelerator_type(accelerator).set_accelerator_limit(gpus)
     task.set_cpu_request(cpu).set_cpu_limit(cpu).set_memory_request(memory).set_memory_limit(memory)
+    # The resource setters put the parameters' placeholders in the pod spec but do not record them as inputs of
+    # the task, so the compiler would not pass them into an enclosing sub-DAG (ExitHandler, ParallelFor,
+    # Condition) and KFP's driver would fail with "parent DAG does not have input parameter" (kfp 2.17:
+    # compiler_utils.get_inputs_for_all_groups reads task.channel_inputs only). Record them.
+    task.register_pipeline_channels(
+        [v for v in (gpus, accelerator, cpu, memory) if isinstance(v, pipeline_channel.PipelineChannel)]
+    )
     kubernetes.add_node_selector_json(task, node_selector)
     kubernetes.add_toleration_json(task, tolerations)
     kubernetes.empty_dir_mount(
