@@ -366,13 +366,16 @@ def test_credentials_are_generated_not_defaulted(default: Rendering) -> None:
     again = render({})
     generated = {(s["metadata"]["name"], s["metadata"]["namespace"]): s["data"] for s in default.of_kind("Secret")}
     regenerated = {(s["metadata"]["name"], s["metadata"]["namespace"]): s["data"] for s in again.of_kind("Secret")}
+    pns = default.pipelines_namespace
+    assert pns == "kubeflow"  # standalone KFP runs pipeline pods there (issue 12 §6)
     assert set(generated) == {
         (f"{RELEASE}-minio", NAMESPACE),
         (f"{RELEASE}-postgres", NAMESPACE),
-        (S3_SECRET, NAMESPACE),
-        (MLFLOW_SECRET, NAMESPACE),
-        (TEACHERS_SECRET, NAMESPACE),
+        (f"{RELEASE}-mlflow-server", NAMESPACE),  # MLFLOW_FLASK_SERVER_SECRET_KEY: server side only
+        *((name, ns) for name in (S3_SECRET, MLFLOW_SECRET, TEACHERS_SECRET) for ns in (NAMESPACE, pns)),
     }
+    server_key = base64.b64decode(generated[(f"{RELEASE}-mlflow-server", NAMESPACE)]["MLFLOW_FLASK_SERVER_SECRET_KEY"])
+    assert len(server_key) >= 32
     for key, data in generated.items():
         for field, encoded in data.items():
             if field == "MLFLOW_TRACKING_USERNAME":
@@ -409,7 +412,26 @@ def test_existing_secrets_replace_generated_ones(production: Rendering) -> None:
         "AWS_SECRET_ACCESS_KEY": S3_SECRET,
         "MLFLOW_AUTH_ADMIN_USERNAME": MLFLOW_SECRET,
         "MLFLOW_AUTH_ADMIN_PASSWORD": MLFLOW_SECRET,
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": "thinkflow-mlflow-server-key",
     }
+
+
+def test_mlflow_secret_key_is_shared_and_can_be_yours(default: Rendering) -> None:
+    """MLflow 3.17's basic-auth app needs a static MLFLOW_FLASK_SERVER_SECRET_KEY shared by every replica
+    (mlflow/server/auth/__init__.py, get_flask_server_secret_key): one Secret for the Deployment; generated once
+    (lookup) unless mlflow.auth.secretKeyExistingSecret names yours; absent without auth."""
+    env = env_of(_mlflow_container(default))
+    ref = env["MLFLOW_FLASK_SERVER_SECRET_KEY"]["valueFrom"]["secretKeyRef"]
+    assert ref == {"name": f"{RELEASE}-mlflow-server", "key": "MLFLOW_FLASK_SERVER_SECRET_KEY"}
+    secret = default.get("Secret", f"{RELEASE}-mlflow-server", NAMESPACE)
+    assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    mine = render({"mlflow": {"auth": {"secretKeyExistingSecret": "my-key"}}})
+    ref = env_of(_mlflow_container(mine))["MLFLOW_FLASK_SERVER_SECRET_KEY"]["valueFrom"]["secretKeyRef"]
+    assert ref["name"] == "my-key"
+    assert not [s for s in mine.of_kind("Secret") if "MLFLOW_FLASK_SERVER_SECRET_KEY" in s["data"]]
+    off = render({"mlflow": {"auth": {"enabled": False}}})
+    assert "MLFLOW_FLASK_SERVER_SECRET_KEY" not in env_of(_mlflow_container(off))
+    assert not [s for s in off.of_kind("Secret") if s["metadata"]["name"] == f"{RELEASE}-mlflow-server"]
 
 
 def test_secrets_are_copied_to_a_separate_pipelines_namespace() -> None:
@@ -570,6 +592,32 @@ def test_mlflow_allowed_hosts_cover_the_service_dns_names(rendered: Rendering) -
     assert is_allowed_host_header(hosts, netloc)
     for extra in rendered.values.get("mlflow", {}).get("extraAllowedHosts", []):
         assert is_allowed_host_header(hosts, extra)
+    # an explicit --allowed-hosts replaces MLflow's defaults (mlflow/server/security.py get_allowed_hosts): keep them,
+    # in-cluster callers by pod IP need the private ranges
+    from mlflow.server.security_utils import get_default_allowed_hosts
+
+    assert set(get_default_allowed_hosts()) <= set(hosts)
+    assert is_allowed_host_header(hosts, "10.42.3.7:5000")
+
+
+def test_mlflow_cors_origins_are_the_ingress_hosts_and_the_service(rendered: Rendering) -> None:
+    """MLflow blocks a state-changing API call whose Origin is not allowed (mlflow/server/security_utils.py,
+    should_block_cors_request): the UI behind the Ingress sends Origin https://<host>."""
+    from mlflow.server.security_utils import should_block_cors_request
+
+    args = _mlflow_container(rendered)["args"]
+    origins = next(a.split("=", 1)[1] for a in args if a.startswith("--cors-allowed-origins=")).split(",")
+    assert "*" not in origins
+    ingress = rendered.values.get("mlflow", {}).get("ingress", {})
+    for host in ingress.get("hosts", []) if ingress.get("enabled") else []:
+        assert not should_block_cors_request(f"https://{host}", "POST", origins), host
+        assert should_block_cors_request(f"http://{host}", "POST", origins), host
+    assert not should_block_cors_request(f"http://{RELEASE}-mlflow.{NAMESPACE}.svc:5000", "POST", origins)
+    assert should_block_cors_request("https://evil.example.com", "POST", origins)
+    if ingress.get("enabled"):
+        ing = rendered.get("Ingress", f"{RELEASE}-mlflow")
+        assert [r["host"] for r in ing["spec"]["rules"]] == ingress["hosts"]
+        assert ing["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"] == f"{RELEASE}-mlflow"
 
 
 def test_mlflow_probes_use_health(rendered: Rendering) -> None:
@@ -773,7 +821,7 @@ def test_chart_agrees_with_the_pipelines_and_the_launcher(default: Rendering) ->
         TEACHERS_SECRET,
     )
     assert options.env_config_map == values["pipelines"]["envConfigMap"] == ENV_CONFIGMAP
-    env = default.get("ConfigMap", ENV_CONFIGMAP, NAMESPACE)["data"]
+    env = default.get("ConfigMap", ENV_CONFIGMAP, default.pipelines_namespace)["data"]
     assert set(common.CONFIG_MAP_KEYS) <= set(env)
     assert set(common.S3_KEYS) == SECRET_KEYS[S3_SECRET]
     assert set(common.MLFLOW_KEYS) == SECRET_KEYS[MLFLOW_SECRET]
