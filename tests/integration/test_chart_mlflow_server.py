@@ -152,7 +152,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             {
                 "MLFLOW_BACKEND_STORE_URI": f"sqlite:///{tmp / 'mlflow.db'}",
                 "MLFLOW_S3_ENDPOINT_URL": s3_url,
-                "HOME": str(mounts["/tmp"]),  # noqa: S108 (the container's /tmp mount)
+                "HOME": str(mounts["/tmp"]),  # the container's /tmp mount
             },
         )
         env["PATH"] = f"{Path(sys.executable).parent}:/usr/bin:/bin"  # the image puts mlflow on PATH
