@@ -66,6 +66,7 @@ def expand(value: str, env: dict[str, str]) -> str:
 
 @dataclass
 class Rendered:
+    test_container: dict[str, Any]
     container: dict[str, Any]
     volumes: dict[str, dict[str, Any]]
     configmaps: dict[str, dict[str, str]]
@@ -80,7 +81,10 @@ def render() -> Rendered:
     deploy = next(o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == f"{RELEASE}-mlflow")
     pod = deploy["spec"]["template"]["spec"]
     (container,) = pod["containers"]
+    test_job = next(o for o in objects if o["kind"] == "Job" and o["metadata"]["name"] == f"{RELEASE}-test")
+    test_container = next(c for c in test_job["spec"]["template"]["spec"]["containers"] if c["name"] == "mlflow")
     return Rendered(
+        test_container=test_container,
         container=container,
         volumes={v["name"]: v for v in pod["volumes"]},
         configmaps={o["metadata"]["name"]: o["data"] for o in objects if o["kind"] == "ConfigMap"},
@@ -93,9 +97,9 @@ def render() -> Rendered:
     )
 
 
-def container_env(r: Rendered, swaps: dict[str, str]) -> dict[str, str]:
+def container_env(r: Rendered, swaps: dict[str, str], container: dict[str, Any] | None = None) -> dict[str, str]:
     env: dict[str, str] = {}
-    for item in r.container["env"]:
+    for item in (container or r.container)["env"]:
         name = item["name"]
         if "value" in item:
             env[name] = expand(item["value"], env)
@@ -111,6 +115,7 @@ def container_env(r: Rendered, swaps: dict[str, str]) -> dict[str, str]:
 
 @dataclass
 class Server:
+    rendered: Rendered
     url: str
     port: int
     admin: tuple[str, str]
@@ -179,6 +184,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         svc = r.service["metadata"]["name"]
         try:
             yield Server(
+                rendered=r,
                 url=url,
                 port=port,
                 admin=(env["MLFLOW_AUTH_ADMIN_USERNAME"], env["MLFLOW_AUTH_ADMIN_PASSWORD"]),
@@ -284,3 +290,22 @@ def test_post_from_the_ingress_origin_is_accepted_and_a_foreign_one_rejected(ser
             auth=server.admin,
         )
         assert downgraded.status_code == 403
+
+
+def test_helm_test_script_passes_against_the_server(server: Server, tmp_path: Path) -> None:
+    """`helm test`'s MLflow container (its exact command and env; only the URL argument swapped for the loopback
+    one): an authenticated API call and an artifact round trip through the proxy."""
+    c = server.rendered.test_container
+    env = container_env(server.rendered, {"HOME": str(tmp_path)}, c)
+    env.update(PATH=f"{Path(sys.executable).parent}:/usr/bin:/bin", HOSTNAME="thinkflow-test-abcde")
+    cmd = [*c["command"][:-1], server.url]
+    assert c["command"][-1].startswith("http://") and c["command"][0] == "python"
+    cmd[0] = sys.executable
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "artifact round trip through the proxy OK" in done.stdout
+    assert "PUT /api/2.0/mlflow-artifacts/artifacts/.thinkflow-helm-test/thinkflow-test-abcde.txt 200" in done.stdout
+    # with a wrong password the same script fails, naming the call
+    env["MLFLOW_TRACKING_PASSWORD"] = "wrong"
+    bad = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and "expected 200, got 401" in bad.stderr

@@ -792,8 +792,9 @@ def test_bucket_bootstrap_and_helm_test_hooks(default: Rendering, production: Re
     for r in (default, production):
         test = r.get("Job", f"{RELEASE}-test")
         assert test["metadata"]["annotations"]["helm.sh/hook"] == "test"
-        health, bucket = test["spec"]["template"]["spec"]["containers"]
-        assert "/health" in health["command"][2] and health["command"][3].endswith(":5000")
+        mlflow, bucket = test["spec"]["template"]["spec"]["containers"]
+        assert "/api/2.0/mlflow-artifacts/artifacts/" in mlflow["command"][2] and mlflow["command"][3].endswith(":5000")
+        assert env_of(mlflow)["MLFLOW_TRACKING_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == MLFLOW_SECRET
         assert "mc pipe" in bucket["command"][2].replace("$mc", "mc")
         assert env_of(bucket)["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["name"] == S3_SECRET
 

@@ -110,7 +110,7 @@ def make(options: PipelineOptions | None = None, *, local: bool = False) -> Grap
                 c.validate_data(dataset=build.outputs["dataset"], overrides=validate_overrides), opts, local=local
             )
             data = build.outputs["dataset"]
-            with dsl.ParallelFor(recipes, parallelism=opts.study_parallelism or None) as recipe:
+            with dsl.ParallelFor(recipes, parallelism=opts.study_fanout()) as recipe:
                 with dsl.If(recipe == "grpo", "recipe-grpo"):
                     rl = place_gpu(
                         c.grpo(
