@@ -732,7 +732,11 @@ def test_trainjob_rbac_is_minimal(rendered: Rendering) -> None:
     pns = rendered.pipelines_namespace
     role = rendered.get("Role", f"{RELEASE}-trainjobs", pns)
     assert role["rules"] == [
-        {"apiGroups": ["trainer.kubeflow.org"], "resources": ["trainjobs"], "verbs": ["create", "get", "list", "watch"]}
+        {
+            "apiGroups": ["trainer.kubeflow.org"],
+            "resources": ["trainjobs"],
+            "verbs": ["create", "get", "list", "watch", "delete"],
+        }
     ]
     binding = rendered.get("RoleBinding", f"{RELEASE}-trainjobs", pns)
     assert binding["roleRef"] == {
