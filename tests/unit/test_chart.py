@@ -808,6 +808,12 @@ def test_notes_explain_access(rendered: Rendering) -> None:
     assert f"port-forward svc/{RELEASE}-mlflow 5000:5000" in notes
     assert "pipelines/*.yaml" in notes and "thinkflow submit" in notes
     assert f"helm test {RELEASE}" in notes
+    pns = rendered.pipelines_namespace
+    assert f'Kubeflow Pipelines wiring: in namespace "{pns}"' in notes
+    registry = rendered.values.get("images", {}).get("base", {}).get("repository", "ghcr.io/thinkflow/thinkflow-base")
+    assert f"thinkflow compile --registry {registry.removesuffix('/thinkflow-base')} --tag 0.1.0" in notes
+    for host in rendered.values.get("mlflow", {}).get("ingress", {}).get("hosts", []):
+        assert f"https://{host}" in notes
 
 
 # ------------------------------------------------------------------------------------- agreement with the code
@@ -840,3 +846,22 @@ def test_chart_agrees_with_the_pipelines_and_the_launcher(default: Rendering) ->
         assert getattr(images, f"{key.upper()}_IMAGE") == f"{values['images'][key]['repository']}:{images.TAG}"
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
     assert chart["appVersion"] == images.TAG
+
+
+def test_statefulsets_have_headless_services_and_disruption_budgets(default: Rendering) -> None:
+    """Each StatefulSet is governed by a headless Service (stable pod DNS); PodDisruptionBudgets protect MLflow
+    when it has replicas to spare, and the single-replica stores when asked (a drain then waits for you)."""
+    for sts in default.of_kind("StatefulSet"):
+        svc = default.get("Service", sts["spec"]["serviceName"], NAMESPACE)
+        assert svc["spec"]["clusterIP"] == "None", sts["metadata"]["name"]
+        assert svc["spec"]["selector"].items() <= sts["spec"]["template"]["metadata"]["labels"].items()
+    assert default.of_kind("PodDisruptionBudget") == []  # one MLflow replica, stores not asked
+    r = render(
+        {"mlflow": {"replicas": 2}, "minio": {"podDisruptionBudget": True}, "postgres": {"podDisruptionBudget": True}}
+    )
+    pdbs = {p["metadata"]["name"]: p["spec"] for p in r.of_kind("PodDisruptionBudget")}
+    assert pdbs[f"{RELEASE}-mlflow"]["minAvailable"] == 1
+    assert pdbs[f"{RELEASE}-minio"]["maxUnavailable"] == pdbs[f"{RELEASE}-postgres"]["maxUnavailable"] == 0
+    for name, spec in pdbs.items():
+        component = name.removeprefix(f"{RELEASE}-")
+        assert spec["selector"]["matchLabels"]["app.kubernetes.io/component"] == component
