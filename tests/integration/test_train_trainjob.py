@@ -404,3 +404,18 @@ def test_sigterm_deletes_the_job(kube: KubeAPI, tmp_path: Path, monkeypatch: pyt
     assert stopped.value.code == 128 + signal.SIGTERM
     assert kube.deletes == [("ml", name, "Background")] and ("ml", name) not in kube.jobs
     assert signal.getsignal(signal.SIGTERM) is not None  # the previous handler is back
+
+
+def test_the_job_goes_to_the_pods_namespace_by_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In a KFP pod the TrainJob is created in the pod's namespace (the chart's Role is there), not ``default``."""
+    from thinkflow.train import launch
+
+    cfg = load_config(GRPOStageConfig, "tiny-grpo", ["launch.mode=trainjob", f"output_dir={tmp_path / 'out'}"])
+    monkeypatch.setattr(launch, "SERVICE_ACCOUNT_NAMESPACE", str(tmp_path / "missing"))
+    assert render_trainjob("grpo", cfg)["metadata"]["namespace"] == "default"
+    sa_ns = tmp_path / "namespace"
+    sa_ns.write_text("kubeflow")
+    monkeypatch.setattr(launch, "SERVICE_ACCOUNT_NAMESPACE", str(sa_ns))
+    assert render_trainjob("grpo", cfg)["metadata"]["namespace"] == "kubeflow"
+    pinned = load_config(GRPOStageConfig, "tiny-grpo", ["launch.mode=trainjob", "launch.trainjob.namespace=ml"])
+    assert render_trainjob("grpo", pinned)["metadata"]["namespace"] == "ml"

@@ -65,7 +65,9 @@ class TrainJobSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    namespace: str = "default"
+    # None: the namespace of the pod this runs in (a KFP task: the pipelines namespace, where the chart's Role lets
+    # pipeline-runner create TrainJobs), else "default"
+    namespace: str | None = None
     name: str | None = None  # default: thinkflow-<stage>-<UTC timestamp>
     runtime: str = DEFAULT_RUNTIME
     runtime_kind: Literal["ClusterTrainingRuntime", "TrainingRuntime"] = "ClusterTrainingRuntime"
@@ -165,6 +167,20 @@ def run_torchrun(stage: str, cfg: TrainStageConfig) -> StageResult:
 # ------------------------------------------------------------------------------------------- TrainJob
 
 
+SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+
+
+def trainjob_namespace(settings: TrainJobSettings) -> str:
+    """``launch.trainjob.namespace``, else this pod's namespace (its service account's), else ``default``."""
+    if settings.namespace:
+        return settings.namespace
+    try:
+        with open(SERVICE_ACCOUNT_NAMESPACE, encoding="utf-8") as f:
+            return f.read().strip() or "default"
+    except OSError:
+        return "default"
+
+
 PIPELINE_RUN_ENV = "THINKFLOW_PIPELINE_RUN_ID"  # exported by the KFP components (components/runtime.py)
 CHAIN_LABEL = "thinkflow.io/attempt-chain"
 
@@ -176,7 +192,7 @@ def attempt_chain(stage: str, cfg: TrainStageConfig) -> str | None:
     run_id = os.environ.get(PIPELINE_RUN_ENV)
     if not run_id:
         return None
-    key = f"{run_id}\n{cfg.launch.trainjob.namespace}\n{stage}\n{cfg.checkpoint_dir or cfg.output_dir}"
+    key = f"{run_id}\n{trainjob_namespace(cfg.launch.trainjob)}\n{stage}\n{cfg.checkpoint_dir or cfg.output_dir}"
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
@@ -281,7 +297,7 @@ def render_trainjob(stage: str, cfg: TrainStageConfig, *, name: str | None = Non
     body = {
         "apiVersion": f"{TRAINER_GROUP}/{TRAINER_VERSION}",
         "kind": "TrainJob",
-        "metadata": {"name": job_name, "namespace": settings.namespace, "labels": labels},
+        "metadata": {"name": job_name, "namespace": trainjob_namespace(settings), "labels": labels},
         "spec": spec,
     }
     validate_trainjob(body)
