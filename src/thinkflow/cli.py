@@ -361,12 +361,20 @@ def compile_command(
     out_dir: Annotated[Path, typer.Option("--out-dir", "-o", help="Where the packages go.")] = Path("pipelines"),
     registry: Annotated[str | None, typer.Option(help="Image registry (default: ghcr.io/thinkflow).")] = None,
     tag: Annotated[str | None, typer.Option(help="Image tag (default: the package version).")] = None,
+    rwx_storage_class: Annotated[
+        str | None,
+        typer.Option(
+            "--rwx-storage-class",
+            help="StorageClass for a ReadWriteMany workspace: the study trains its recipes in parallel "
+            "(default: the cluster's default class, ReadWriteOnce, one recipe at a time).",
+        ),
+    ] = None,
 ) -> None:
     """Compile every pipeline to OUT_DIR/<name>.yaml (KFP IR YAML, for upload in the KFP UI)."""
     from thinkflow.pipelines import compile_all
     from thinkflow.pipelines.common import options_for_images
 
-    for path in compile_all(out_dir, options_for_images(registry, tag)):
+    for path in compile_all(out_dir, options_for_images(registry, tag, rwx_storage_class)):
         console.print(f"wrote {path}")
 
 

@@ -10,6 +10,9 @@ scripted status sequence, the way the Trainer controller updates ``status``.
 from __future__ import annotations
 
 import json
+import os
+import re
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -24,6 +27,7 @@ from thinkflow.config import load_config
 from thinkflow.testing import free_port
 from thinkflow.train.grpo import GRPOStageConfig
 from thinkflow.train.launch import (
+    CHAIN_LABEL,
     LaunchError,
     TrainJobFailed,
     create_trainjob,
@@ -66,6 +70,7 @@ class KubeAPI:
         self.version = 0
         self.lock = threading.Lock()
         self.requests: list[str] = []
+        self.deletes: list[tuple[str, str, str | None]] = []
 
     def advance(self, key: tuple[str, str]) -> None:
         """Apply the next scripted status (None: delete the job)."""
@@ -176,6 +181,22 @@ def _handler(api: KubeAPI) -> type[BaseHTTPRequestHandler]:
                 api.advance(key)
             self.wfile.write(b"0\r\n\r\n")
 
+        def do_DELETE(self) -> None:
+            namespace, name, query = self._route()
+            length = int(self.headers.get("Content-Length") or 0)
+            options = json.loads(self.rfile.read(length)) if length else {}
+            policy = query.get("propagationPolicy", [options.get("propagationPolicy")])[0]
+            api.deletes.append((namespace, str(name), policy))
+            key = (namespace, str(name))
+            with api.lock:
+                obj = api.jobs.pop(key, None)
+                if obj is None:
+                    self._status(404, "NotFound", f'trainjobs.trainer.kubeflow.org "{name}" not found')
+                    return
+                api.version += 1
+                api.history[key].append({"type": "DELETED", "object": obj, "rv": api.version})
+            self._json(200, {"kind": "Status", "apiVersion": "v1", "status": "Success"})
+
     return Handler
 
 
@@ -201,6 +222,7 @@ def kube(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[KubeAPI]:
     )
     monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.delenv("THINKFLOW_PIPELINE_RUN_ID", raising=False)
     try:
         yield api
     finally:
@@ -301,3 +323,99 @@ def test_run_trainjob_without_waiting(kube: KubeAPI, tmp_path: Path) -> None:
     result = run_trainjob("grpo", _cfg(tmp_path, "grpo-async", "launch.trainjob.wait=false"))
     assert result.artifacts == {"trainjob": "ml/grpo-async"} and result.metrics == {}
     assert ("ml", "grpo-async") in kube.jobs
+
+
+def _task_cfg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run_id: str = "run-7f3a") -> GRPOStageConfig:
+    """A training task of a KFP run: no configured name, the run id the components export."""
+    monkeypatch.setenv("THINKFLOW_PIPELINE_RUN_ID", run_id)
+    return load_config(
+        GRPOStageConfig,
+        "tiny-grpo",
+        [
+            "launch.mode=trainjob",
+            "launch.trainjob.namespace=ml",
+            "launch.trainjob.timeout_s=30",
+            f"output_dir={tmp_path / 'out'}",
+            f"checkpoint_dir={tmp_path / 'ckpt' / 'grpo-sft_grpo'}",
+        ],
+    )
+
+
+def test_a_retried_task_reattaches_to_its_running_job(
+    kube: KubeAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """KFP retries a training task in a new pod; the TrainJob name is the same for every attempt, so the retry
+    waits for the job the first attempt started instead of starting a second 2x8-GPU job."""
+    cfg = _task_cfg(tmp_path, monkeypatch)
+    first = render_trainjob("grpo", cfg)
+    name = first["metadata"]["name"]
+    assert re.fullmatch(r"thinkflow-grpo-[0-9a-f]{16}", name) and first["metadata"]["labels"][CHAIN_LABEL]
+    assert render_trainjob("grpo", cfg)["metadata"]["name"] == name  # deterministic
+    monkeypatch.setenv("THINKFLOW_PIPELINE_RUN_ID", "another-run")
+    assert render_trainjob("grpo", cfg)["metadata"]["name"] != name  # per run
+    monkeypatch.setenv("THINKFLOW_PIPELINE_RUN_ID", "run-7f3a")
+    create_trainjob(first)  # attempt 1, whose pod then died
+    kube.scripts[name] = [RUNNING, COMPLETE]
+    result = run_trainjob("grpo", cfg)  # attempt 2
+    assert result.artifacts == {"trainjob": f"ml/{name}"}
+    assert kube.requests.count("POST /apis/trainer.kubeflow.org/v1alpha1/namespaces/ml/trainjobs") == 2
+    assert len(kube.history[("ml", name)]) >= 3 and kube.history[("ml", name)][0]["type"] == "ADDED"
+    assert kube.deletes == []
+
+
+def test_a_retry_replaces_the_failed_job_of_an_earlier_attempt(
+    kube: KubeAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = _task_cfg(tmp_path, monkeypatch)
+    body = render_trainjob("grpo", cfg)
+    name = body["metadata"]["name"]
+    create_trainjob(body)
+    kube.jobs[("ml", name)]["status"] = FAILED
+    kube.scripts[name] = [CREATED, COMPLETE]
+    run_trainjob("grpo", cfg)
+    assert kube.deletes == [("ml", name, "Background")]
+    assert ("ml", name) in kube.jobs and kube.jobs[("ml", name)]["status"] == COMPLETE
+
+
+def test_a_same_named_job_of_another_run_is_not_taken_over(
+    kube: KubeAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = _task_cfg(tmp_path, monkeypatch)
+    body = render_trainjob("grpo", cfg)
+    body["metadata"]["labels"][CHAIN_LABEL] = "someone-else"
+    create_trainjob(body)
+    with pytest.raises(LaunchError, match="belongs to another run"):
+        run_trainjob("grpo", cfg)
+    assert kube.deletes == []
+
+
+def test_sigterm_deletes_the_job(kube: KubeAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """KFP cancels a run by stopping the task's pod (SIGTERM): the TrainJob goes with it."""
+    cfg = _task_cfg(tmp_path, monkeypatch)
+    name = render_trainjob("grpo", cfg)["metadata"]["name"]
+    kube.scripts[name] = [CREATED] + [RUNNING] * 400
+    timer = threading.Timer(1.5, os.kill, (os.getpid(), signal.SIGTERM))
+    timer.start()
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            run_trainjob("grpo", cfg)
+    finally:
+        timer.cancel()
+    assert stopped.value.code == 128 + signal.SIGTERM
+    assert kube.deletes == [("ml", name, "Background")] and ("ml", name) not in kube.jobs
+    assert signal.getsignal(signal.SIGTERM) is not None  # the previous handler is back
+
+
+def test_the_job_goes_to_the_pods_namespace_by_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In a KFP pod the TrainJob is created in the pod's namespace (the chart's Role is there), not ``default``."""
+    from thinkflow.train import launch
+
+    cfg = load_config(GRPOStageConfig, "tiny-grpo", ["launch.mode=trainjob", f"output_dir={tmp_path / 'out'}"])
+    monkeypatch.setattr(launch, "SERVICE_ACCOUNT_NAMESPACE", str(tmp_path / "missing"))
+    assert render_trainjob("grpo", cfg)["metadata"]["namespace"] == "default"
+    sa_ns = tmp_path / "namespace"
+    sa_ns.write_text("kubeflow")
+    monkeypatch.setattr(launch, "SERVICE_ACCOUNT_NAMESPACE", str(sa_ns))
+    assert render_trainjob("grpo", cfg)["metadata"]["namespace"] == "kubeflow"
+    pinned = load_config(GRPOStageConfig, "tiny-grpo", ["launch.mode=trainjob", "launch.trainjob.namespace=ml"])
+    assert render_trainjob("grpo", pinned)["metadata"]["namespace"] == "ml"

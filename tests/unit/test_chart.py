@@ -57,7 +57,8 @@ class Rendering:
 
     @property
     def pipelines_namespace(self) -> str:
-        return self.values.get("pipelines", {}).get("namespace") or NAMESPACE
+        default = load_values(CHART / "values.yaml")["pipelines"]["namespace"]
+        return self.values.get("pipelines", {}).get("namespace", default) or NAMESPACE
 
     def of_kind(self, kind: str) -> list[dict[str, Any]]:
         return [o for o in self.objects if o["kind"] == kind]
@@ -365,13 +366,16 @@ def test_credentials_are_generated_not_defaulted(default: Rendering) -> None:
     again = render({})
     generated = {(s["metadata"]["name"], s["metadata"]["namespace"]): s["data"] for s in default.of_kind("Secret")}
     regenerated = {(s["metadata"]["name"], s["metadata"]["namespace"]): s["data"] for s in again.of_kind("Secret")}
+    pns = default.pipelines_namespace
+    assert pns == "kubeflow"  # standalone KFP runs pipeline pods there (issue 12 §6)
     assert set(generated) == {
         (f"{RELEASE}-minio", NAMESPACE),
         (f"{RELEASE}-postgres", NAMESPACE),
-        (S3_SECRET, NAMESPACE),
-        (MLFLOW_SECRET, NAMESPACE),
-        (TEACHERS_SECRET, NAMESPACE),
+        (f"{RELEASE}-mlflow-server", NAMESPACE),  # MLFLOW_FLASK_SERVER_SECRET_KEY: server side only
+        *((name, ns) for name in (S3_SECRET, MLFLOW_SECRET, TEACHERS_SECRET) for ns in (NAMESPACE, pns)),
     }
+    server_key = base64.b64decode(generated[(f"{RELEASE}-mlflow-server", NAMESPACE)]["MLFLOW_FLASK_SERVER_SECRET_KEY"])
+    assert len(server_key) >= 32
     for key, data in generated.items():
         for field, encoded in data.items():
             if field == "MLFLOW_TRACKING_USERNAME":
@@ -408,7 +412,26 @@ def test_existing_secrets_replace_generated_ones(production: Rendering) -> None:
         "AWS_SECRET_ACCESS_KEY": S3_SECRET,
         "MLFLOW_AUTH_ADMIN_USERNAME": MLFLOW_SECRET,
         "MLFLOW_AUTH_ADMIN_PASSWORD": MLFLOW_SECRET,
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": "thinkflow-mlflow-server-key",
     }
+
+
+def test_mlflow_secret_key_is_shared_and_can_be_yours(default: Rendering) -> None:
+    """MLflow 3.17's basic-auth app needs a static MLFLOW_FLASK_SERVER_SECRET_KEY shared by every replica
+    (mlflow/server/auth/__init__.py, get_flask_server_secret_key): one Secret for the Deployment; generated once
+    (lookup) unless mlflow.auth.secretKeyExistingSecret names yours; absent without auth."""
+    env = env_of(_mlflow_container(default))
+    ref = env["MLFLOW_FLASK_SERVER_SECRET_KEY"]["valueFrom"]["secretKeyRef"]
+    assert ref == {"name": f"{RELEASE}-mlflow-server", "key": "MLFLOW_FLASK_SERVER_SECRET_KEY"}
+    secret = default.get("Secret", f"{RELEASE}-mlflow-server", NAMESPACE)
+    assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    mine = render({"mlflow": {"auth": {"secretKeyExistingSecret": "my-key"}}})
+    ref = env_of(_mlflow_container(mine))["MLFLOW_FLASK_SERVER_SECRET_KEY"]["valueFrom"]["secretKeyRef"]
+    assert ref["name"] == "my-key"
+    assert not [s for s in mine.of_kind("Secret") if "MLFLOW_FLASK_SERVER_SECRET_KEY" in s["data"]]
+    off = render({"mlflow": {"auth": {"enabled": False}}})
+    assert "MLFLOW_FLASK_SERVER_SECRET_KEY" not in env_of(_mlflow_container(off))
+    assert not [s for s in off.of_kind("Secret") if s["metadata"]["name"] == f"{RELEASE}-mlflow-server"]
 
 
 def test_secrets_are_copied_to_a_separate_pipelines_namespace() -> None:
@@ -474,60 +497,14 @@ def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
     return all(labels.get(k) == v for k, v in selector.get("matchLabels", {}).items())
 
 
-def _admits(policy: dict[str, Any], namespace: str, labels: dict[str, str], port: int) -> bool:
-    """Whether one of the policy's ingress rules admits a pod (namespace, labels) on port."""
-    for rule in policy["spec"].get("ingress", []):
-        if rule.get("ports") and port not in [p["port"] for p in rule["ports"]]:
-            continue
-        for peer in rule.get("from", []):
-            ns_sel, pod_sel = peer.get("namespaceSelector"), peer.get("podSelector", {})
-            ns_ok = (
-                _selects(ns_sel, {"kubernetes.io/metadata.name": namespace})
-                if ns_sel is not None
-                else namespace == policy["metadata"]["namespace"]
-            )
-            if ns_ok and _selects(pod_sel, labels):
-                return True
-    return False
-
-
 def test_network_policies_isolate_the_services(rendered: Rendering) -> None:
+    """The default deny and the labels the admitted pods carry; who reaches whom is the table in
+    test_netpol_reachability.py (evaluated with Kubernetes' semantics by tests/netpol.py)."""
     policies = rendered.of_kind("NetworkPolicy")
     deny = next(p for p in policies if p["metadata"]["name"].endswith("-default-deny"))
     assert deny["spec"]["policyTypes"] == ["Ingress"] and "ingress" not in deny["spec"]
     for name, labels in pod_labels(rendered):
         assert _selects(deny["spec"]["podSelector"], labels), f"{name} escapes the default deny"
-
-    def admitted(component: str, port: int, namespace: str, labels: dict[str, str]) -> bool:
-        targets = [
-            p
-            for p in policies
-            if p["spec"]["podSelector"]["matchLabels"].get("app.kubernetes.io/component") == component
-        ]
-        assert targets, f"no NetworkPolicy for {component}"
-        return any(_admits(p, namespace, labels, port) for p in targets)
-
-    pns = rendered.pipelines_namespace
-    stranger = {"app": "something-else"}
-    mlflow_pod = {
-        "app.kubernetes.io/name": "thinkflow",
-        "app.kubernetes.io/instance": RELEASE,
-        "app.kubernetes.io/component": "mlflow",
-    }
-    port = rendered.values.get("mlflow", {}).get("port", 5000)
-    assert admitted("mlflow", port, pns, KFP_POD_LABEL)
-    assert admitted("mlflow", port, pns, CLIENT_LABEL)
-    assert not admitted("mlflow", port, pns, stranger)
-    assert not admitted("mlflow", port, "default", KFP_POD_LABEL)
-    if rendered.values.get("minio", {}).get("enabled", True):
-        assert admitted("minio", 9000, pns, KFP_POD_LABEL) and admitted("minio", 9000, NAMESPACE, mlflow_pod)
-        assert not admitted("minio", 9000, pns, stranger)
-    if rendered.values.get("postgres", {}).get("enabled", True):
-        assert admitted("postgres", 5432, NAMESPACE, mlflow_pod)
-        assert not admitted("postgres", 5432, pns, KFP_POD_LABEL)
-        assert not admitted("postgres", 5432, NAMESPACE, CLIENT_LABEL)
-    if rendered.values.get("inference", {}).get("enabled"):
-        assert admitted("inference", 8000, pns, KFP_POD_LABEL) and not admitted("inference", 8000, pns, stranger)
     # the pods that must reach the services carry the client label
     for o in rendered.of_kind("ClusterTrainingRuntime"):
         for job in o["spec"]["template"]["spec"]["replicatedJobs"]:
@@ -615,6 +592,32 @@ def test_mlflow_allowed_hosts_cover_the_service_dns_names(rendered: Rendering) -
     assert is_allowed_host_header(hosts, netloc)
     for extra in rendered.values.get("mlflow", {}).get("extraAllowedHosts", []):
         assert is_allowed_host_header(hosts, extra)
+    # an explicit --allowed-hosts replaces MLflow's defaults (mlflow/server/security.py get_allowed_hosts): keep them,
+    # in-cluster callers by pod IP need the private ranges
+    from mlflow.server.security_utils import get_default_allowed_hosts
+
+    assert set(get_default_allowed_hosts()) <= set(hosts)
+    assert is_allowed_host_header(hosts, "10.42.3.7:5000")
+
+
+def test_mlflow_cors_origins_are_the_ingress_hosts_and_the_service(rendered: Rendering) -> None:
+    """MLflow blocks a state-changing API call whose Origin is not allowed (mlflow/server/security_utils.py,
+    should_block_cors_request): the UI behind the Ingress sends Origin https://<host>."""
+    from mlflow.server.security_utils import should_block_cors_request
+
+    args = _mlflow_container(rendered)["args"]
+    origins = next(a.split("=", 1)[1] for a in args if a.startswith("--cors-allowed-origins=")).split(",")
+    assert "*" not in origins
+    ingress = rendered.values.get("mlflow", {}).get("ingress", {})
+    for host in ingress.get("hosts", []) if ingress.get("enabled") else []:
+        assert not should_block_cors_request(f"https://{host}", "POST", origins), host
+        assert should_block_cors_request(f"http://{host}", "POST", origins), host
+    assert not should_block_cors_request(f"http://{RELEASE}-mlflow.{NAMESPACE}.svc:5000", "POST", origins)
+    assert should_block_cors_request("https://evil.example.com", "POST", origins)
+    if ingress.get("enabled"):
+        ing = rendered.get("Ingress", f"{RELEASE}-mlflow")
+        assert [r["host"] for r in ing["spec"]["rules"]] == ingress["hosts"]
+        assert ing["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"] == f"{RELEASE}-mlflow"
 
 
 def test_mlflow_probes_use_health(rendered: Rendering) -> None:
@@ -729,7 +732,11 @@ def test_trainjob_rbac_is_minimal(rendered: Rendering) -> None:
     pns = rendered.pipelines_namespace
     role = rendered.get("Role", f"{RELEASE}-trainjobs", pns)
     assert role["rules"] == [
-        {"apiGroups": ["trainer.kubeflow.org"], "resources": ["trainjobs"], "verbs": ["create", "get", "list", "watch"]}
+        {
+            "apiGroups": ["trainer.kubeflow.org"],
+            "resources": ["trainjobs"],
+            "verbs": ["create", "get", "list", "watch", "delete"],
+        }
     ]
     binding = rendered.get("RoleBinding", f"{RELEASE}-trainjobs", pns)
     assert binding["roleRef"] == {
@@ -789,8 +796,9 @@ def test_bucket_bootstrap_and_helm_test_hooks(default: Rendering, production: Re
     for r in (default, production):
         test = r.get("Job", f"{RELEASE}-test")
         assert test["metadata"]["annotations"]["helm.sh/hook"] == "test"
-        health, bucket = test["spec"]["template"]["spec"]["containers"]
-        assert "/health" in health["command"][2] and health["command"][3].endswith(":5000")
+        mlflow, bucket = test["spec"]["template"]["spec"]["containers"]
+        assert "/api/2.0/mlflow-artifacts/artifacts/" in mlflow["command"][2] and mlflow["command"][3].endswith(":5000")
+        assert env_of(mlflow)["MLFLOW_TRACKING_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == MLFLOW_SECRET
         assert "mc pipe" in bucket["command"][2].replace("$mc", "mc")
         assert env_of(bucket)["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["name"] == S3_SECRET
 
@@ -800,6 +808,12 @@ def test_notes_explain_access(rendered: Rendering) -> None:
     assert f"port-forward svc/{RELEASE}-mlflow 5000:5000" in notes
     assert "pipelines/*.yaml" in notes and "thinkflow submit" in notes
     assert f"helm test {RELEASE}" in notes
+    pns = rendered.pipelines_namespace
+    assert f'Kubeflow Pipelines wiring: in namespace "{pns}"' in notes
+    registry = rendered.values.get("images", {}).get("base", {}).get("repository", "ghcr.io/thinkflow/thinkflow-base")
+    assert f"thinkflow compile --registry {registry.removesuffix('/thinkflow-base')} --tag 0.1.0" in notes
+    for host in rendered.values.get("mlflow", {}).get("ingress", {}).get("hosts", []):
+        assert f"https://{host}" in notes
 
 
 # ------------------------------------------------------------------------------------- agreement with the code
@@ -818,7 +832,7 @@ def test_chart_agrees_with_the_pipelines_and_the_launcher(default: Rendering) ->
         TEACHERS_SECRET,
     )
     assert options.env_config_map == values["pipelines"]["envConfigMap"] == ENV_CONFIGMAP
-    env = default.get("ConfigMap", ENV_CONFIGMAP, NAMESPACE)["data"]
+    env = default.get("ConfigMap", ENV_CONFIGMAP, default.pipelines_namespace)["data"]
     assert set(common.CONFIG_MAP_KEYS) <= set(env)
     assert set(common.S3_KEYS) == SECRET_KEYS[S3_SECRET]
     assert set(common.MLFLOW_KEYS) == SECRET_KEYS[MLFLOW_SECRET]
@@ -832,3 +846,22 @@ def test_chart_agrees_with_the_pipelines_and_the_launcher(default: Rendering) ->
         assert getattr(images, f"{key.upper()}_IMAGE") == f"{values['images'][key]['repository']}:{images.TAG}"
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
     assert chart["appVersion"] == images.TAG
+
+
+def test_statefulsets_have_headless_services_and_disruption_budgets(default: Rendering) -> None:
+    """Each StatefulSet is governed by a headless Service (stable pod DNS); PodDisruptionBudgets protect MLflow
+    when it has replicas to spare, and the single-replica stores when asked (a drain then waits for you)."""
+    for sts in default.of_kind("StatefulSet"):
+        svc = default.get("Service", sts["spec"]["serviceName"], NAMESPACE)
+        assert svc["spec"]["clusterIP"] == "None", sts["metadata"]["name"]
+        assert svc["spec"]["selector"].items() <= sts["spec"]["template"]["metadata"]["labels"].items()
+    assert default.of_kind("PodDisruptionBudget") == []  # one MLflow replica, stores not asked
+    r = render(
+        {"mlflow": {"replicas": 2}, "minio": {"podDisruptionBudget": True}, "postgres": {"podDisruptionBudget": True}}
+    )
+    pdbs = {p["metadata"]["name"]: p["spec"] for p in r.of_kind("PodDisruptionBudget")}
+    assert pdbs[f"{RELEASE}-mlflow"]["minAvailable"] == 1
+    assert pdbs[f"{RELEASE}-minio"]["maxUnavailable"] == pdbs[f"{RELEASE}-postgres"]["maxUnavailable"] == 0
+    for name, spec in pdbs.items():
+        component = name.removeprefix(f"{RELEASE}-")
+        assert spec["selector"]["matchLabels"]["app.kubernetes.io/component"] == component

@@ -38,10 +38,10 @@ def test_user_arguments_merge_into_the_default() -> None:
         "sft_then_grpo",
         "/m/tiny",
         inputs("sft_then_grpo"),
-        {"grpo_overrides": {"max_steps": 8, "reward": {"beta": 0.5}}, "eval_gpus": 0, "data_preset": "mine.yaml"},
+        {"grpo_overrides": {"max_steps": 8, "reward": {"beta": 0.5}}, "eval_gpus": "0", "data_preset": "mine.yaml"},
     )
     assert args["grpo_overrides"] == {"max_steps": 8, "reward": {"scorer_model": "/m/tiny", "beta": 0.5}}
-    assert args["data_preset"] == "mine.yaml" and args["eval_gpus"] == 0
+    assert args["data_preset"] == "mine.yaml" and args["eval_gpus"] == "0"
     with pytest.raises(ValueError, match=r"unknown pipeline parameter.*recipes"):
         local_arguments("vlaa_thinker", "/m/tiny", inputs("vlaa_thinker"), {"recipes": ["grpo"]})
 

@@ -256,3 +256,21 @@ def test_local_build_strips_platform_config(name: str) -> None:
     for executor in executors_spec.values():
         assert not executor["container"].get("resources"), "kfp.local cannot resolve resource placeholders"
         assert not executor["container"].get("env")
+
+
+def test_study_branches_share_a_rwo_workspace_one_at_a_time(tmp_path: Path) -> None:
+    """With the chart's default storage (a ReadWriteOnce workspace), parallel 8-GPU pods on other nodes could not
+    attach the volume (Multi-Attach): the committed package trains one recipe at a time. A ReadWriteMany class
+    (`thinkflow compile --rwx-storage-class`) trains them in parallel."""
+    spec, platform = docs(COMMITTED / "sft_vs_rl_study.yaml")
+    workspace = platform["platforms"]["kubernetes"]["pipelineConfig"]["workspace"]["kubernetes"]["pvcSpecPatch"]
+    assert workspace["accessModes"] == ["ReadWriteOnce"] and "storageClassName" not in workspace
+    (loop,) = [t for t in all_tasks(spec).values() if "parameterIterator" in t]
+    assert loop["iteratorPolicy"] == {"parallelismLimit": 1}
+    rwx = compile_all(tmp_path, options_for_images(rwx_storage_class="nfs-rwx"))
+    spec, platform = docs(next(p for p in rwx if p.stem == "sft_vs_rl_study"))
+    workspace = platform["platforms"]["kubernetes"]["pipelineConfig"]["workspace"]["kubernetes"]["pvcSpecPatch"]
+    assert workspace == {"accessModes": ["ReadWriteMany"], "storageClassName": "nfs-rwx"}
+    (loop,) = [t for t in all_tasks(spec).values() if "parameterIterator" in t]
+    assert "iteratorPolicy" not in loop
+    assert PipelineOptions(study_parallelism=2).study_fanout() == 2

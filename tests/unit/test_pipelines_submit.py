@@ -106,7 +106,8 @@ def test_first_submit_creates_pipeline_version_experiment_and_run() -> None:
     assert run == {
         "experiment_id": "exp-1",
         "job_name": "try-1",
-        "params": {"grpo_overrides": {"learning_rate": 1e-6}, "gpus_per_task": 4},
+        # a number for a STRING parameter is sent as its string (KFP reads GPU counts with GetStringValue)
+        "params": {"grpo_overrides": {"learning_rate": 1e-6}, "gpus_per_task": "4"},
         "pipeline_id": "pipe-1",
         "version_id": "ver-2",
         "enable_caching": None,
@@ -148,8 +149,8 @@ def test_bad_arguments_fail_before_anything_is_sent(tmp_path: Path) -> None:
     client = RecordingClient()
     with pytest.raises(SubmitError, match="unknown pipeline parameter 'learning_rate'"):
         submit("http://kfp", "vlaa_thinker", {"learning_rate": 1e-6}, client=client)
-    with pytest.raises(SubmitError, match="'gpus_per_task' expects NUMBER_INTEGER"):
-        submit("http://kfp", "vlaa_thinker", {"gpus_per_task": "8"}, client=client)
+    with pytest.raises(SubmitError, match="'gpus_per_task' expects STRING"):
+        submit("http://kfp", "vlaa_thinker", {"gpus_per_task": [8]}, client=client)
     with pytest.raises(SubmitError, match="5 or 6 fields"):
         submit("http://kfp", "vlaa_thinker", recurring="@daily", client=client)
     with pytest.raises(ValueError, match="unknown pipeline 'nope'"):
@@ -177,7 +178,10 @@ def test_check_params_types(tmp_path: Path) -> None:
     from thinkflow.pipelines import compile_pipeline
 
     package = compile_pipeline("vlaa_thinker", tmp_path / "v.yaml")
-    check_params(package, {"gpu_tolerations": [], "gpu_node_selector": {"a": "b"}, "eval_gpus": 0})
+    sent = check_params(package, {"gpu_tolerations": [], "gpu_node_selector": {"a": "b"}, "eval_gpus": 0})
+    assert sent == {"gpu_tolerations": [], "gpu_node_selector": {"a": "b"}, "eval_gpus": "0"}
+    with pytest.raises(SubmitError, match="'eval_gpus' expects STRING, got bool"):
+        check_params(package, {"eval_gpus": True})
     with pytest.raises(SubmitError, match="'gpu_tolerations' expects LIST"):
         check_params(package, {"gpu_tolerations": {"key": "x"}})
 
@@ -203,7 +207,7 @@ def test_cli_submit_prints_the_run_link(tmp_path: Path, monkeypatch: pytest.Monk
     (client,) = made
     assert client.host == "http://kfp.local:8080"  # type: ignore[attr-defined]
     run = client.call("run_pipeline")
-    assert run["params"] == {"eval_gpus": 2} and run["enable_caching"] is False
+    assert run["params"] == {"eval_gpus": "2"} and run["enable_caching"] is False
     bad = CliRunner().invoke(app, ["submit", "--host", "http://x", "--params", str(tmp_path / "none.yaml")])
     assert bad.exit_code == 2 and "parameters file not found" in bad.output
 

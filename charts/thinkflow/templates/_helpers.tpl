@@ -171,6 +171,10 @@ Secret names
 {{- default "thinkflow-mlflow" .Values.mlflow.auth.existingSecret }}
 {{- end }}
 
+{{- define "thinkflow.mlflow.serverSecretName" -}}
+{{- default (include "thinkflow.componentName" (list . "mlflow-server")) .Values.mlflow.auth.secretKeyExistingSecret }}
+{{- end }}
+
 {{- define "thinkflow.teachers.secretName" -}}
 {{- default "thinkflow-teachers" .Values.teachers.existingSecret }}
 {{- end }}
@@ -216,6 +220,12 @@ Cross-field checks with messages that name the value to set.
 {{- end }}
 {{- if and (not .Values.postgres.enabled) (not .Values.mlflow.backendStore.existingSecret) }}
 {{- fail "mlflow.backendStore.existingSecret is required when postgres.enabled=false: a Secret holding the database URI" }}
+{{- end }}
+{{- if and .Values.mlflow.ingress.enabled (not .Values.mlflow.ingress.hosts) }}
+{{- fail "mlflow.ingress.enabled=true needs at least one host in mlflow.ingress.hosts" }}
+{{- end }}
+{{- if and .Values.mlflow.ingress.enabled .Values.networkPolicy.enabled (not .Values.mlflow.ingress.controllerFrom) }}
+{{- fail "mlflow.ingress.controllerFrom is required with mlflow.ingress.enabled and networkPolicy.enabled: the NetworkPolicy peer of your ingress controller, e.g. [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: ingress-nginx}}}]" }}
 {{- end }}
 {{- if and .Values.inference.enabled (not .Values.inference.models) }}
 {{- fail "inference.enabled=true needs at least one entry in inference.models" }}

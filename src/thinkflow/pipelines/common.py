@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from kfp import dsl, kubernetes
+from kfp.dsl import pipeline_channel
 from pydantic import BaseModel, ConfigDict, Field
 
 from thinkflow.components import images
@@ -85,8 +86,16 @@ class PipelineOptions(BaseModel):
     # Images (`thinkflow.components.images`); change with `thinkflow compile --registry/--tag`.
     base_image: str = images.BASE_IMAGE
     trainer_image: str = images.TRAINER_IMAGE
-    # Study fan-out: how many recipes train at once (0: all).
-    study_parallelism: int = Field(default=0, ge=0)
+    # Study fan-out: how many recipes train at once (0: all). None: all with a ReadWriteMany workspace, one at a time
+    # with ReadWriteOnce (the chart's default storage): parallel pods on other nodes cannot attach a RWO volume
+    # (Multi-Attach error), and a zonal RWO volume would pin every branch to one zone anyway.
+    study_parallelism: int | None = Field(default=None, ge=0)
+
+    def study_fanout(self) -> int | None:
+        """``dsl.ParallelFor(parallelism=...)`` of the study's recipes (None: unbounded)."""
+        if self.study_parallelism is None:
+            return None if "ReadWriteMany" in self.workspace_access_modes else 1
+        return self.study_parallelism or None
 
     def pipeline_config(self) -> dsl.PipelineConfig:
         """The per-run workspace PVC."""
@@ -154,6 +163,13 @@ def place_gpu(
     task.set_container_image(options.trainer_image).set_env_variable(IMAGE_ENV, options.trainer_image)
     task.set_accelerator_type(accelerator).set_accelerator_limit(gpus)
     task.set_cpu_request(cpu).set_cpu_limit(cpu).set_memory_request(memory).set_memory_limit(memory)
+    # The resource setters put the parameters' placeholders in the pod spec but do not record them as inputs of
+    # the task, so the compiler would not pass them into an enclosing sub-DAG (ExitHandler, ParallelFor,
+    # Condition) and KFP's driver would fail with "parent DAG does not have input parameter" (kfp 2.17:
+    # compiler_utils.get_inputs_for_all_groups reads task.channel_inputs only). Record them.
+    task.register_pipeline_channels(
+        [v for v in (gpus, accelerator, cpu, memory) if isinstance(v, pipeline_channel.PipelineChannel)]
+    )
     kubernetes.add_node_selector_json(task, node_selector)
     kubernetes.add_toleration_json(task, tolerations)
     kubernetes.empty_dir_mount(
@@ -180,10 +196,17 @@ CLUSTER_PRESETS = {
 LOCAL_PRESETS = {"data": "tiny-data", "sft": "tiny-sft", "grpo": "tiny-grpo", "eval": "tiny-eval"}
 
 
-def options_for_images(registry: str | None = None, tag: str | None = None) -> PipelineOptions:
-    """Default options with the images taken from another registry and/or tag."""
+def options_for_images(
+    registry: str | None = None, tag: str | None = None, rwx_storage_class: str | None = None
+) -> PipelineOptions:
+    """Default options with the images taken from another registry and/or tag; with ``rwx_storage_class``, the
+    workspace is ReadWriteMany on that StorageClass (the study's recipes then train in parallel)."""
     reg, version = registry or images.REGISTRY, tag or images.TAG
+    workspace: dict[str, Any] = {}
+    if rwx_storage_class:
+        workspace = {"workspace_storage_class": rwx_storage_class, "workspace_access_modes": ("ReadWriteMany",)}
     return PipelineOptions(
         base_image=images.image(images.BASE_REPOSITORY, reg, version),
         trainer_image=images.image(images.TRAINER_REPOSITORY, reg, version),
+        **workspace,
     )

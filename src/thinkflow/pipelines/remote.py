@@ -78,17 +78,26 @@ _TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
-def check_params(package: str | Path, params: dict[str, Any]) -> None:
-    """Every argument names a parameter of the pipeline and has its type (errors name the parameter)."""
+def check_params(package: str | Path, params: dict[str, Any]) -> dict[str, Any]:
+    """Every argument names a parameter of the pipeline and has its type (errors name the parameter).
+
+    Returns the arguments to send: a number given for a STRING parameter (``eval_gpus: 2`` in a YAML file)
+    becomes its string, because KFP's driver reads pod-spec placeholders (GPU count, CPU, memory) with
+    ``GetStringValue()`` (backend/src/v2/driver/resolve.go, ``resolvePodSpecInputRuntimeParameter``), so
+    those parameters are strings."""
     inputs = pipeline_inputs(package)
+    out = dict(params)
     for key, value in params.items():
         if key not in inputs:
             raise SubmitError(f"unknown pipeline parameter {key!r}; known: {', '.join(sorted(inputs))}")
         kind = inputs[key].get("parameterType", "")
+        if kind == "STRING" and isinstance(value, int | float) and not isinstance(value, bool):
+            out[key] = value = str(value)
         allowed = _TYPES.get(kind)
         ok = allowed is None or (isinstance(value, allowed) and not (kind != "BOOLEAN" and isinstance(value, bool)))
         if not ok:
             raise SubmitError(f"pipeline parameter {key!r} expects {kind}, got {type(value).__name__} {value!r}")
+    return out
 
 
 def normalize_cron(cron: str) -> str:
@@ -166,7 +175,7 @@ def submit(
         client = kfp.Client(host=host, namespace=namespace) if namespace else kfp.Client(host=host)
     with tempfile.TemporaryDirectory() as tmp:
         package = compile_pipeline(key, Path(tmp) / f"{key}.yaml", options)
-        check_params(package, params)
+        params = check_params(package, params)
         description = build(key, options).description or display
         pipeline_id, version_id, vname = upload(client, display, package, description, namespace)
     exp = client.create_experiment(experiment, namespace=namespace)

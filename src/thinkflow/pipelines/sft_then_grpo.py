@@ -40,8 +40,8 @@ def make(options: PipelineOptions | None = None, *, local: bool = False) -> Grap
         model_name: str = "thinkflow-vlm-sft-grpo",
         register_overrides: dict = {},  # noqa: B006
         experiment: str = "thinkflow",
-        gpus_per_task: int = 8,
-        eval_gpus: int = 1,
+        gpus_per_task: str = "8",
+        eval_gpus: str = "1",
         accelerator: str = ACCELERATOR,
         gpu_node_selector: dict = GPU_NODE_SELECTOR,
         gpu_tolerations: list = GPU_TOLERATIONS,
@@ -66,8 +66,8 @@ def make(options: PipelineOptions | None = None, *, local: bool = False) -> Grap
             model_name: Registered model name in MLflow.
             register_overrides: Keys of the registration config.
             experiment: MLflow experiment of the pipeline's parent run.
-            gpus_per_task: GPUs of each training task (one pod; torchrun uses them all).
-            eval_gpus: GPUs of the evaluation task.
+            gpus_per_task: GPUs of each training task, a string such as "8" (one pod; torchrun uses them all).
+            eval_gpus: GPUs of the evaluation task, a string such as "1".
             accelerator: Extended resource name of the GPUs.
             gpu_node_selector: Node selector of GPU tasks.
             gpu_tolerations: Tolerations of GPU tasks (a list of Kubernetes toleration objects).

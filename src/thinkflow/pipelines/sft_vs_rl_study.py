@@ -47,8 +47,8 @@ def make(options: PipelineOptions | None = None, *, local: bool = False) -> Grap
         eval_preset: str = CLUSTER_PRESETS["eval"],
         eval_overrides: dict = {},  # noqa: B006
         experiment: str = "thinkflow",
-        gpus_per_task: int = 8,
-        eval_gpus: int = 1,
+        gpus_per_task: str = "8",
+        eval_gpus: str = "1",
         accelerator: str = ACCELERATOR,
         gpu_node_selector: dict = GPU_NODE_SELECTOR,
         gpu_tolerations: list = GPU_TOLERATIONS,
@@ -73,8 +73,8 @@ def make(options: PipelineOptions | None = None, *, local: bool = False) -> Grap
             eval_preset: Evaluation preset (the same for every recipe).
             eval_overrides: Keys overriding the evaluation preset.
             experiment: MLflow experiment of the pipeline's parent run.
-            gpus_per_task: GPUs of each training task (one pod; torchrun uses them all).
-            eval_gpus: GPUs of each evaluation task.
+            gpus_per_task: GPUs of each training task, a string such as "8" (one pod; torchrun uses them all).
+            eval_gpus: GPUs of each evaluation task, a string such as "1".
             accelerator: Extended resource name of the GPUs.
             gpu_node_selector: Node selector of GPU tasks.
             gpu_tolerations: Tolerations of GPU tasks (a list of Kubernetes toleration objects).
@@ -110,7 +110,7 @@ def make(options: PipelineOptions | None = None, *, local: bool = False) -> Grap
                 c.validate_data(dataset=build.outputs["dataset"], overrides=validate_overrides), opts, local=local
             )
             data = build.outputs["dataset"]
-            with dsl.ParallelFor(recipes, parallelism=opts.study_parallelism or None) as recipe:
+            with dsl.ParallelFor(recipes, parallelism=opts.study_fanout()) as recipe:
                 with dsl.If(recipe == "grpo", "recipe-grpo"):
                     rl = place_gpu(
                         c.grpo(

@@ -39,8 +39,8 @@ def make(options: PipelineOptions | None = None, *, local: bool = False) -> Grap
         model_name: str = "thinkflow-vlm",
         register_overrides: dict = {},  # noqa: B006
         experiment: str = "thinkflow",
-        gpus_per_task: int = 8,
-        eval_gpus: int = 1,
+        gpus_per_task: str = "8",
+        eval_gpus: str = "1",
         accelerator: str = ACCELERATOR,
         gpu_node_selector: dict = GPU_NODE_SELECTOR,
         gpu_tolerations: list = GPU_TOLERATIONS,
@@ -54,17 +54,17 @@ def make(options: PipelineOptions | None = None, *, local: bool = False) -> Grap
         Args:
             model: Base model, a directory or s3:// URI (empty: the GRPO preset's model).
             data_preset: Dataset build preset (shipped name or YAML path).
-            data_overrides: Keys overriding the build preset, e.g. {"n": 2000}.
+            data_overrides: Keys overriding the build preset, e.g. {"seed": 1, "eval_fraction": 0.1}.
             validate_overrides: Keys of the validation config, e.g. {"max_bad_fraction": 0.01}.
             grpo_preset: GRPO preset (the paper's settings for Qwen2.5-VL-3B by default).
             grpo_overrides: Recipe hyperparameters, e.g. {"learning_rate": 1e-6, "max_steps": 500}.
             eval_preset: Evaluation preset.
             eval_overrides: Keys overriding the evaluation preset, e.g. {"max_new_tokens": 800}.
             model_name: Registered model name in MLflow.
-            register_overrides: Keys of the registration config, e.g. {"margin": 0.01}.
+            register_overrides: Keys of the registration config, e.g. {"gate": {"margin": 0.01}}.
             experiment: MLflow experiment of the pipeline's parent run.
-            gpus_per_task: GPUs of the training task (one pod; torchrun uses them all).
-            eval_gpus: GPUs of the evaluation task.
+            gpus_per_task: GPUs of the training task, a string such as "8" (one pod; torchrun uses them all).
+            eval_gpus: GPUs of the evaluation task, a string such as "1".
             accelerator: Extended resource name of the GPUs.
             gpu_node_selector: Node selector of GPU tasks, e.g. {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}.
             gpu_tolerations: Tolerations of GPU tasks (a list of Kubernetes toleration objects).

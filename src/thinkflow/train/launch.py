@@ -21,13 +21,18 @@ is sent.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import logging
 import os
 import re
+import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -60,7 +65,9 @@ class TrainJobSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    namespace: str = "default"
+    # None: the namespace of the pod this runs in (a KFP task: the pipelines namespace, where the chart's Role lets
+    # pipeline-runner create TrainJobs), else "default"
+    namespace: str | None = None
     name: str | None = None  # default: thinkflow-<stage>-<UTC timestamp>
     runtime: str = DEFAULT_RUNTIME
     runtime_kind: Literal["ClusterTrainingRuntime", "TrainingRuntime"] = "ClusterTrainingRuntime"
@@ -160,9 +167,41 @@ def run_torchrun(stage: str, cfg: TrainStageConfig) -> StageResult:
 # ------------------------------------------------------------------------------------------- TrainJob
 
 
-def trainjob_name(stage: str, settings: TrainJobSettings) -> str:
-    """The TrainJob name: the configured one, or ``thinkflow-<stage>-<UTC time>`` (a valid DNS label)."""
-    name = settings.name or f"thinkflow-{stage}-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}"
+SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+
+
+def trainjob_namespace(settings: TrainJobSettings) -> str:
+    """``launch.trainjob.namespace``, else this pod's namespace (its service account's), else ``default``."""
+    if settings.namespace:
+        return settings.namespace
+    try:
+        with open(SERVICE_ACCOUNT_NAMESPACE, encoding="utf-8") as f:
+            return f.read().strip() or "default"
+    except OSError:
+        return "default"
+
+
+PIPELINE_RUN_ENV = "THINKFLOW_PIPELINE_RUN_ID"  # exported by the KFP components (components/runtime.py)
+CHAIN_LABEL = "thinkflow.io/attempt-chain"
+
+
+def attempt_chain(stage: str, cfg: TrainStageConfig) -> str | None:
+    """A key shared by every attempt of one pipeline task (KFP retries a failed training task in a new pod):
+    the KFP run id, the stage and its checkpoint directory (per task: ``checkpoints/grpo-<label>``). None
+    outside a pipeline run."""
+    run_id = os.environ.get(PIPELINE_RUN_ENV)
+    if not run_id:
+        return None
+    key = f"{run_id}\n{trainjob_namespace(cfg.launch.trainjob)}\n{stage}\n{cfg.checkpoint_dir or cfg.output_dir}"
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def trainjob_name(stage: str, settings: TrainJobSettings, chain: str | None = None) -> str:
+    """The TrainJob name: the configured one; in a pipeline run ``thinkflow-<stage>-<attempt chain>``, the same
+    for every retry of the task (a retry re-attaches to the job instead of starting a second one); otherwise
+    ``thinkflow-<stage>-<UTC time>``. Always a valid DNS label."""
+    suffix = chain or datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    name = settings.name or f"thinkflow-{stage}-{suffix}"
     if not re.fullmatch(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?", name):
         raise LaunchError(f"launch.trainjob.name: {name!r} is not a valid Kubernetes name (lowercase DNS label)")
     return name
@@ -212,7 +251,8 @@ def _pod_patch(settings: TrainJobSettings) -> dict[str, Any]:
 def render_trainjob(stage: str, cfg: TrainStageConfig, *, name: str | None = None) -> dict[str, Any]:
     """The TrainJob manifest (a dict, as ``kubectl apply`` takes it) that runs ``stage`` with ``cfg``."""
     settings = cfg.launch.trainjob
-    job_name = name or trainjob_name(stage, settings)
+    chain = attempt_chain(stage, cfg)
+    job_name = name or trainjob_name(stage, settings, chain)
     if cfg.checkpoint_dir is None and not settings.workspace_pvc and storage.is_remote(cfg.output_dir):
         log.warning(
             "launch.trainjob: no workspace_pvc; checkpoints go to the pods' ephemeral disk and a restarted "
@@ -252,10 +292,12 @@ def render_trainjob(stage: str, cfg: TrainStageConfig, *, name: str | None = Non
             }
         ]
     labels = {"app.kubernetes.io/part-of": "thinkflow", "thinkflow.io/stage": stage, **settings.labels}
+    if chain:
+        labels[CHAIN_LABEL] = chain
     body = {
         "apiVersion": f"{TRAINER_GROUP}/{TRAINER_VERSION}",
         "kind": "TrainJob",
-        "metadata": {"name": job_name, "namespace": settings.namespace, "labels": labels},
+        "metadata": {"name": job_name, "namespace": trainjob_namespace(settings), "labels": labels},
         "spec": spec,
     }
     validate_trainjob(body)
@@ -333,6 +375,96 @@ def create_trainjob(body: dict[str, Any], *, api_client: Any = None) -> dict[str
         ) from None
     log.info("created TrainJob %s/%s", namespace, body["metadata"]["name"])
     return created
+
+
+def delete_trainjob(name: str, namespace: str, *, api_client: Any = None) -> bool:
+    """Delete the TrainJob and, in the background, the Jobs and pods it owns. False if it was already gone."""
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    api = client.CustomObjectsApi(api_client or kube_api_client())
+    try:
+        api.delete_namespaced_custom_object(
+            TRAINER_GROUP, TRAINER_VERSION, namespace, TRAINJOB_PLURAL, name, propagation_policy="Background"
+        )
+    except ApiException as exc:
+        if exc.status == 404:
+            return False
+        raise LaunchError(f"cannot delete TrainJob {namespace}/{name}: {exc.status} {exc.reason}") from None
+    log.info("deleted TrainJob %s/%s", namespace, name)
+    return True
+
+
+def create_or_attach(body: dict[str, Any], *, api_client: Any = None) -> dict[str, Any]:
+    """Create the TrainJob; if a job of the same attempt chain exists (a retried pipeline task), attach to it
+    while it runs or has completed, or replace it when it failed (the new one resumes from the checkpoints).
+    A same-named job of another chain (or none) is an error, as before."""
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    chain = body["metadata"].get("labels", {}).get(CHAIN_LABEL)
+    name, namespace = body["metadata"]["name"], body["metadata"]["namespace"]
+    api_client = api_client or kube_api_client()
+    try:
+        return create_trainjob(body, api_client=api_client)
+    except LaunchError as exc:
+        if not chain or " 409 " not in f" {exc} ":
+            raise
+    api = client.CustomObjectsApi(api_client)
+    try:
+        existing: dict[str, Any] = api.get_namespaced_custom_object(
+            TRAINER_GROUP, TRAINER_VERSION, namespace, TRAINJOB_PLURAL, name
+        )
+    except ApiException as exc:
+        raise LaunchError(f"cannot read TrainJob {namespace}/{name}: {exc.status} {exc.reason}") from None
+    if existing.get("metadata", {}).get("labels", {}).get(CHAIN_LABEL) != chain:
+        raise LaunchError(f"TrainJob {namespace}/{name} exists and belongs to another run; delete it or set a name")
+    if _condition(existing, "Failed") is None:
+        log.info("re-attaching to TrainJob %s/%s (an earlier attempt of this task created it)", namespace, name)
+        return existing
+    log.info("TrainJob %s/%s of an earlier attempt failed: replacing it", namespace, name)
+    delete_trainjob(name, namespace, api_client=api_client)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            return create_trainjob(body, api_client=api_client)
+        except LaunchError as exc:
+            if " 409 " not in f" {exc} ":
+                raise
+            time.sleep(1)  # finalizers still running
+    raise LaunchError(f"TrainJob {namespace}/{name} of a failed attempt was not deleted within 120s")
+
+
+@contextlib.contextmanager
+def deleted_on_termination(name: str, namespace: str, *, api_client: Any = None) -> Iterator[None]:
+    """While the body runs, SIGTERM (KFP cancelling the run, Kubernetes stopping the pod) and Ctrl-C delete the
+    TrainJob before the process exits, so no multi-node GPU job is left running. Signal handlers can only be set
+    from the main thread; elsewhere the job is deleted on KeyboardInterrupt only."""
+    previous = None
+    in_main = threading.current_thread() is threading.main_thread()
+
+    def on_term(signum: int, frame: Any) -> None:
+        raise _Terminated(signum)
+
+    if in_main:
+        previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    except (_Terminated, KeyboardInterrupt) as exc:
+        log.warning("stopping: deleting TrainJob %s/%s", namespace, name)
+        delete_trainjob(name, namespace, api_client=api_client)
+        if isinstance(exc, _Terminated):
+            raise SystemExit(128 + exc.signum) from None
+        raise
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
+
+
+class _Terminated(BaseException):
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
 
 
 def _api_message(exc: Any) -> str:
@@ -449,11 +581,13 @@ def run_trainjob(stage: str, cfg: TrainStageConfig, *, api_client: Any = None) -
     settings = cfg.launch.trainjob
     body = render_trainjob(stage, cfg)
     name, namespace = body["metadata"]["name"], body["metadata"]["namespace"]
-    create_trainjob(body, api_client=api_client)
+    api_client = api_client or kube_api_client()
+    create_or_attach(body, api_client=api_client)
     artifacts = {"trainjob": f"{namespace}/{name}"}
     if not settings.wait:
         return StageResult(stage=stage, output=cfg.output_dir, artifacts=artifacts)
-    wait_trainjob(name, namespace, api_client=api_client, timeout_s=settings.timeout_s)
+    with deleted_on_termination(name, namespace, api_client=api_client):
+        wait_trainjob(name, namespace, api_client=api_client, timeout_s=settings.timeout_s)
     if storage.is_remote(cfg.output_dir) or os.path.exists(cfg.output_dir):
         return result_from_output(stage, cfg, artifacts)
     log.warning("%s is not reachable from here; the result carries no metrics", cfg.output_dir)
