@@ -24,7 +24,6 @@ from collections import Counter
 from fractions import Fraction
 from typing import Any
 
-import pytest
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
@@ -208,7 +207,6 @@ class _Raw:
         return bool(self.verify(self.parsed[gold], self.parsed[pred], timeout_seconds=5))
 
 
-@pytest.mark.slow
 def test_fast_path_never_disagrees_with_raw_math_verify() -> None:
     logging.getLogger("math_verify").setLevel(logging.ERROR)
     raw = _Raw()

@@ -363,7 +363,9 @@ _ERRORS = (_Unsupported, ValueError, ZeroDivisionError, OverflowError, Arithmeti
 # later-starting), or for E3 the boxed pattern of ``lazy_latex_regex`` (339–354); ``extract_latex`` (464–540)
 # then normalizes the group with ``normalize_latex`` (rule N1) and its string becomes ``parse``'s fallback
 # (``fallback_mode="first_match"``, 643–644). The guards below keep anything that could start another match
-# (another ``$``, ``\(``, ``\[``, ``\boxed``, a newline, digits or ``%`` in the words, ``=`` in a sentence) out.
+# (another ``$``, ``\(``, ``\[``, ``\boxed``, a newline, digits or ``%`` in the words) out. In a sentence the
+# ``answer … = number`` regexes of ``lazy_expr_regex`` (225–230) end inside the formula, or at its end tied with
+# it, and then sort after it (a stable sort; LaTeX patterns are listed first).
 _CORE_FORBIDDEN = re.compile(r"\$|\\[()\[\]]|\\boxed|\\fbox|\n|\\\\|\\$|%|\\%|percent|pct")
 _SENTENCE_SHAPE = re.compile(r"([A-Za-z][A-Za-z ,:']*\s)\$([^$\n]+)\$\.?")
 _BOXED_SHAPE = re.compile(r"\\boxed\{(.*)\}", re.DOTALL)
@@ -383,7 +385,7 @@ def _extracted(text: str) -> str | None:
         if _closing_brace_at_end(s) is False:
             return None
         core = core.strip()
-    elif (sentence := _SENTENCE_SHAPE.fullmatch(s)) is not None and "=" not in s:  # E4
+    elif (sentence := _SENTENCE_SHAPE.fullmatch(s)) is not None:  # E4
         core = sentence.group(2)
         if re.search(r"final answer|\band\b|\bor\b", sentence.group(1), re.IGNORECASE):
             return None
@@ -410,10 +412,16 @@ def _closing_brace_at_end(s: str) -> bool:
 # --- Rule N1: math-verify's normalization, by math-verify's own function ---------------------------------
 # ``extract_latex`` (parser.py 510–513) calls latex2sympy2_extended's ``normalize_latex`` with
 # ``LatexExtractionConfig().normalization_config`` (parser.py 73–82: basic_latex, units, malformed_operators,
-# nits, boxed="all"). The fast path calls that same function with that same config, so units ("2t" → "2"),
-# "0.5" → "\\frac{1}{2}", "\\dfrac" → "\\frac", "2/4" → "\\frac{2}{4}" … are math-verify's by construction.
+# nits, boxed="all"). The fast path calls that same function with that same config, so "0.5" → "\\frac{1}{2}",
+# "\\dfrac" → "\\frac", "2/4" → "\\frac{2}{4}" … are math-verify's by construction. Where the units step
+# removed something ("5 m" → "5", "2t" → "2": t is on its list of units) only rule V1 applies.
 # Its module is loaded on its own (plain ``re``): importing the package would import sympy into the caller.
 _NORMALIZE: Any = None
+# The units step (``units_regex``, ``unit_superscript_regex`` in latex2sympy2_extended's math_normalization)
+# removes a unit word at the very end (every unit ends with a letter, ".", "³", "™" or "cm 2"/"π r 2") or a
+# trailing \\text{…}/\\mbox{…}; text that cannot end so is normalized once, the rest also without units.
+_PLAIN_NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?")
+_MAYBE_UNIT = re.compile(r"(?:[A-Za-z.³™]|(?:cm|r)\s*2)[\s\\!'\"]*$|\\text|\\mbox|\\math")
 
 
 def _normalizer() -> Any:
@@ -433,7 +441,19 @@ def _normalizer() -> Any:
         config = module.NormalizationConfig(
             basic_latex=True, units=True, malformed_operators=True, nits=True, boxed="all", equations=False
         )
-        _NORMALIZE = lambda latex: module.normalize_latex(latex, config=config)  # noqa: E731
+        no_units = module.NormalizationConfig(
+            basic_latex=True, units=False, malformed_operators=True, nits=True, boxed="all", equations=False
+        )
+
+        def normalize(latex: str) -> tuple[str, bool]:
+            if _PLAIN_NUMBER.fullmatch(latex) and latex != "0.5":
+                return latex, False  # every step of normalize_latex leaves these as they are ("0.5": nits)
+            text = module.normalize_latex(latex, config=config)
+            if not _MAYBE_UNIT.search(latex):
+                return text, False
+            return text, text != module.normalize_latex(latex, config=no_units)
+
+        _NORMALIZE = normalize
     return _NORMALIZE
 
 
@@ -496,11 +516,13 @@ def analyze(text: str) -> Analysis:
     if core is None:
         return Analysis(None)
     try:
-        s = _normalizer()(core)
+        s, unit_removed = _normalizer()(core)
     except Exception:  # whatever the normalizer does, the fast path then decides nothing
         return Analysis(None)
     if not s:
         return Analysis(None)
+    if unit_removed:
+        return Analysis(s)  # "5 m", "2t" (t is a unit to math-verify): only rule V1, the rest is math-verify's
     if "," in s and not s.startswith(("\\{", "[", "(")):
         return Analysis(s)  # commas outside a set or an interval: thousands, decimal commas, tuples
     assignment = False
