@@ -67,6 +67,35 @@ def test_bare_latex_is_wrapped_prose_and_delimited_text_are_not() -> None:
     assert prepare("$x$") == "$x$"
     assert prepare("\\boxed{2}") == "\\boxed{2}"
     assert prepare("The area is 12") == "The area is 12"
+    assert prepare("1,22") == "1,22"  # math-verify reads plain numbers with separators only outside LaTeX
+    assert prepare("1 000") == "1 000"
+
+
+# Issue 16: math-verify reads a decimal comma as a decimal point ("1000,99" = 1000.99, "1,22" = 1.22) and a
+# thousands separator as one (math_verify/parser.py 0.9.0: ``lazy_expr_regex`` 173-185, ``extract_expr``
+# 424-436). Wrapped in $…$ (as ThinkFlow used to wrap every bare answer) LaTeX reads "1,22" as the set {1, 22}.
+DECIMAL_COMMAS = [
+    ("1000.99", "1000,99", 1.0),
+    ("1.22", "1,22", 1.0),
+    ("1000.99", "1000,98", 0.0),
+    ("1.22", "1,23", 0.0),
+    ("1000", "1,000", 1.0),
+    ("1000", "1 000", 1.0),
+    ("1234567.5", "1,234,567.5", 1.0),
+    ("-2.5", "-2,5", 1.0),
+]
+
+
+@pytest.mark.parametrize(("gold", "answer", "expected"), DECIMAL_COMMAS)
+def test_decimal_commas_and_separators_get_math_verify_verdict(
+    verifier: MathVerifier, gold: str, answer: str, expected: float
+) -> None:
+    from math_verify import parse, verify
+
+    raw = verify(parse(gold, parsing_timeout=None), parse(answer, parsing_timeout=None), timeout_seconds=None)
+    assert float(raw) == expected  # raw math-verify on the texts as given
+    assert fast_verdict(analyze(gold), analyze(answer)) is None  # commas and spaces in numbers: math-verify decides
+    assert verifier.score(answer, gold) == expected
 
 
 # Pairs covering each fast-path rule and its limits; the fast verdict must equal raw math-verify's.
