@@ -19,7 +19,8 @@ HTTP protocol (JSON, UTF-8):
 ``200 {"scores": [float, ...]}`` (one score per answer, same order). ``IMAGE`` is ``null``, an ``http(s)://``
 or ``s3://`` URI the server can read, or a ``data:image/...;base64,...`` URI (local files and in-memory
 images are sent this way). Errors answer 4xx/5xx with ``{"error": "..."}``. ``GET {url}/health`` answers
-``{"status": "ok"}``.
+``{"status": "ok"}``. A server may require ``Authorization: Bearer <key>`` (``HTTPScorer(api_key=...)``).
+``thinkflow serve-reward`` (`thinkflow.rewards.serve`) is the production server of this protocol.
 """
 
 from __future__ import annotations
@@ -155,8 +156,10 @@ class HTTPScorer:
         retries: int = 2,
         image_root: str | Path | None = None,
         client: httpx.Client | None = None,
+        api_key: str | None = None,
     ) -> None:
         self.url = url
+        self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.timeout_s = timeout_s
         self.retries = retries
         self.image_root = image_root
@@ -169,7 +172,7 @@ class HTTPScorer:
         error: Exception | None = None
         for attempt in range(self.retries + 1):
             try:
-                reply = self.client.post(self.url, json=body, timeout=self.timeout_s)
+                reply = self.client.post(self.url, json=body, timeout=self.timeout_s, headers=self.headers)
             except httpx.HTTPError as exc:
                 error = exc
             else:
