@@ -233,3 +233,31 @@ def test_load_scorer_errors_name_the_problem(tmp_path: Path) -> None:
         load_scorer(str(tmp_path), "magic")
     with pytest.raises(ServeError, match="no config.json"):
         load_scorer(str(tmp_path), "logprob")
+
+
+def test_sequence_classification_scorer_on_a_tiny_qwen25vl_reward_model(tmp_path: Path, image_file: Path) -> None:
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoProcessor
+
+    from thinkflow.models.sequence_classification import build_tiny_reward_model
+    from thinkflow.rewards.serve import SequenceClassificationScorer
+
+    path = build_tiny_reward_model(tmp_path / "rm")
+    scorer = load_scorer(str(path), "sequence-classification", batch_size=2)
+    assert isinstance(scorer, SequenceClassificationScorer)
+    image = Image.open(image_file)
+    scores = scorer.score(image, QUESTION, ANSWERS)
+    assert len(scores) == 3 and len(set(scores)) == 3  # one scalar per answer, answers differ
+    # each score is the head's logit for that single (image, question, answer) chat, batched or not
+    model = AutoModelForSequenceClassification.from_pretrained(path).eval()
+    processor = AutoProcessor.from_pretrained(path)
+    chat = [
+        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": QUESTION}]},
+        {"role": "assistant", "content": [{"type": "text", "text": ANSWERS[2]}]},
+    ]
+    text = processor.apply_chat_template(chat, tokenize=False)
+    with torch.inference_mode():
+        alone = model(**processor(text=[text], images=[image.convert("RGB")], return_tensors="pt")).logits
+    assert scores[2] == pytest.approx(float(alone[0, 0]), abs=1e-4)
+    with uvicorn_server(create_app(scorer, api_key=TOKEN)) as url:
+        assert HTTPScorer(url, api_key=TOKEN).score(image, QUESTION, ANSWERS) == pytest.approx(scores, abs=1e-4)

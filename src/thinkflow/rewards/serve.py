@@ -17,8 +17,8 @@ Kinds (``--kind``):
   lists of file paths, ``model.tokenizer`` must be set). Here it is tested with a tiny remote-code module
   exposing the same API; the real weights run only on a GPU machine.
 - ``sequence-classification``: any ``AutoModelForSequenceClassification`` checkpoint with one label (a
-  scalar head) and a processor (a VLM reward model, e.g. Gemma 3) or a tokenizer (text-only: the image is
-  ignored).
+  scalar head) and a processor (a VLM reward model: Gemma 3, Qwen3.5, or Qwen2(.5)-VL through
+  `thinkflow.models.sequence_classification`) or a tokenizer (text-only: the image is ignored).
 - ``logprob``: `LogProbScorer`, the mean log-probability of the answer under a VLM (a stand-in).
 """
 
@@ -129,6 +129,11 @@ class SequenceClassificationScorer:
         import torch
         from transformers import AutoModelForSequenceClassification, AutoProcessor
 
+        from thinkflow.models.processor import register_processors
+        from thinkflow.models.sequence_classification import register
+
+        register()  # Qwen2-VL / Qwen2.5-VL with a scalar head
+        register_processors()
         try:
             model = AutoModelForSequenceClassification.from_pretrained(str(path))
         except ValueError as exc:  # no sequence-classification class for this architecture
