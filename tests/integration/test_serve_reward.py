@@ -231,7 +231,7 @@ def test_ixc_adapter_calls_the_remote_code_scoring_api(tiny_model: Path, image_f
 def test_load_scorer_errors_name_the_problem(tmp_path: Path) -> None:
     with pytest.raises(ServeError, match="kind must be one of"):
         load_scorer(str(tmp_path), "magic")
-    with pytest.raises(ServeError, match="no config.json"):
+    with pytest.raises(ServeError, match=r"no config\.json"):
         load_scorer(str(tmp_path), "logprob")
 
 

@@ -80,7 +80,8 @@ class AdaptiveKLCallback(TrainerCallback, ExportableState):
         return self.trainer._metrics["train"]  # TRL's per-mode metric lists, averaged and cleared at each log
 
     def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any):
-        saved = (state.stateful_callbacks or {}).get(type(self).__name__)
+        stored: Any = state.stateful_callbacks or {}  # a dict of states once loaded from a checkpoint
+        saved = stored.get(type(self).__name__) if isinstance(stored, dict) else None
         if isinstance(saved, list):
             saved = saved[0] if saved else None
         if saved:  # resumed from a checkpoint: continue with the coefficient it had reached
