@@ -846,6 +846,9 @@ def test_chart_agrees_with_the_pipelines_and_the_launcher(default: Rendering) ->
     assert set(common.S3_KEYS) == SECRET_KEYS[S3_SECRET]
     assert set(common.MLFLOW_KEYS) == SECRET_KEYS[MLFLOW_SECRET]
     assert set(common.TEACHER_KEYS) == SECRET_KEYS[TEACHERS_SECRET]
+    rm = render({"rewardModel": {"enabled": True, "source": {"uri": "s3://b/rm"}}})
+    assert common.REWARD_URL_KEY in rm.get("ConfigMap", ENV_CONFIGMAP, NAMESPACE)["data"]
+    assert set(rm.get("Secret", options.reward_secret, NAMESPACE)["data"]) == {common.REWARD_TOKEN_KEY}
     assert options.pod_labels == CLIENT_LABEL
     assert values["gpu"]["resource"] == common.ACCELERATOR
     assert {values["gpu"]["nodeSelectorKey"]: values["gpu"]["product"]} == common.GPU_NODE_SELECTOR
