@@ -353,7 +353,9 @@ def models_list(name: Annotated[str, typer.Argument(help="Registered model name.
     console.print(table)
 
 
-PipelineOpt = Annotated[str, typer.Option("--pipeline", "-p", help="vlaa_thinker | sft_then_grpo | sft_vs_rl_study")]
+PipelineOpt = Annotated[
+    str, typer.Option("--pipeline", "-p", help="vlaa_thinker | sft_then_grpo | sft_vs_rl_study")
+]
 ParamsOpt = Annotated[Path | None, typer.Option("--params", help="YAML/JSON file: pipeline parameter -> value.")]
 
 

@@ -467,9 +467,8 @@ def _validate_row(path: Path, lineno: int, row: dict[str, Any], reward: MixedRew
     where = f"{path}:{lineno}"
     for name in ("completion", "solution", "verifier_type"):
         if name not in row:
-            raise RewardInputError(
-                f"{where}: missing field {name!r} (each line needs completion, solution, verifier_type)"
-            )
+            raise RewardInputError(f"{where}: missing field {name!r} (each line needs completion, solution, "
+                                   "verifier_type)")
     if not isinstance(row["completion"], str | list):
         raise RewardInputError(f"{where}: field 'completion' must be a string or a list of messages")
     try:
