@@ -10,8 +10,7 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +18,8 @@ import httpx
 import pytest
 from PIL import Image
 
-from thinkflow.rewards import HTTPScorer, LogProbScorer, MixedReward, RewardConfig, ScorerError
-from thinkflow.rewards.serve import IXCRewardScorer, ServeError, create_app, load_scorer
+from thinkflow.rewards import HTTPScorer, LogProbScorer, MixedReward, RewardConfig, ScorerError, ScorerServer
+from thinkflow.rewards.serve import IXCRewardScorer, ServeError, load_scorer
 from thinkflow.testing import free_port, wait_http
 
 QUESTION = "What is in the image?"
@@ -33,22 +32,6 @@ def image_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("img") / "red.png"
     Image.new("RGB", (56, 56), "red").save(path)
     return path
-
-
-@contextmanager
-def uvicorn_server(app: Any) -> Iterator[str]:
-    import uvicorn
-
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        wait_http(f"http://127.0.0.1:{port}/health", timeout=30)
-        yield f"http://127.0.0.1:{port}/score"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 @pytest.mark.slow
@@ -114,9 +97,9 @@ class Echo:
 
 def test_bad_input_auth_size_and_queue_limits(image_file: Path) -> None:
     scorer = Echo()
-    app = create_app(scorer, api_key=TOKEN, max_queue=1, max_body_bytes=4096, max_answers=4)
     auth = {"Authorization": f"Bearer {TOKEN}"}
-    with uvicorn_server(app) as url:
+    with ScorerServer(scorer, api_key=TOKEN, max_queue=1, max_body_bytes=4096, max_answers=4) as server:
+        url = server.url
         ok = httpx.post(url, json={"question": "q", "answers": ["ab", "abcd"]}, headers=auth)
         assert ok.status_code == 200 and ok.json() == {"scores": [2.0, 4.0]}
         bad = httpx.post(url, json={"question": 3, "answers": ["a"]}, headers=auth)
@@ -222,8 +205,8 @@ def test_ixc_adapter_calls_the_remote_code_scoring_api(tiny_model: Path, image_f
     scores = scorer.score(Image.open(image_file), QUESTION, ANSWERS)
     assert scores == pytest.approx([len(a) + 1.0 for a in ANSWERS])  # red pixel: 255/255
     assert scorer.model.calls == [(QUESTION, 1, 9)] * 3  # two batches (2 + 1), one image path each, hd_num 9
-    with uvicorn_server(create_app(scorer, api_key=TOKEN)) as url:
-        client = HTTPScorer(url, api_key=TOKEN, image_root=image_file.parent)
+    with ScorerServer(scorer, api_key=TOKEN) as server:
+        client = HTTPScorer(server.url, api_key=TOKEN, image_root=image_file.parent)
         assert client.score(image_file.name, QUESTION, ANSWERS) == pytest.approx(scores)
         assert client.score(None, QUESTION, ["ab"]) == pytest.approx([2.0])
 
@@ -259,5 +242,5 @@ def test_sequence_classification_scorer_on_a_tiny_qwen25vl_reward_model(tmp_path
     with torch.inference_mode():
         alone = model(**processor(text=[text], images=[image.convert("RGB")], return_tensors="pt")).logits
     assert scores[2] == pytest.approx(float(alone[0, 0]), abs=1e-4)
-    with uvicorn_server(create_app(scorer, api_key=TOKEN)) as url:
-        assert HTTPScorer(url, api_key=TOKEN).score(image, QUESTION, ANSWERS) == pytest.approx(scores, abs=1e-4)
+    with ScorerServer(scorer, api_key=TOKEN) as server:
+        assert HTTPScorer(server.url, api_key=TOKEN).score(image, QUESTION, ANSWERS) == pytest.approx(scores, abs=1e-4)
