@@ -189,6 +189,38 @@ def serve_model(
     serve(model_dir, host=host, port=port, name=name, device=device, dtype=dtype, default_max_tokens=max_tokens)
 
 
+@app.command("serve-reward")
+def serve_reward(
+    model: Annotated[str, typer.Option("--model", help="Reward model dir or s3:// URI.")],
+    kind: Annotated[str, typer.Option(help="ixc2.5-reward | sequence-classification | logprob.")] = "ixc2.5-reward",
+    host: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    api_key_env: Annotated[
+        str, typer.Option(help="Environment variable with the bearer token clients must send (unset: none).")
+    ] = "THINKFLOW_REWARD_API_KEY",
+    batch_size: Annotated[int, typer.Option(help="Answers per forward pass.")] = 8,
+    max_queue: Annotated[int, typer.Option(help="Requests waiting at most; more get 503.")] = 64,
+    max_body_mb: Annotated[float, typer.Option(help="Largest request body in MiB; larger get 413.")] = 16.0,
+) -> None:
+    """Serve an open-ended reward model over the scorer protocol (POST /score, GET /health) for GRPO."""
+    from thinkflow.rewards.serve import ServeError, serve
+
+    try:
+        serve(
+            model,
+            kind,
+            host=host,
+            port=port,
+            api_key_env=api_key_env or None,
+            batch_size=batch_size,
+            max_queue=max_queue,
+            max_body_bytes=int(max_body_mb * 1024 * 1024),
+        )
+    except ServeError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
 @rewards_app.command("score")
 def rewards_score(
     input_path: Annotated[Path, typer.Argument(help="JSON lines: completion, solution, verifier_type.")],

@@ -8,6 +8,8 @@ Unknown keys are errors that name the key.
 
 from __future__ import annotations
 
+import logging
+import warnings
 from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
@@ -18,6 +20,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 C = TypeVar("C", bound="StageConfig")
 
 PRESET_DIR = "presets"
+# Old preset names that still load, with a warning naming the new one.
+DEPRECATED_PRESETS = {"vlaa-distill": "vlaa-distill-open"}
 
 
 class ConfigError(ValueError):
@@ -61,6 +65,15 @@ def read_preset(config: str) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
         where = str(path)
     else:
+        if config in DEPRECATED_PRESETS:
+            new = DEPRECATED_PRESETS[config]
+            warnings.warn(
+                f"preset {config!r} is deprecated: use {new!r} (or vlaa-distill-paper for the paper's teachers)",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            logging.getLogger("thinkflow").warning("preset %r is deprecated; loading %r", config, new)
+            config = new
         res = resources.files("thinkflow").joinpath(PRESET_DIR, f"{config}.yaml")
         if not res.is_file():
             raise ConfigError(f"unknown preset {config!r}; shipped presets: {', '.join(preset_names())}")

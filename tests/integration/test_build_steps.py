@@ -89,7 +89,7 @@ def test_six_steps_end_to_end_and_rerun_makes_no_call(tmp_path: Path) -> None:
                 assert has_aha(row["response"]) == (row["split"] == "rl")
         reasons = {r["reason"] for r in rejected.values()}
         assert "reasoning output has no <think>…</think> reasoning" in reasons
-        assert "rewrite: word count changed by 19 (> 15)" in reasons
+        assert "rewrite: word count of the answer changed by 19 (> 15)" in reasons
         assert any(r.startswith("verify (rule ") for r in reasons) and "verify (judge): judged incorrect" in reasons
         manifest = json.loads((out / "manifest.json").read_text())
         tokens = manifest["tokens"]

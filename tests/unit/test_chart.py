@@ -721,6 +721,28 @@ def test_pipeline_pods_get_the_endpoints(rendered: Rendering) -> None:
         rendered.get("Service", f"{RELEASE}-{model['name']}", NAMESPACE)
 
 
+def test_reward_model_serves_the_scorer_protocol_to_grpo(production: Rendering, default: Rendering) -> None:
+    """rewardModel: thinkflow serve-reward on a GPU, its URL in thinkflow-env, its token from a Secret that the
+    training pods of the runtime also mount (the GRPO client reads THINKFLOW_REWARD_URL/_API_KEY)."""
+    assert not [o for o in default.objects if o["metadata"]["name"].endswith("reward-model")]
+    name = f"{RELEASE}-reward-model"
+    env = production.get("ConfigMap", ENV_CONFIGMAP, production.pipelines_namespace)["data"]
+    assert env["THINKFLOW_REWARD_URL"] == f"http://{name}.{NAMESPACE}.svc.cluster.local:8000/score"
+    production.get("Service", name, NAMESPACE)
+    pod = production.get("Deployment", name, NAMESPACE)["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["command"] == ["thinkflow", "serve-reward"]
+    assert "--kind=ixc2.5-reward" in container["args"] and "--api-key-env=THINKFLOW_REWARD_API_KEY" in container["args"]
+    (token,) = [e for e in container["env"] if e["name"] == "THINKFLOW_REWARD_API_KEY"]
+    assert token["valueFrom"]["secretKeyRef"] == {"name": "thinkflow-reward-model", "key": "THINKFLOW_REWARD_API_KEY"}
+    assert container["readinessProbe"]["httpGet"]["path"] == "/health"
+    runtime = production.get("ClusterTrainingRuntime", "thinkflow-torch-distributed")
+    assert "thinkflow-reward-model" in json.dumps(runtime)
+    generated = render({"rewardModel": {"enabled": True, "source": {"uri": "s3://b/rm"}}})
+    secret = generated.get("Secret", "thinkflow-reward-model", NAMESPACE)
+    assert set(secret["data"]) == {"THINKFLOW_REWARD_API_KEY"}
+
+
 def test_launcher_configmap_can_be_left_to_kfp() -> None:
     r = render({"pipelines": {"launcher": {"create": False}}})
     assert [o for o in r.of_kind("ConfigMap") if o["metadata"]["name"] == "kfp-launcher"] == []
@@ -756,6 +778,7 @@ def test_gpu_workloads_schedule_on_the_gpu_pools(production: Rendering) -> None:
     ]
     assert {n.split("/")[1] for n, _ in gpu_specs} == {
         f"{RELEASE}-reward",
+        f"{RELEASE}-reward-model",
         f"{RELEASE}-teacher",
         "thinkflow-torch-distributed",
     }
@@ -837,6 +860,9 @@ def test_chart_agrees_with_the_pipelines_and_the_launcher(default: Rendering) ->
     assert set(common.S3_KEYS) == SECRET_KEYS[S3_SECRET]
     assert set(common.MLFLOW_KEYS) == SECRET_KEYS[MLFLOW_SECRET]
     assert set(common.TEACHER_KEYS) == SECRET_KEYS[TEACHERS_SECRET]
+    rm = render({"rewardModel": {"enabled": True, "source": {"uri": "s3://b/rm"}}})
+    assert common.REWARD_URL_KEY in rm.get("ConfigMap", ENV_CONFIGMAP, NAMESPACE)["data"]
+    assert set(rm.get("Secret", options.reward_secret, NAMESPACE)["data"]) == {common.REWARD_TOKEN_KEY}
     assert options.pod_labels == CLIENT_LABEL
     assert values["gpu"]["resource"] == common.ACCELERATOR
     assert {values["gpu"]["nodeSelectorKey"]: values["gpu"]["product"]} == common.GPU_NODE_SELECTOR

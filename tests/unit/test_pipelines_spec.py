@@ -18,6 +18,9 @@ from thinkflow.pipelines.common import (
     GPU_NODE_SELECTOR,
     GPU_TOLERATIONS,
     MLFLOW_KEYS,
+    REWARD_COMPONENTS,
+    REWARD_TOKEN_KEY,
+    REWARD_URL_KEY,
     S3_KEYS,
     TEACHER_KEYS,
     PipelineOptions,
@@ -179,9 +182,20 @@ def test_secrets_and_config_map_are_references(compiled: Path, name: str) -> Non
             assert all(ref["optional"] is True for ref in secrets[opts.teachers_secret])
         else:
             assert opts.teachers_secret not in secrets
-        (cm,) = cfg["configMapAsEnv"]
+        required = [cm for cm in cfg["configMapAsEnv"] if not cm.get("optional")]
+        optional = [cm for cm in cfg["configMapAsEnv"] if cm.get("optional")]
+        (cm,) = required
         assert cm["configMapName"] == opts.env_config_map
         assert {m["envVar"] for m in cm["keyToEnv"]} == set(CONFIG_MAP_KEYS)
+        if comp in REWARD_COMPONENTS:  # the chart's rewardModel: URL from thinkflow-env, token from its Secret
+            (url,) = optional
+            assert url["configMapName"] == opts.env_config_map
+            assert url["keyToEnv"] == [{"configMapKey": REWARD_URL_KEY, "envVar": REWARD_URL_KEY}]
+            (token,) = secrets[opts.reward_secret]
+            assert token["optional"] is True
+            assert token["keyToEnv"] == [{"secretKey": REWARD_TOKEN_KEY, "envVar": REWARD_TOKEN_KEY}]
+        else:
+            assert not optional and opts.reward_secret not in secrets
         assert cfg["podMetadata"]["labels"] == opts.pod_labels
 
 

@@ -93,9 +93,26 @@ def test_mixed_reward_routes_open_records_to_the_scorer() -> None:
     assert scorer.calls == [("cat.png", "Describe.", ["a cat sitting on a red mat", "a cat on a mat"])]
 
 
-def test_open_without_a_scorer_is_a_configuration_error() -> None:
+def test_open_without_a_scorer_is_a_configuration_error(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ValueError, match="no reward model is configured"):
         MixedReward().check(["math", "open"])
-    with pytest.raises(ValueError, match="needs scorer_url"):
-        RewardConfig(scorer="http")
+    monkeypatch.delenv("THINKFLOW_REWARD_URL", raising=False)
+    with pytest.raises(ValueError, match="needs scorer_url or the THINKFLOW_REWARD_URL"):
+        MixedReward(RewardConfig(scorer="http")).check(["open"])
+    MixedReward(RewardConfig(scorer="http")).check(["digit"])  # no open records: no URL needed
     MixedReward(RewardConfig(scorer="http", scorer_url="http://127.0.0.1:1/score")).check(["open"])
+    monkeypatch.setenv("THINKFLOW_REWARD_URL", "http://rm.example:8000/score")  # the chart's thinkflow-env
+    assert RewardConfig(scorer="http").http_url() == "http://rm.example:8000/score"
+    MixedReward(RewardConfig(scorer="http")).check(["open"])
+
+
+def test_open_reward_distribution_is_logged_per_batch() -> None:
+    from thinkflow.rewards.mixed import BatchScores, open_reward_stats
+
+    result = BatchScores(
+        [0.0] * 4, [0.2, 0.6, 1.0, 0.0], [None] * 4, [False] * 4, [0.0] * 4, ["open", "open", "mcq", "open"]
+    )
+    stats = open_reward_stats(result)
+    assert stats["mean"] == pytest.approx(0.8 / 3) and stats["min"] == 0.0 and stats["max"] == 0.6
+    assert stats["std"] == pytest.approx((((0.2 - 0.8 / 3) ** 2 + (0.6 - 0.8 / 3) ** 2 + (0.8 / 3) ** 2) / 3) ** 0.5)
+    assert open_reward_stats(BatchScores([1.0], [1.0], [None], [False], [0.0], ["mcq"])) == {}

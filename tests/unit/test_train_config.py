@@ -43,30 +43,59 @@ def test_qwen_presets_keep_paper_batches() -> None:
         cfg = load_config(GRPOStageConfig, name)
         assert (cfg.rollout_batch_size, cfg.train_batch_size, cfg.num_generations) == (512, 256, 4)
         assert cfg.beta == 1e-3 and cfg.temperature == 0.8
+        # the paper's better settings: KL2 (adaptive 1e-3 -> 5e-4), LR2 (cosine, min LR 5e-7, 3 % warmup)
+        assert cfg.kl_target == 5e-4 and cfg.loss_type == "grpo"
+        assert cfg.lr_scheduler_type == "cosine_with_min_lr" and cfg.lr_scheduler_kwargs == {"min_lr": 5e-7}
+        assert cfg.warmup_ratio == 0.03 and cfg.reward.scorer == "http"
+
+
+def test_paper_schedule_reaches_transformers(tmp_path: Path) -> None:
+    """cosine_with_min_lr + min_lr + warmup ratio go to TRL, and transformers builds that schedule from them."""
+    import torch
+    from transformers.optimization import get_scheduler
+
+    cfg = load_config(GRPOStageConfig, "qwen2.5-vl-3b-grpo", ["deepspeed=null", "rollout_engine=hf"])
+    args = grpo_trl_args(cfg, tmp_path, batch_plan(512, 256, 4, 8, 8))
+    assert args.lr_scheduler_type == "cosine_with_min_lr" and args.lr_scheduler_kwargs == {"min_lr": 5e-7}
+    assert args.loss_type == "grpo" and args.beta == 1e-3
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=cfg.learning_rate)
+    sched = get_scheduler(
+        args.lr_scheduler_type, opt, num_warmup_steps=args.get_warmup_steps(100), num_training_steps=100,
+        scheduler_specific_kwargs=args.lr_scheduler_kwargs,
+    )  # fmt: skip
+    lrs = []
+    for _ in range(100):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[0] == 0.0 and lrs[3] == pytest.approx(1e-6)  # 3 warmup steps of 100
+    assert min(lrs[3:]) >= 5e-7 - 1e-12 and lrs[-1] == pytest.approx(5e-7, rel=0.01)
 
 
 @pytest.mark.parametrize(
     ("world", "per_device", "accumulation", "steps_per_generation"),
-    [(1, 8, 128, 256), (8, 8, 16, 32), (16, 4, 16, 32), (32, 8, 4, 8)],
+    [(1, 8, 32, 256), (8, 8, 4, 32), (16, 4, 4, 32), (32, 8, 1, 8)],
 )
 def test_batch_plan_maps_paper_batches(
     world: int, per_device: int, accumulation: int, steps_per_generation: int
 ) -> None:
+    """OpenRLHF's units: rollout batch in prompts (samples_generator.py:100 makes rollout × n_samples_per_prompt
+    samples), train batch in samples (deepspeed.py:110-115: accumulation = train / micro / world)."""
     plan = batch_plan(512, 256, 4, per_device, world)
     assert plan.gradient_accumulation_steps == accumulation
     assert plan.steps_per_generation == steps_per_generation
     assert plan.generation_batch_size == 2048  # 512 prompts x 4 completions
-    assert plan.updates_per_rollout == 2
-    # one optimizer step sees train_batch_size prompts' completions across all processes
-    assert per_device * world * plan.gradient_accumulation_steps == 256 * 4
+    assert plan.updates_per_rollout == 8  # 2048 samples / 256 samples per optimizer step
+    # one optimizer step sees train_batch_size samples across all processes
+    assert per_device * world * plan.gradient_accumulation_steps == 256
     assert per_device * world * plan.steps_per_generation == 512 * 4
 
 
 def test_batch_plan_errors_name_the_keys() -> None:
     with pytest.raises(TrainError, match="per_device_train_batch_size"):
         batch_plan(512, 256, 4, 3, 8)
-    with pytest.raises(TrainError, match=r"rollout_batch_size .* train_batch_size"):
-        batch_plan(500, 256, 4, 8, 1)
+    with pytest.raises(TrainError, match=r"rollout_batch_size × num_generations .* train_batch_size"):
+        batch_plan(500, 384, 4, 8, 1)
 
 
 def test_grpo_trl_args_follow_the_plan(tmp_path: Path) -> None:
@@ -84,7 +113,7 @@ def test_grpo_trl_args_follow_the_plan(tmp_path: Path) -> None:
 
 def test_trl_args_unknown_key_is_named(tmp_path: Path) -> None:
     cfg = load_config(GRPOStageConfig, "tiny-grpo", ["trl_args={not_an_option: 1}"])
-    plan = batch_plan(4, 2, 4, 4, 1)
+    plan = batch_plan(4, 8, 4, 4, 1)
     with pytest.raises(TrainError, match="not_an_option"):
         grpo_trl_args(cfg, tmp_path, plan)
 

@@ -172,7 +172,7 @@ def _dynamic_trainer(tiny_model: Path, data: str, tmp_path: Path, reward: Any, *
         tmp_path / "o",
         "dynamic_sampling=true",
         "rollout_batch_size=4",
-        "train_batch_size=4",
+        "train_batch_size=16",
         "per_device_train_batch_size=16",
         *sets,
     )
@@ -287,7 +287,7 @@ def test_grpo_learns_a_reward_with_variance(tiny_model: Path, data: str, tmp_pat
         "max_steps=16",
         "num_generations=8",
         "rollout_batch_size=2",
-        "train_batch_size=2",
+        "train_batch_size=16",
         "per_device_train_batch_size=16",
         "learning_rate=0.02",
         "lr_scheduler_type=constant",

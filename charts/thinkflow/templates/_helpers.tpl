@@ -179,6 +179,10 @@ Secret names
 {{- default "thinkflow-teachers" .Values.teachers.existingSecret }}
 {{- end }}
 
+{{- define "thinkflow.rewardModel.secretName" -}}
+{{- default "thinkflow-reward-model" .Values.rewardModel.existingSecret }}
+{{- end }}
+
 {{- define "thinkflow.minio.secretName" -}}
 {{- default (include "thinkflow.componentName" (list . "minio")) .Values.minio.existingSecret }}
 {{- end }}

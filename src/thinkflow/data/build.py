@@ -9,9 +9,14 @@
 3. **reason** – a text-only reasoning teacher gets caption + question, answers as if it saw the image:
    ``<think>…</think>`` then the answer, normalised to ``<think>…</think><answer>…</answer>``.
 4. **rewrite** – an LLM teacher points references to the caption/description at "the image" instead;
-   dropped when the word count changes by more than ``rewrite.max_word_delta`` (15).
-5. **verify** – keep only correct answers: the rule-based verifier of ``thinkflow.rewards`` for the types in
-   ``verify.rule_types``, an LLM judge (Yes/No) for the others.
+   dropped when the word count of the whole distilled answer (``<think>…</think><answer>…</answer>``)
+   changes by more than ``rewrite.max_word_delta`` (15) between before and after the rewrite (the paper's
+   length-gap filter). The rewriter gets the reasoning (``$reasoning``) or the whole answer (``$response``,
+   the paper's rewrite prompt); with ``only_if_mentions`` a text that never mentions a caption is kept
+   unchanged without a call (its gap would be 0 either way).
+5. **verify** – keep only correct answers. ``verify.mode: rules`` (ThinkFlow's default): the rule-based
+   verifier of ``thinkflow.rewards`` for the types in ``verify.rule_types``, an LLM judge (Yes/No) for the
+   others; ``judge`` (the paper): the LLM judge on every sample.
 6. **split** – a response with an aha cue (``wait``, ``again``, ``double-check``, …; ``aha_match: substring``,
    the paper's rule, or ``word``) -> ``rl``, else ``sft``;
    ``eval_fraction`` held out per verifier type by seed. Records whose source fixes a split keep it.
@@ -112,6 +117,11 @@ class VerifyConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     enabled: bool = Field(default=True, description="Run step 5.")
+    mode: Literal["rules", "judge"] = Field(
+        default="rules",
+        description="rules: rule verifiers for rule_types, the judge for the others (ThinkFlow); judge: the "
+        "Yes/No judge on every sample (the paper: GPT-3.5-turbo).",
+    )
     rule_types: list[str] = Field(
         default_factory=lambda: ["digit", "mcq", "math", "iou"],
         description="Verifier types checked by thinkflow.rewards (cheaper); the others go to teachers.judge.",
@@ -485,11 +495,13 @@ class _Builder:
                 "but teachers.caption is not set"
             )
         if cfg.verify.enabled:
-            judged = sorted({i.record["verifier_type"] for i in items} - set(cfg.verify.rule_types))
+            types = {i.record["verifier_type"] for i in items}
+            judged = sorted(types if cfg.verify.mode == "judge" else types - set(cfg.verify.rule_types))
             if judged and t.judge is None:
                 raise BuildError(
                     f"verification of verifier_type {', '.join(judged)} needs teachers.judge "
-                    "(or add the type to verify.rule_types, or set verify.enabled=false)"
+                    f"(verify.mode={cfg.verify.mode}; or add the type to verify.rule_types with verify.mode=rules, "
+                    "or set verify.enabled=false)"
                 )
         if cfg.rewrite.enabled and t.rewrite is None:
             raise BuildError("rewrite.enabled is true but teachers.rewrite is not set (or set rewrite.enabled=false)")
@@ -555,23 +567,35 @@ class _Builder:
 
     async def _rewrite(self, teacher: Teacher | None, item: _Item) -> dict[str, Any]:
         rc = self.cfg.rewrite
-        reasoning, answer = response_parts(self._response(item))
+        before = self._response(item)
+        reasoning, answer = response_parts(before)
         if not rc.enabled:
             return {"status": "skipped", "reason": "rewrite disabled"}
         if rc.only_if_mentions and not re.search(rc.mention_pattern, reasoning, re.IGNORECASE):
             return {"status": "skipped", "reason": "no caption/description mention"}
         assert teacher is not None
-        reply = await teacher.chat([{"role": "user", "content": self.prompts.render("rewrite", reasoning=reasoning)}])
+        whole = self.prompts.uses("rewrite", "response")
+        prompt = self.prompts.render("rewrite", reasoning=reasoning, response=before)
+        reply = await teacher.chat([{"role": "user", "content": prompt}])
         new = reply.text.strip()
-        inner, rest = split_think(new)
-        if inner is not None:
-            new = rest or inner
-        new = new.removeprefix("<think>").removesuffix("</think>").strip()
-        delta = abs(word_count(new) - word_count(reasoning))
-        if not new or delta > rc.max_word_delta:
-            why = "empty rewrite" if not new else f"word count changed by {delta} (> {rc.max_word_delta})"
+        if whole:  # the rewriter got the whole answer and returns it
+            after = normalize_response(new, "", item.record["verifier_type"]) if new else None
+            if after is None:
+                return self._teacher_reject(teacher, reply, "rewrite: the answer lost its <think>…</think> structure")
+        else:
+            inner, rest = split_think(new)
+            if inner is not None:
+                new = rest or inner
+            new = new.removeprefix("<think>").removesuffix("</think>").strip()
+            if not new:
+                return self._teacher_reject(teacher, reply, "rewrite: empty rewrite")
+            after = format_response(new, answer)
+        # the paper's filter: the whole distilled answer before vs after the rewrite
+        delta = abs(word_count(after) - word_count(before))
+        if delta > rc.max_word_delta:
+            why = f"word count of the answer changed by {delta} (> {rc.max_word_delta})"
             return self._teacher_reject(teacher, reply, f"rewrite: {why}")
-        return self._teacher_entry(teacher, reply, {"response": format_response(new, answer)})
+        return self._teacher_entry(teacher, reply, {"response": after})
 
     async def _verify(self, teacher: Teacher | None, item: _Item) -> dict[str, Any]:
         vc = self.cfg.verify
@@ -580,7 +604,7 @@ class _Builder:
         rec = item.record
         response = self._response(item)
         vtype = rec["verifier_type"]
-        if vtype in vc.rule_types:
+        if vc.mode == "rules" and vtype in vc.rule_types:
             score = await asyncio.to_thread(_rule_score, response, rec["solution"], vtype, rec.get("meta") or {})
             threshold = vc.thresholds.get(vtype, 1.0)
             if score + 1e-9 >= threshold:

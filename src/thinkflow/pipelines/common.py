@@ -32,6 +32,10 @@ TEACHER_KEYS = ("OPENAI_API_KEY",)  # the key in the teachers' Secret
 # Components that call the teachers / the open-ended reward model (OpenAI-compatible endpoints).
 TEACHER_COMPONENTS = ("build_dataset", "grpo", "evaluate")
 TRAINING_COMPONENTS = ("sft", "grpo")
+# Components that score open-ended answers with the chart's rewardModel (thinkflow serve-reward).
+REWARD_COMPONENTS = ("grpo", "evaluate")
+REWARD_URL_KEY = "THINKFLOW_REWARD_URL"  # thinkflow-env, when rewardModel.enabled
+REWARD_TOKEN_KEY = "THINKFLOW_REWARD_API_KEY"  # the reward model's Secret
 IMAGE_ENV = "THINKFLOW_IMAGE"  # recorded in the registered version's lineage tags
 
 # Defaults of the pipeline parameters shared by the pipelines (the cluster's: the compiled packages).
@@ -78,6 +82,7 @@ class PipelineOptions(BaseModel):
     s3_secret: str = "thinkflow-s3"
     mlflow_secret: str = "thinkflow-mlflow"
     teachers_secret: str = "thinkflow-teachers"
+    reward_secret: str = "thinkflow-reward-model"
     # Environment variables that get the teachers' API key (the `api_key_env` names the presets use; the
     # chart's in-cluster endpoints share one key).
     teacher_key_envs: tuple[str, ...] = ("OPENAI_API_KEY", "CAPTIONER_API_KEY", "REASONER_API_KEY", "REWRITER_API_KEY")
@@ -125,6 +130,9 @@ def cluster_env(task: dsl.PipelineTask, options: PipelineOptions) -> None:
         (key,) = TEACHER_KEYS
         for env in options.teacher_key_envs:
             kubernetes.use_secret_as_env(task, options.teachers_secret, {key: env}, optional=True)
+    if name in REWARD_COMPONENTS:  # optional: the chart publishes them only with rewardModel.enabled
+        kubernetes.use_config_map_as_env(task, options.env_config_map, {REWARD_URL_KEY: REWARD_URL_KEY}, optional=True)
+        kubernetes.use_secret_as_env(task, options.reward_secret, {REWARD_TOKEN_KEY: REWARD_TOKEN_KEY}, optional=True)
     for key, value in options.pod_labels.items():
         kubernetes.add_pod_label(task, key, value)
 

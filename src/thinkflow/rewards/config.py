@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from typing import Literal
 
 from pydantic import Field, model_validator
 
 from thinkflow.config import StageConfig
+
+REWARD_URL_ENV = "THINKFLOW_REWARD_URL"  # the chart's rewardModel Service, in the thinkflow-env ConfigMap
+REWARD_API_KEY_ENV = "THINKFLOW_REWARD_API_KEY"  # its bearer token, from the reward model's Secret
 
 
 class RewardConfig(StageConfig):
@@ -16,13 +20,24 @@ class RewardConfig(StageConfig):
     + ``format_weight`` × well-formed (0/1) + soft overlong penalty (≤ 0).
     """
 
-    beta: float = Field(default=1.0, gt=0, description="β of the open-ended reward 1 − exp(−β·(S(ŷ) − S(y))).")
+    beta: float = Field(
+        default=1.0,
+        gt=0,
+        description="β of the open-ended reward 1 − exp(−β·(S(ŷ) − S(y))). Not stated in the paper: 1.0 is "
+        "ThinkFlow's choice; GRPO logs open_reward/mean|std|min|max per step to tune it.",
+    )
     scorer: Literal["none", "http", "logprob"] = Field(
         default="none",
         description="Reward model for verifier_type 'open': none (open records are an error), http (a served "
         "model, see scorer_url) or logprob (an in-process VLM, see scorer_model).",
     )
-    scorer_url: str | None = Field(default=None, description="HTTP scorer endpoint, e.g. http://reward-model:8000/score.")
+    scorer_url: str | None = Field(
+        default=None,
+        description=f"HTTP scorer endpoint, e.g. http://reward-model:8000/score; unset: ${REWARD_URL_ENV}.",
+    )
+    scorer_api_key_env: str | None = Field(
+        default=REWARD_API_KEY_ENV, description="Environment variable holding the HTTP scorer's bearer token."
+    )
     scorer_model: str | None = Field(default=None, description="Model dir or s3:// URI for the logprob scorer.")
     scorer_batch_size: int = Field(default=8, ge=1, description="Answers per forward pass of the logprob scorer.")
     scorer_timeout_s: float = Field(default=60.0, gt=0, description="HTTP scorer request timeout.")
@@ -49,10 +64,21 @@ class RewardConfig(StageConfig):
 
     @model_validator(mode="after")
     def _check(self) -> RewardConfig:
-        if self.scorer == "http" and not self.scorer_url:
-            raise ValueError("scorer 'http' needs scorer_url")
         if self.scorer == "logprob" and not self.scorer_model:
             raise ValueError("scorer 'logprob' needs scorer_model")
         if self.overlong_max_tokens is not None and self.overlong_buffer >= self.overlong_max_tokens:
             raise ValueError("overlong_buffer must be smaller than overlong_max_tokens")
         return self
+
+    def http_url(self) -> str:
+        """The HTTP scorer's URL: ``scorer_url``, else ``$THINKFLOW_REWARD_URL`` (set by the chart)."""
+        url = self.scorer_url or os.environ.get(REWARD_URL_ENV)
+        if not url:
+            raise ValueError(
+                f"scorer 'http' needs scorer_url or the {REWARD_URL_ENV} environment variable "
+                "(the chart's rewardModel sets it; locally: thinkflow serve-reward)"
+            )
+        return url
+
+    def http_api_key(self) -> str | None:
+        return os.environ.get(self.scorer_api_key_env) or None if self.scorer_api_key_env else None

@@ -205,6 +205,8 @@ class MixedReward:
                 f"{where} has verifier_type 'open' records but no reward model is configured: "
                 "set the reward config's scorer to 'http' (scorer_url) or 'logprob' (scorer_model)"
             )
+        if "open" in seen and self._scorer is None and self.config.scorer == "http":
+            self.config.http_url()  # fails here, before training, when no URL is configured
 
     def open_reward(self, image_root: str | Path | None = None) -> OpenEndedReward:
         """The open-ended reward, building the configured scorer on first use."""
@@ -213,8 +215,12 @@ class MixedReward:
             root = self.config.image_root or image_root
             if scorer is None:
                 if self.config.scorer == "http":
-                    assert self.config.scorer_url is not None
-                    scorer = HTTPScorer(self.config.scorer_url, timeout_s=self.config.scorer_timeout_s, image_root=root)
+                    scorer = HTTPScorer(
+                        self.config.http_url(),
+                        timeout_s=self.config.scorer_timeout_s,
+                        image_root=root,
+                        api_key=self.config.http_api_key(),
+                    )
                 elif self.config.scorer == "logprob":
                     assert self.config.scorer_model is not None
                     scorer = LogProbScorer.from_pretrained(
@@ -338,11 +344,23 @@ class MixedReward:
                 log_metric("mixed_reward/well_formed", sum(result.well_formed) / max(n, 1))
             if self.config.overlong_max_tokens is not None:
                 log_metric("mixed_reward/overlong_penalty", sum(result.penalties) / max(n, 1))
+            for name, value in open_reward_stats(result).items():
+                log_metric(f"open_reward/{name}", value)
         log_extra = kwargs.get("log_extra")
         if callable(log_extra):
             log_extra("verifier_type", list(result.verifier_types))
             log_extra("answer", [a[:200] if a is not None else None for a in result.answers])
         return result.rewards
+
+
+def open_reward_stats(result: BatchScores) -> dict[str, float]:
+    """Mean/std/min/max of the open-ended rewards of a batch (empty without open records), to tune β."""
+    values = [a for a, t in zip(result.accuracy, result.verifier_types, strict=True) if t == "open"]
+    if not values:
+        return {}
+    mean = sum(values) / len(values)
+    std = (sum((v - mean) ** 2 for v in values) / len(values)) ** 0.5
+    return {"mean": mean, "std": std, "min": min(values), "max": max(values)}
 
 
 mixed_reward = MixedReward()

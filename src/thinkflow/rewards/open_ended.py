@@ -19,7 +19,9 @@ HTTP protocol (JSON, UTF-8):
 ``200 {"scores": [float, ...]}`` (one score per answer, same order). ``IMAGE`` is ``null``, an ``http(s)://``
 or ``s3://`` URI the server can read, or a ``data:image/...;base64,...`` URI (local files and in-memory
 images are sent this way). Errors answer 4xx/5xx with ``{"error": "..."}``. ``GET {url}/health`` answers
-``{"status": "ok"}``.
+``{"status": "ok"}``. A server may require ``Authorization: Bearer <key>`` (``HTTPScorer(api_key=...)``).
+``thinkflow serve-reward`` (`thinkflow.rewards.serve`) is the server of this protocol; `ScorerServer` runs
+the same app in a thread around any in-process scorer.
 """
 
 from __future__ import annotations
@@ -33,7 +35,6 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Hashable, Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -173,8 +174,10 @@ class HTTPScorer:
         client: httpx.Client | None = None,
         max_request_bytes: int = MAX_REQUEST_BYTES,
         max_response_bytes: int = MAX_RESPONSE_BYTES,
+        api_key: str | None = None,
     ) -> None:
         self.url = url
+        self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.timeout_s = timeout_s
         self.retries = retries
         self.image_root = image_root
@@ -192,7 +195,7 @@ class HTTPScorer:
                 f"{self.url}: request of {len(content):,} bytes is over the limit of {self.max_request_bytes:,} "
                 "(image + question + answers)"
             )
-        headers = {"Content-Type": "application/json"}
+        headers = {"Content-Type": "application/json", **self.headers}
         error: Exception | None = None
         for attempt in range(self.retries + 1):
             try:
@@ -309,70 +312,45 @@ class LogProbScorer:
 # ---------------------------------------------------------------------------------------------------
 
 
-def _handler(scorer: Scorer) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def _reply(self, status: int, payload: dict[str, Any]) -> None:
-            body = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def do_GET(self) -> None:
-            if self.path.rstrip("/").endswith("/health") or self.path == "/health":
-                self._reply(200, {"status": "ok"})
-            else:
-                self._reply(404, {"error": f"unknown path {self.path}; POST scores, GET /health"})
-
-        def do_POST(self) -> None:
-            try:
-                length = int(self.headers.get("Content-Length", "0"))
-                request = json.loads(self.rfile.read(length) or b"{}")
-                question, answers = request["question"], request["answers"]
-                if not isinstance(question, str) or not isinstance(answers, list):
-                    raise TypeError("question must be a string and answers a list of strings")
-                if not all(isinstance(a, str) for a in answers):
-                    raise TypeError("answers must be strings")
-                image = request.get("image")
-            except (ValueError, KeyError, TypeError) as exc:
-                self._reply(400, {"error": f"bad request: {exc}"})
-                return
-            try:
-                scores = scorer.score(image, question, answers)
-            except Exception as exc:
-                self._reply(500, {"error": f"{type(exc).__name__}: {exc}"})
-                return
-            self._reply(200, {"scores": [float(s) for s in scores]})
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    return Handler
-
-
 class ScorerServer:
-    """Serve any in-process scorer over the HTTP protocol (a thread in this process).
+    """Serve any in-process scorer over the HTTP protocol (`thinkflow.rewards.serve`'s app, in a thread).
 
     ``with ScorerServer(scorer, port=0) as server: HTTPScorer(server.url)``; ``port=0`` picks a free port.
+    ``options`` go to `thinkflow.rewards.serve.create_app` (``api_key``, ``max_queue``, ``max_body_bytes``…).
     """
 
-    def __init__(self, scorer: Scorer, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.httpd = ThreadingHTTPServer((host, port), _handler(scorer))
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+    def __init__(self, scorer: Scorer, host: str = "127.0.0.1", port: int = 0, **options: Any) -> None:
+        import socket
+
+        import uvicorn
+
+        from thinkflow.rewards.serve import create_app
+
+        self.socket = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.socket.bind((host, port))
+        self.host, self.port = host, int(self.socket.getsockname()[1])
+        config = uvicorn.Config(create_app(scorer, **options), log_level="warning")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True)
 
     @property
     def url(self) -> str:
-        host, port = self.httpd.server_address[:2]
-        return f"http://{host!s}:{port}/score"
+        return f"http://{self.host}:{self.port}/score"
 
     def start(self) -> ScorerServer:
         self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise ScorerError(f"scorer server on {self.url} did not start")
+            time.sleep(0.02)
         return self
 
     def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+        self.socket.close()
 
     def __enter__(self) -> ScorerServer:
         return self.start()

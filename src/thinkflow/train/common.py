@@ -75,6 +75,7 @@ class TrainStageConfig(StageConfig):
     # Optimizer and schedule
     learning_rate: float = Field(default=1e-5, gt=0)
     lr_scheduler_type: str = "cosine"
+    lr_scheduler_kwargs: dict[str, Any] = Field(default_factory=dict)  # e.g. {min_lr: 5.0e-7} for cosine_with_min_lr
     warmup_ratio: float = Field(default=0.0, ge=0.0, lt=1.0)
     weight_decay: float = Field(default=0.0, ge=0.0)
     max_grad_norm: float = Field(default=1.0, gt=0)
@@ -197,6 +198,7 @@ def common_trl_values(cfg: TrainStageConfig, output_dir: Path) -> dict[str, Any]
         "max_steps": cfg.max_steps,
         "learning_rate": cfg.learning_rate,
         "lr_scheduler_type": cfg.lr_scheduler_type,
+        "lr_scheduler_kwargs": dict(cfg.lr_scheduler_kwargs),
         "warmup_steps": cfg.warmup_ratio,  # transformers 5: a value below 1 is a fraction of the steps
         "weight_decay": cfg.weight_decay,
         "max_grad_norm": cfg.max_grad_norm,

@@ -1,35 +1,41 @@
 """GRPO on the ``rl`` split with the mixed reward, on TRL's `GRPOTrainer` — ``thinkflow grpo``.
 
 Defaults are the paper's recipe (VLAA-Thinker, arXiv 2504.11468): 4 generations per prompt at
-temperature 0.8, a rollout batch of 512 prompts and a train batch of 256 prompts, one epoch over the RL
+temperature 0.8, a rollout batch of 512 prompts and a train batch of 256 samples, one epoch over the RL
 split, KL coefficient (``beta``) 1e-3 against the frozen initial policy, a cosine learning-rate schedule,
 the paper's system prompt (part of every prompt the data loader builds), and
-``thinkflow.rewards.mixed_reward``. Every other TRL option stays reachable: the common ones are keys here
-(``loss_type``, ``epsilon``, ``scale_rewards``, ``num_iterations``, ``mask_truncated_completions``, …),
-anything else goes through ``trl_args``.
+``thinkflow.rewards.mixed_reward``. The 3B/7B presets add the paper's better settings ("KL2": an adaptive
+KL coefficient 1e-3 with target 5e-4, see `thinkflow.train.kl`; "LR2": ``cosine_with_min_lr`` down to 5e-7
+after 3 % warmup) and ``loss_type: grpo`` (per-sample token mean, then the group mean). Every other TRL
+option stays reachable: the common ones are keys here (``loss_type``, ``epsilon``, ``scale_rewards``,
+``num_iterations``, ``mask_truncated_completions``, …), anything else goes through ``trl_args``.
 
 Paper batches → TRL settings
 ----------------------------
-The paper counts batches in *prompts*; TRL counts *completions* (``num_generations`` per prompt). For
-``G`` generations, ``N`` processes (GPUs) and a per-device micro-batch of ``b`` completions:
+The paper trained on OpenRLHF, whose rollout batch counts *prompts* and whose train batch counts
+*samples* (completions): a rollout generates ``rollout_batch_size × n_samples_per_prompt`` samples
+(OpenRLHF ``openrlhf/trainer/ppo_utils/samples_generator.py:100`` at commit 3c3be62, and the KL
+controller's ``n_steps`` at ``openrlhf/trainer/ppo_trainer.py:253``), and ``train_batch_size`` is the
+DeepSpeed global batch of one optimizer step, split into ``train_batch_size / micro_batch_size / world``
+accumulation steps (``openrlhf/utils/deepspeed/deepspeed.py:110-115``, ``:456``). TRL counts completions
+throughout. For ``G`` generations, ``N`` processes (GPUs) and a per-device micro-batch of ``b`` completions:
 
 ====================================  ===========================================  =====================
-paper                                 TRL                                          8 GPUs, b = 8, G = 4
+paper (OpenRLHF units)                TRL                                          8 GPUs, b = 8, G = 4
 ====================================  ===========================================  =====================
 rollout batch (prompts per rollout)   ``generation_batch_size = rollout × G``      512 × 4 = 2048
-train batch (prompts per update)      ``b × N × gradient_accumulation_steps``      8 × 8 × 16 = 1024
-                                      ``= train × G`` completions                  (= 256 × 4)
-updates per rollout                   ``steps_per_generation / grad_accum``        32 / 16 = 2
-                                      ``= rollout / train``
+train batch (samples per update)      ``b × N × gradient_accumulation_steps``      8 × 8 × 4 = 256
+updates per rollout                   ``steps_per_generation / grad_accum``        32 / 4 = 8
+                                      ``= rollout × G / train``
 ====================================  ===========================================  =====================
 
-so ``gradient_accumulation_steps = train × G / (b × N)`` and ``steps_per_generation = rollout × G / (b × N)``
-(``generation_batch_size`` then follows; TRL takes one of the two). Each rollout of 512 prompts gives two
-optimizer steps of 256 prompts; the second uses completions sampled by the policy one step older, so TRL
-keeps their old log-probabilities and the clipped importance ratio corrects for it (as in EasyR1/verl's PPO
-mini-batches). ``num_iterations = 1``: each rollout is used once. `batch_plan` computes these and names the
-key to change when the numbers do not divide (e.g. 1 GPU, b = 8: ``gradient_accumulation_steps = 128``,
-``steps_per_generation = 256``; 16 GPUs, b = 4: 16 and 32).
+so ``gradient_accumulation_steps = train / (b × N)`` and ``steps_per_generation = rollout × G / (b × N)``
+(``generation_batch_size`` then follows; TRL takes one of the two). Each rollout of 512 prompts (2048
+samples) gives eight optimizer steps of 256 samples; the later ones use completions sampled by an older
+policy, so TRL keeps their old log-probabilities and the clipped importance ratio corrects for it (as
+OpenRLHF's PPO epochs over its replay buffer do). ``num_iterations = 1``: each rollout is used once.
+`batch_plan` computes these and names the key to change when the numbers do not divide (e.g. 1 GPU, b = 8:
+``gradient_accumulation_steps = 32``, ``steps_per_generation = 256``; 16 GPUs, b = 4: 4 and 32).
 
 Rollouts: vLLM when available (``rollout_engine: auto`` picks colocated vLLM on a GPU with vLLM installed,
 or the server at ``vllm_server_url``), HF ``generate`` otherwise.
@@ -57,7 +63,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from thinkflow.config import StageResult
 from thinkflow.rewards.config import RewardConfig
@@ -91,8 +97,8 @@ class GRPOStageConfig(TrainStageConfig):
     weight_decay: float = Field(default=1e-2, ge=0.0)
     # Batches (paper units: prompts) and the per-device micro-batch (completions)
     num_generations: int = Field(default=4, ge=2)
-    rollout_batch_size: int = Field(default=512, gt=0)
-    train_batch_size: int = Field(default=256, gt=0)
+    rollout_batch_size: int = Field(default=512, gt=0)  # prompts per rollout (OpenRLHF rollout_batch_size)
+    train_batch_size: int = Field(default=256, gt=0)  # samples (completions) per optimizer step (OpenRLHF)
     per_device_train_batch_size: int = Field(default=8, gt=0)
     # Sampling
     temperature: float = Field(default=0.8, gt=0)
@@ -100,8 +106,11 @@ class GRPOStageConfig(TrainStageConfig):
     top_k: int = Field(default=0, ge=0)
     max_completion_length: int = Field(default=1024, gt=0)
     # Objective
-    beta: float = Field(default=1e-3, ge=0.0)  # KL coefficient
-    loss_type: str = "dapo"  # token-level mean over the accumulated batch (EasyR1's token-mean); TRL's others
+    beta: float = Field(default=1e-3, ge=0.0)  # KL coefficient (the initial one when kl_target is set)
+    # Adaptive KL (OpenRLHF's AdaptiveKLController, the paper's "KL2"): on when kl_target is set; see train.kl
+    kl_target: float | None = Field(default=None, gt=0)
+    kl_horizon: int = Field(default=10000, gt=0)  # in samples (OpenRLHF's --kl_horizon default)
+    loss_type: str = "dapo"  # token mean over the accumulated batch; the paper presets use "grpo" (TRL's others)
     epsilon: float = Field(default=0.2, gt=0)
     epsilon_high: float | None = None
     scale_rewards: Literal["group", "batch", "none"] = "group"
@@ -124,6 +133,12 @@ class GRPOStageConfig(TrainStageConfig):
     dynamic_sampling_max_rounds: int = Field(default=4, gt=0)
     log_completions: bool = False
 
+    @model_validator(mode="after")
+    def _check_kl(self) -> GRPOStageConfig:
+        if self.kl_target is not None and self.beta <= 0:
+            raise ValueError("kl_target (adaptive KL) needs beta > 0: beta is the initial KL coefficient")
+        return self
+
 
 @dataclass(frozen=True)
 class BatchPlan:
@@ -144,27 +159,29 @@ def batch_plan(
     per_device_train_batch_size: int,
     world_size: int,
 ) -> BatchPlan:
-    """Map rollout/train batches in prompts onto TRL's per-device batch, accumulation and generation steps."""
-    if rollout_batch_size % train_batch_size:
+    """Map a rollout batch in prompts and a train batch in samples onto TRL's per-device batch, accumulation
+    and generation steps (OpenRLHF's units, see the module docstring)."""
+    rollout_samples = rollout_batch_size * num_generations
+    if rollout_samples % train_batch_size:
         raise TrainError(
-            f"rollout_batch_size ({rollout_batch_size}) must be a multiple of train_batch_size ({train_batch_size})"
+            f"rollout_batch_size × num_generations = {rollout_samples} samples per rollout must be a multiple of "
+            f"train_batch_size ({train_batch_size} samples per optimizer step); change train_batch_size"
         )
     micro = per_device_train_batch_size * world_size
-    per_update = train_batch_size * num_generations
-    if per_update % micro:
+    if train_batch_size % micro:
         raise TrainError(
-            f"train_batch_size × num_generations = {per_update} completions per optimizer step is not divisible by "
+            f"train_batch_size = {train_batch_size} samples per optimizer step is not divisible by "
             f"per_device_train_batch_size × world size = {per_device_train_batch_size} × {world_size}; "
             "change per_device_train_batch_size or train_batch_size"
         )
-    accumulation = per_update // micro
-    updates = rollout_batch_size // train_batch_size
+    accumulation = train_batch_size // micro
+    updates = rollout_samples // train_batch_size
     return BatchPlan(
         world_size=world_size,
         per_device_train_batch_size=per_device_train_batch_size,
         gradient_accumulation_steps=accumulation,
         steps_per_generation=accumulation * updates,
-        generation_batch_size=rollout_batch_size * num_generations,
+        generation_batch_size=rollout_samples,
         updates_per_rollout=updates,
     )
 
@@ -337,6 +354,13 @@ def build_trainer(
         dynamic_sampling=cfg.dynamic_sampling,
         dynamic_sampling_max_rounds=cfg.dynamic_sampling_max_rounds,
     )
+    if cfg.kl_target is not None:
+        from thinkflow.train.kl import AdaptiveKLCallback
+
+        kl_callback = AdaptiveKLCallback(
+            cfg.beta, cfg.kl_target, cfg.kl_horizon, plan.generation_batch_size, plan.updates_per_rollout
+        )
+        trainer.add_callback(kl_callback.bind(trainer))
     extra = {"batch_plan": asdict(plan), "reward_funcs": list(trainer.reward_func_names)}
     return Prepared(
         trainer=trainer, processor=processor, num_examples=len(dataset), merge_lora=cfg.lora.merge, extra_lineage=extra
