@@ -15,6 +15,7 @@ server, not a scripted reply. The failing version is the tiny random model, whic
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import subprocess
 import sys
@@ -295,6 +296,7 @@ class Kubelet:
             try:
                 self.step()
             except BaseException as exc:  # surfaced by the test
+                logging.getLogger(__name__).exception("kubelet stand-in failed")
                 self.errors.append(exc)
                 return
             self.stop_event.wait(0.1)
@@ -409,11 +411,16 @@ def test_serve_init_stages_the_alias_version_and_the_server_reports_it(
 
 @pytest.mark.slow
 def test_promote_rolls_out_rolls_back_and_never_serves_a_failing_version(
-    registry: tuple[MlflowServer, dict[str, str]], kube: DeploymentAPI, tmp_path: Path
+    registry: tuple[MlflowServer, dict[str, str]],
+    kube: DeploymentAPI,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     from mlflow import MlflowClient
 
     from thinkflow.registry import promote
+
+    caplog.set_level(logging.INFO, logger="thinkflow.serving")  # every decision, shown if the test fails
 
     client = MlflowClient()
     kube.add(NS, DEPLOYMENT)
@@ -431,7 +438,10 @@ def test_promote_rolls_out_rolls_back_and_never_serves_a_failing_version(
     def promote_and_wait(version: str) -> dict[str, Any]:
         before = len(served_history(client.get_model_version(NAME, version).tags))
         promote(NAME, version, f"serve version {version}", client=client)
-        return wait_serving(NAME, version, served_before=before, timeout_s=300, poll_s=0.2, client=client)
+        try:
+            return wait_serving(NAME, version, served_before=before, timeout_s=300, poll_s=0.2, client=client)
+        finally:
+            assert not kubelet.errors, kubelet.errors
 
     def annotations() -> tuple[str, str | None, bool]:
         dep = kube.get(NS, DEPLOYMENT)

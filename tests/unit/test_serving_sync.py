@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from typer.testing import CliRunner
 
@@ -9,6 +11,7 @@ from thinkflow.cli import app
 from thinkflow.serving.resolve import ServingError, parse_model_uri, served_name, version_from_model_id
 from thinkflow.serving.smoke import SmokeResult
 from thinkflow.serving.sync import (
+    FAILED_TAG,
     ROLLOUT_ANNOTATION,
     SERVED_ANNOTATION,
     SERVED_AT_TAG,
@@ -134,3 +137,23 @@ def test_cli_configs_print_and_reject_bad_keys() -> None:
     assert out.exit_code == 2 and "interval" in out.output
     out = runner.invoke(app, ["serve-init", "--set", "model=thinkflow-vlm", "--set", "cache_dir=/nonexistent/x"])
     assert out.exit_code == 1 and "expected models:/NAME@ALIAS" in out.output
+
+
+def test_promote_wait_serving_reports_a_failed_rollout_and_a_timeout(mlflow_db: str, tmp_path: Path) -> None:
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    client.create_registered_model("w-vlm")
+    for _ in range(2):
+        client.create_model_version("w-vlm", source=str(tmp_path))
+    client.set_registered_model_alias("w-vlm", "champion", "1")
+    client.set_model_version_tag("w-vlm", "2", FAILED_TAG, "ml/dep: smoke test failed: answer is not <think>")
+    runner = CliRunner()
+    out = runner.invoke(app, ["promote", "w-vlm", "2", "--reason", "try", "--wait-serving", "--timeout", "5"])
+    assert out.exit_code == 1, out.output
+    assert "w-vlm version 2 is @champion" in out.output and "not served" in out.output
+    assert "smoke test failed" in " ".join(out.output.split())
+    # moving back is the rollback; nothing records it as served here (no serve-sync runs): a clear timeout
+    client.set_model_version_tag("w-vlm", "1", SERVED_AT_TAG, '[{"at": "2026-12-02T00:00:00+00:00"}]')
+    out = runner.invoke(app, ["promote", "w-vlm", "1", "--reason", "rollback", "--wait-serving", "--timeout", "0.1"])
+    assert out.exit_code == 1 and "serve-sync" in " ".join(out.output.split()), out.output

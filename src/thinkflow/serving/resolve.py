@@ -50,7 +50,7 @@ class ServeInitConfig(StageConfig):
     version: str | None = None  # pin a version (the pod-template annotation); empty/None: resolve the alias
     cache_dir: str = "/models/cache"  # versions are kept in <cache_dir>/<name>/<version>/ (a PVC survives restarts)
     output_dir: str = "/models"  # gets current -> the version's weights, served.json, served-model-name
-    keep: int = Field(default=2, ge=1)  # versions kept in the cache (the oldest others are removed)
+    keep: int = Field(default=3, ge=1)  # versions kept in the cache (the oldest others are removed)
     verify_hash: bool = True  # check the download against the version's thinkflow.content_hash tag
 
     @field_validator("version", mode="before")

@@ -346,6 +346,9 @@ def sync_once(cfg: SyncConfig, *, client: Any | None = None, kube: Kube | None =
         except (ServingError, MlflowException) as exc:
             log.error("%s: %s", target.deployment, exc)
             plans.append(Plan("blocked", None, str(exc)))
+        except Exception as exc:  # a controller outlives transient faults (connection resets, timeouts)
+            log.exception("%s: unexpected error; retrying next tick", target.deployment)
+            plans.append(Plan("blocked", None, f"{type(exc).__name__}: {exc}"))
     return plans
 
 
