@@ -471,7 +471,7 @@ def test_promote_rolls_out_rolls_back_and_never_serves_a_failing_version(
                 promote_and_wait("3")
             tags = client.get_model_version(NAME, "3").tags
             assert SERVED_AT_TAG not in tags and "smoke test failed" in tags[FAILED_TAG]
-            assert annotations() == ("3", "1", True)
+            assert annotations() == ("3", "", True)  # rolled to 3, not served, paused
             # the rollback is promoting the previous version: un-paused and rolled to v1
             promote_and_wait("1")
             assert annotations() == ("1", "1", False) and answering() == "1"

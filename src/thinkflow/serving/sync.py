@@ -46,7 +46,7 @@ from thinkflow.serving.smoke import SmokeResult, smoke_request
 log = logging.getLogger(__name__)
 
 VERSION_ANNOTATION = "thinkflow.io/model-version"  # on the pod template: changing it rolls the pods
-SERVED_ANNOTATION = "thinkflow.io/served-version"  # on the Deployment: last version that passed the smoke test
+SERVED_ANNOTATION = "thinkflow.io/served-version"  # on the Deployment: the rolled-out version, once it passed
 ROLLOUT_ANNOTATION = "thinkflow.io/rollout-started"  # on the Deployment: epoch seconds the current rollout began
 SERVED_AT_TAG = "thinkflow.served_at"  # version tag: JSON list of {"at", "deployment", "alias"}
 FAILED_TAG = "serving_failed"  # version tag: why the version was not served
@@ -294,7 +294,7 @@ def apply(plan: Plan, client: Any, kube: Kube, target: WatchTarget, namespace: s
         ops = deployment_patch(
             dep,
             template={VERSION_ANNOTATION: str(plan.version)},
-            meta={ROLLOUT_ANNOTATION: repr(obs.now)},
+            meta={ROLLOUT_ANNOTATION: repr(obs.now), SERVED_ANNOTATION: ""},  # served again only after its smoke test
             paused=False,
         )
         kube.patch(target.deployment, namespace, ops)
