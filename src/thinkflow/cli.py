@@ -182,11 +182,28 @@ def serve_model(
     device: Annotated[str | None, typer.Option(help="cpu / cuda (default: cuda when available).")] = None,
     dtype: Annotated[str | None, typer.Option(help="auto | float32 | bfloat16 | float16.")] = None,
     max_tokens: Annotated[int, typer.Option(help="Default max_tokens of a request.")] = 256,
+    version_file: Annotated[
+        str | None, typer.Option("--version-file", help="served.json of serve-init: report that registry version.")
+    ] = None,
 ) -> None:
     """Serve a VLM as an OpenAI-compatible chat endpoint (images included) for teachers and judges."""
     from thinkflow.data.serve import serve
+    from thinkflow.serving.resolve import ServingError
 
-    serve(model_dir, host=host, port=port, name=name, device=device, dtype=dtype, default_max_tokens=max_tokens)
+    try:
+        serve(
+            model_dir,
+            host=host,
+            port=port,
+            name=name,
+            device=device,
+            dtype=dtype,
+            default_max_tokens=max_tokens,
+            version_file=version_file,
+        )
+    except ServingError as exc:
+        console.print(f"[red]serve-model failed:[/red] {exc}")
+        raise typer.Exit(1) from None
 
 
 @app.command("serve-reward")
@@ -317,19 +334,107 @@ def register_command(config: ConfigOpt = None, sets: SetOpt = None, print_config
 @app.command("promote")
 def promote_command(
     name: Annotated[str, typer.Argument(help="Registered model name.")],
-    version: Annotated[str, typer.Argument(help="Version to make @champion.")],
+    version: Annotated[str, typer.Argument(help="Version to make @champion (an older one: the rollback).")],
     reason: Annotated[str, typer.Option("--reason", help="Why (recorded as a version tag).")],
+    wait_serving: Annotated[
+        bool, typer.Option("--wait-serving", help="Wait until serve-sync reports the version answering.")
+    ] = False,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds --wait-serving waits.")] = 1800.0,
 ) -> None:
-    """Move @champion to a version by hand, recording the reason."""
+    """Move @champion to a version by hand, recording the reason; serve-sync rolls the serving Deployment."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
     from thinkflow.registry import promote
     from thinkflow.registry.gate import GateError
+    from thinkflow.serving.sync import ServingError, served_history
+    from thinkflow.serving.sync import wait_serving as wait
 
+    client = MlflowClient()
     try:
-        decision = promote(name, version, reason)
+        before = len(served_history(client.get_model_version(name, version).tags or {})) if wait_serving else 0
+        decision = promote(name, version, reason, client=client)
     except GateError as exc:
         console.print(f"[red]promote failed:[/red] {exc}")
         raise typer.Exit(1) from None
+    except MlflowException as exc:  # the version lookup: one line, not a traceback
+        console.print(f"[red]promote failed:[/red] {name} version {version}: {exc}")
+        raise typer.Exit(1) from None
     console.print(f"[green]{name} version {version} is @champion[/green] (was: {decision.champion_version or 'none'})")
+    if not wait_serving:
+        return
+    if decision.champion_version == str(version):
+        console.print(f"version {version} already held @champion: nothing new to roll out")
+        return
+    try:
+        entry = wait(name, version, served_before=before, timeout_s=timeout, client=client)
+    except ServingError as exc:
+        console.print(f"[red]not served:[/red] {exc}")
+        raise typer.Exit(1) from None
+    console.print(f"[green]serving version {version}[/green] on {entry.get('deployment')} since {entry.get('at')}")
+
+
+@app.command("serve-init")
+def serve_init_command(config: ConfigOpt = None, sets: SetOpt = None, print_config: PrintOpt = False) -> None:
+    """Resolve models:/NAME@ALIAS in MLflow and stage that version's weights (the serving init container)."""
+    from thinkflow.serving.resolve import ServeInitConfig, ServingError, serve_init
+
+    cfg = resolve_config(ServeInitConfig, config, sets, print_config)
+    try:
+        result = serve_init(cfg)
+    except ServingError as exc:
+        console.print(f"[red]serve-init failed:[/red] {exc}")
+        raise typer.Exit(1) from None
+    how = "downloaded" if result.metrics["downloaded"] else "cached"
+    console.print(f"[green]serving {result.artifacts['model_uri']}[/green] ({how}) at {result.output}")
+
+
+@app.command("serve-sync")
+def serve_sync_command(
+    config: ConfigOpt = None,
+    sets: SetOpt = None,
+    print_config: PrintOpt = False,
+    once: Annotated[bool, typer.Option("--once", help="One pass over the watched aliases, then exit.")] = False,
+) -> None:
+    """Roll serving Deployments to the version their alias names; smoke-test, pause on failure, record."""
+    from thinkflow.serving.resolve import ServingError
+    from thinkflow.serving.sync import SyncConfig, run, sync_once
+
+    cfg = resolve_config(SyncConfig, config, sets, print_config)
+    try:
+        if once:
+            for plan in sync_once(cfg):
+                console.print(f"{plan.action}: {plan.reason}")
+        else:
+            run(cfg)
+    except ServingError as exc:
+        console.print(f"[red]serve-sync failed:[/red] {exc}")
+        raise typer.Exit(1) from None
+
+
+@app.command("serve-smoke")
+def serve_smoke_command(
+    endpoint: Annotated[str, typer.Option("--endpoint", help="OpenAI base URL of the endpoint (…/v1).")],
+    name: Annotated[str, typer.Option("--name", help="Registered model name (the served model id).")],
+    version: Annotated[str | None, typer.Option("--version", help="Also require this version to answer.")] = None,
+    max_tokens: Annotated[int, typer.Option("--max-tokens", help="Generation budget.")] = 1024,
+    api_key_env: Annotated[str, typer.Option("--api-key-env", help="Env var with the bearer token.")] = (
+        "THINKFLOW_SERVING_API_KEY"
+    ),
+) -> None:
+    """Ask the endpoint the fixed smoke question; exit 1 unless it answers <think>…</think><answer>…</answer>."""
+    import os
+
+    from thinkflow.serving.smoke import smoke_request
+
+    result = smoke_request(endpoint, name, api_key=os.environ.get(api_key_env), max_tokens=max_tokens)
+    if result.ok and version is not None and result.version != version:
+        console.print(f"[red]smoke failed:[/red] answered as version {result.version}, expected {version}")
+        raise typer.Exit(1)
+    if not result.ok:
+        console.print(f"[red]smoke failed:[/red] {result.reason}")
+        raise typer.Exit(1)
+    console.print(f"[green]smoke ok[/green]: version {result.version or 'unknown'} answered {result.completion!r}")
 
 
 @models_app.command("list")

@@ -780,6 +780,8 @@ def test_gpu_workloads_schedule_on_the_gpu_pools(production: Rendering) -> None:
         f"{RELEASE}-reward",
         f"{RELEASE}-reward-model",
         f"{RELEASE}-teacher",
+        f"{RELEASE}-serving-champion",
+        f"{RELEASE}-serving-challenger",
         "thinkflow-torch-distributed",
     }
     for name, spec in gpu_specs:
@@ -861,8 +863,9 @@ def test_chart_agrees_with_the_pipelines_and_the_launcher(default: Rendering) ->
     assert set(common.MLFLOW_KEYS) == SECRET_KEYS[MLFLOW_SECRET]
     assert set(common.TEACHER_KEYS) == SECRET_KEYS[TEACHERS_SECRET]
     rm = render({"rewardModel": {"enabled": True, "source": {"uri": "s3://b/rm"}}})
-    assert common.REWARD_URL_KEY in rm.get("ConfigMap", ENV_CONFIGMAP, NAMESPACE)["data"]
-    assert set(rm.get("Secret", options.reward_secret, NAMESPACE)["data"]) == {common.REWARD_TOKEN_KEY}
+    assert common.REWARD_URL_KEY in rm.get("ConfigMap", ENV_CONFIGMAP, rm.pipelines_namespace)["data"]
+    for ns in (NAMESPACE, rm.pipelines_namespace):
+        assert set(rm.get("Secret", options.reward_secret, ns)["data"]) == {common.REWARD_TOKEN_KEY}
     assert options.pod_labels == CLIENT_LABEL
     assert values["gpu"]["resource"] == common.ACCELERATOR
     assert {values["gpu"]["nodeSelectorKey"]: values["gpu"]["product"]} == common.GPU_NODE_SELECTOR
@@ -891,3 +894,126 @@ def test_statefulsets_have_headless_services_and_disruption_budgets(default: Ren
     for name, spec in pdbs.items():
         component = name.removeprefix(f"{RELEASE}-")
         assert spec["selector"]["matchLabels"]["app.kubernetes.io/component"] == component
+
+# ----------------------------------------------------------------------------------------------------- serving
+
+SERVING_ALIASES = ("champion", "challenger")  # ci/production-values.yaml
+
+
+def test_serving_is_off_by_default(default: Rendering) -> None:
+    assert not [o for o in default.objects if re.search(r"-serving|serve-sync", o["metadata"]["name"])]
+
+
+def test_serving_deployments_resolve_the_alias_and_roll_without_downtime(production: Rendering) -> None:
+    """One vLLM Deployment per alias. vLLM rules encoded here (it cannot run on this machine):
+    vllm/entrypoints/openai/api_server.py authenticates only paths under /v1 with ``args.api_key or
+    envs.VLLM_API_KEY`` (so /health serves the probes and the key stays off the command line), and answers
+    with the first --served-model-name in the response ``model`` field (vllm-project/vllm#2894)."""
+    for alias in SERVING_ALIASES:
+        name = f"{RELEASE}-serving-{alias}"
+        dep = production.get("Deployment", name, NAMESPACE)
+        assert dep["spec"]["strategy"] == {
+            "type": "RollingUpdate",
+            "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+        }
+        template = dep["spec"]["template"]
+        assert template["metadata"]["annotations"] == {"thinkflow.io/model-version": ""}
+        assert _selects({"matchLabels": CLIENT_LABEL}, template["metadata"]["labels"])  # reaches MLflow, MinIO
+        spec = template["spec"]
+        (init,) = spec["initContainers"]
+        assert init["image"].startswith("registry.example.com/ml/thinkflow-base:")
+        assert init["command"] == ["thinkflow", "serve-init"]
+        sets = init["args"][1::2]
+        assert sets == [f"model=models:/thinkflow-vlm@{alias}", "version=$(THINKFLOW_MODEL_VERSION)",
+                        "cache_dir=/models/cache", "output_dir=/models/served"]  # fmt: skip
+        env = env_of(init)
+        assert env["THINKFLOW_MODEL_VERSION"]["valueFrom"]["fieldRef"]["fieldPath"] == (
+            "metadata.annotations['thinkflow.io/model-version']"
+        )
+        assert env["MLFLOW_TRACKING_URI"]["value"] == f"http://{RELEASE}-mlflow.{NAMESPACE}.svc.cluster.local:5000"
+        for key in SECRET_KEYS[MLFLOW_SECRET]:
+            assert env[key]["valueFrom"]["secretKeyRef"] == {"name": MLFLOW_SECRET, "key": key}
+        assert init["envFrom"] == [{"secretRef": {"name": S3_SECRET}}]
+        (vllm,) = spec["containers"]
+        script = vllm["args"][0]
+        assert script.startswith("exec vllm serve /models/served/current")
+        assert "--served-model-name \"$$(cat /models/served/served-model-name)\" 'thinkflow-vlm'" in script
+        assert "--api-key" not in script
+        assert env_of(vllm)["VLLM_API_KEY"]["valueFrom"]["secretKeyRef"] == {
+            "name": "thinkflow-serving",
+            "key": "API_KEY",
+        }
+        for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+            assert vllm[probe]["httpGet"] == {"path": "/health", "port": "http"}
+        assert vllm["resources"]["limits"][GPU_RESOURCE] == 1
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        assert volumes["cache"] == {"name": "cache", "persistentVolumeClaim": {"claimName": "thinkflow-model-cache"}}
+        assert "emptyDir" in volumes["served"]  # per pod: what this pod serves
+        svc = production.get("Service", name, NAMESPACE)
+        assert svc["spec"]["selector"]["thinkflow.io/alias"] == alias and svc["spec"]["ports"][0]["port"] == 8000
+    assert production.get("Deployment", f"{RELEASE}-serving-champion")["spec"]["replicas"] == 2
+    (ingress,) = [i for i in production.of_kind("Ingress") if "serving" in i["metadata"]["name"]]
+    assert ingress["metadata"]["name"] == f"{RELEASE}-serving-champion"
+    assert ingress["spec"]["tls"] == [{"hosts": ["vlm.example.com"], "secretName": "vlm-example-com-tls"}]
+    backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
+    assert backend == {"name": f"{RELEASE}-serving-champion", "port": {"name": "http"}}
+
+
+def test_serving_key_is_generated_when_not_given() -> None:
+    r = render({"serving": {"enabled": True}})
+    secret = r.get("Secret", f"{RELEASE}-serving", NAMESPACE)
+    assert len(base64.b64decode(secret["data"]["API_KEY"])) == 40
+    dep = r.get("Deployment", f"{RELEASE}-serving-champion")
+    vllm = dep["spec"]["template"]["spec"]["containers"][0]
+    assert env_of(vllm)["VLLM_API_KEY"]["valueFrom"]["secretKeyRef"]["name"] == f"{RELEASE}-serving"
+    assert "emptyDir" in {v["name"]: v for v in dep["spec"]["template"]["spec"]["volumes"]}["cache"]
+    assert r.of_kind("Ingress") == []
+
+
+def test_serve_sync_rbac_config_and_token(production: Rendering) -> None:
+    from thinkflow.serving.sync import SyncConfig
+
+    name = f"{RELEASE}-serve-sync"
+    deployments = [f"{RELEASE}-serving-{a}" for a in SERVING_ALIASES]
+    role = production.get("Role", name, NAMESPACE)
+    assert role["rules"] == [
+        {"apiGroups": ["apps"], "resources": ["deployments"], "resourceNames": deployments, "verbs": ["get", "patch"]}
+    ]
+    binding = production.get("RoleBinding", name, NAMESPACE)
+    assert binding["roleRef"]["name"] == name
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": name, "namespace": NAMESPACE}]
+    # the chart's config is a valid SyncConfig naming the rendered Deployments and their Services
+    cfg = SyncConfig.model_validate(yaml.safe_load(production.get("ConfigMap", name)["data"]["serve-sync.yaml"]))
+    assert [t.deployment for t in cfg.watch] == deployments and cfg.interval_s == 30 and cfg.namespace == NAMESPACE
+    for target, alias in zip(cfg.watch, SERVING_ALIASES, strict=True):
+        assert target.model == f"models:/thinkflow-vlm@{alias}"
+        assert target.endpoint == f"http://{RELEASE}-serving-{alias}.{NAMESPACE}.svc.cluster.local:8000/v1"
+        production.get("Service", target.deployment, NAMESPACE)
+    spec = production.get("Deployment", name)["spec"]["template"]["spec"]
+    assert spec["serviceAccountName"] == name and spec["automountServiceAccountToken"] is False
+    (container,) = spec["containers"]
+    assert container["command"] == ["thinkflow", "serve-sync", "--config", "/etc/thinkflow/serve-sync.yaml"]
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    token = {v["name"]: v for v in spec["volumes"]}[mounts["/var/run/secrets/kubernetes.io/serviceaccount"]]
+    paths = {s.get("serviceAccountToken", {}).get("path") for s in token["projected"]["sources"]}
+    assert "token" in paths  # what kubernetes.config.load_incluster_config reads
+    assert env_of(container)["THINKFLOW_SERVING_API_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "thinkflow-serving"
+
+
+def test_serving_api_server_egress_can_be_pinned(production: Rendering) -> None:
+    egress = production.get("NetworkPolicy", f"{RELEASE}-serve-sync")["spec"]["egress"]
+    assert egress[-1] == {"to": [{"ipBlock": {"cidr": "10.0.0.1/32"}}], "ports": [{"protocol": "TCP", "port": 443}]}
+
+
+def test_helm_test_smoke_requests_every_alias(production: Rendering) -> None:
+    job = production.get("Job", f"{RELEASE}-test-serving")
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    smoke = job["spec"]["template"]["spec"]["containers"]
+    assert [c["name"] for c in smoke] == [f"smoke-{a}" for a in SERVING_ALIASES]
+    for c, alias in zip(smoke, SERVING_ALIASES, strict=True):
+        assert c["command"] == ["thinkflow", "serve-smoke"]
+        assert c["args"] == [
+            f"--endpoint=http://{RELEASE}-serving-{alias}.{NAMESPACE}.svc.cluster.local:8000/v1",
+            "--name=thinkflow-vlm",
+            "--max-tokens=1024",
+        ]

@@ -49,6 +49,12 @@ INFERENCE = {
         ],
     },
     "trainer": {"runtime": {"enabled": True}},
+    # the registry's champion served (issue 15) and GRPO's reward model (issue 11), next to the bundled MinIO
+    "serving": {
+        "enabled": True,
+        "ingressFrom": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": INGRESS_NS}}}],
+    },
+    "rewardModel": {"enabled": True, "source": {"uri": "s3://thinkflow/models/reward"}},
 }
 CASES = {
     "default": {},
@@ -107,6 +113,8 @@ def world(request: pytest.FixtureRequest) -> tuple[str, World]:
 
 M, MINIO, PG = f"{RELEASE}-mlflow", f"{RELEASE}-minio", f"{RELEASE}-postgres"
 REWARD, TEACHER, TEST, BUCKET = f"{RELEASE}-reward", f"{RELEASE}-teacher", f"{RELEASE}-test", f"{RELEASE}-bucket-init"
+RM = f"{RELEASE}-reward-model"  # `rewardModel`: thinkflow serve-reward
+SERVE, SYNC, TEST_SERVING = f"{RELEASE}-serving-champion", f"{RELEASE}-serve-sync", f"{RELEASE}-test-serving"
 
 # (from, to, port) -> allowed. Ports are the destination's named container ports (or a number). Rows whose pods a
 # value set does not create (no MinIO with external S3, no inference by default...) are skipped for it.
@@ -123,6 +131,25 @@ TABLE: list[tuple[str, str, int | str, bool, str]] = [
     # inference / the reward model: weights from the bucket (issue 12 §5)
     (REWARD, MINIO, "api", True, "the init container downloads the weights"),
     (TEACHER, MINIO, "api", True, "a model server may fetch from the bucket"),
+    # the reward model (`rewardModel`, thinkflow serve-reward)
+    ("pipeline", RM, "http", True, "GRPO's open-ended reward"),
+    ("trainjob", RM, "http", True, "GRPO's open-ended reward"),
+    (RM, MINIO, "api", True, "the init container downloads the weights"),
+    ("stranger", RM, "http", False, "unlabelled pod in the release namespace"),
+    ("ingress-controller", RM, "http", False, "the reward model is internal"),
+    # serving the champion (issue 15): the init container resolves the alias in MLflow and fetches the weights
+    (SERVE, M, "http", True, "serve-init resolves models:/NAME@ALIAS"),
+    (SERVE, MINIO, "api", True, "serve-init downloads the version's weights"),
+    ("ingress-controller", SERVE, "http", True, "clients through the Ingress (serving.ingressFrom)"),
+    (SYNC, SERVE, "http", True, "serve-sync's smoke request to the new pods"),
+    (SYNC, M, "http", True, "serve-sync polls the aliases, tags served_at / serving_failed"),
+    (TEST_SERVING, SERVE, "http", True, "helm test's smoke request"),
+    ("pipeline", SERVE, "http", True, "pipeline pods may call the served model"),
+    ("stranger", SERVE, "http", False, "unlabelled pod in the release namespace"),
+    ("kfp-pod-elsewhere", SERVE, "http", False, "KFP pods of another namespace"),
+    (SYNC, MINIO, "api", False, "serve-sync needs no weights"),
+    (SYNC, PG, "postgres", False, "only MLflow talks to the database"),
+    (SERVE, PG, "postgres", False, "only MLflow talks to the database"),
     # the services among themselves
     (M, MINIO, "api", True, "artifact proxy"),
     (M, PG, "postgres", True, "backend store"),

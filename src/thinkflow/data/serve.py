@@ -10,6 +10,12 @@ same configs at vLLM or KServe instead.
 Generation follows the OpenAI request: ``max_tokens`` / ``max_completion_tokens``, ``temperature`` (0 =
 greedy; default 1.0), ``top_p``, ``seed``, ``stop``. One request is generated at a time (a lock); requests
 wait their turn. Only ``data:`` image URLs are accepted (the server fetches nothing).
+
+Given ``--version-file`` (the ``served.json`` that ``thinkflow serve-init`` writes), it reports the registry
+version it serves: the model id is ``NAME-vVERSION`` (in ``/v1/models`` and in every response's ``model``
+field, as vLLM does with its first ``--served-model-name``), ``/v1/models`` carries the registry metadata under
+``thinkflow``, and every response has the header ``X-ThinkFlow-Model-Version``. This is the stand-in for the
+vLLM serving Deployment in tests.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 DEFAULT_MAX_TOKENS = 256
+VERSION_HEADER = "X-ThinkFlow-Model-Version"
 
 
 class RequestError(ValueError):
@@ -102,11 +109,13 @@ class ModelServer:
         dtype: str | None = None,
         default_max_tokens: int = DEFAULT_MAX_TOKENS,
         max_tokens_cap: int = 8192,
+        served: dict[str, Any] | None = None,
     ) -> None:
         from thinkflow.models.load import load
 
         self.model, self.processor = load(model_dir, dtype=dtype, device=device)
-        self.name = name or Path(str(model_dir).rstrip("/")).name
+        self.served = served  # the registry version (served.json of serve-init), or None
+        self.name = (served or {}).get("served_model_name") or name or Path(str(model_dir).rstrip("/")).name
         self.default_max_tokens = default_max_tokens
         self.max_tokens_cap = max_tokens_cap
         self._lock = threading.Lock()
@@ -181,6 +190,14 @@ def _error(status: int, message: str, kind: str = "invalid_request_error") -> JS
 def create_app(server: ModelServer) -> FastAPI:
     """The FastAPI app serving ``server``."""
     app = FastAPI(title=f"thinkflow serve-model: {server.name}")
+    if server.served is not None:
+        version = str(server.served["version"])
+
+        @app.middleware("http")
+        async def version_header(request: Request, call_next: Any) -> Any:
+            response = await call_next(request)
+            response.headers[VERSION_HEADER] = version
+            return response
 
     @app.get("/health")
     async def health() -> dict[str, str]:
@@ -192,7 +209,10 @@ def create_app(server: ModelServer) -> FastAPI:
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
-        return {"object": "list", "data": [{"id": server.name, "object": "model", "owned_by": "thinkflow"}]}
+        entry: dict[str, Any] = {"id": server.name, "object": "model", "owned_by": "thinkflow"}
+        if server.served is not None:
+            entry["thinkflow"] = server.served
+        return {"object": "list", "data": [entry]}
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> Any:
@@ -220,11 +240,17 @@ def serve(
     device: str | None = None,
     dtype: str | None = None,
     default_max_tokens: int = DEFAULT_MAX_TOKENS,
+    version_file: str | None = None,
 ) -> None:
-    """Load the model and serve it until interrupted."""
+    """Load the model and serve it until interrupted (reporting the registry version in ``version_file``)."""
     import uvicorn
 
-    server = ModelServer(model_dir, name=name, device=device, dtype=dtype, default_max_tokens=default_max_tokens)
+    from thinkflow.serving.resolve import read_served
+
+    served = read_served(version_file) if version_file else None
+    server = ModelServer(
+        model_dir, name=name, device=device, dtype=dtype, default_max_tokens=default_max_tokens, served=served
+    )
     uvicorn.run(create_app(server), host=host, port=port, log_level="warning")
 
 
