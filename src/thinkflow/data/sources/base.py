@@ -33,7 +33,9 @@ class SourceBase(BaseModel):
         "split when the source gives one, else `auto`.",
     )
     max_samples: int | None = Field(
-        default=None, ge=1, description="Sampling cap: keep at most N records (random by seed)."
+        default=None,
+        ge=1,
+        description="Sampling cap: the first N candidates of a seeded shuffle (rejected ones are not replaced).",
     )
     distill: bool | None = Field(
         default=None,
