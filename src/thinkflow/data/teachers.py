@@ -2,7 +2,9 @@
 
 `Teacher.chat` sends one chat completion with ``openai.AsyncOpenAI`` under a per-teacher
 `asyncio.Semaphore` (bounded concurrency), a per-request timeout, and retries with exponential backoff and
-jitter on 408/409/425/429/5xx and connection errors (honouring ``Retry-After``). Every reply carries the
+jitter on 408/409/425/429/5xx and connection errors. A ``Retry-After`` (or ``retry-after-ms``) answer
+pauses every request of that teacher until then, not only the one that got it: a 429 means the server is
+full, and the other workers would only collect 429s of their own. Every reply carries the
 server's token usage; `Teacher.stats` sums it. The API key comes from the environment variable named by
 ``api_key_env`` (mount a Kubernetes Secret as that variable); servers that need no key get ``"EMPTY"``.
 """
@@ -11,9 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import email.utils
+import math
 import os
 import random
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import openai
@@ -43,6 +48,11 @@ class TeacherConfig(BaseModel):
         default=1.0, ge=0, description="First retry delay in seconds (doubles each retry, with jitter)."
     )
     backoff_max: float = Field(default=60.0, ge=0, description="Longest retry delay in seconds.")
+    retry_after_max: float = Field(
+        default=120.0,
+        ge=0,
+        description="Longest server-requested pause (Retry-After) honoured, in seconds; longer ones wait this long.",
+    )
     temperature: float | None = Field(default=None, ge=0, description="Sampling temperature (default: the server's).")
     max_tokens: int | None = Field(default=4096, ge=1, description="Completion token budget per request.")
     max_tokens_param: Literal["max_tokens", "max_completion_tokens"] = Field(
@@ -101,12 +111,32 @@ def _http_client() -> Any:
         return None
 
 
-def _retry_after(exc: openai.APIStatusError) -> float | None:
-    try:
-        value = exc.response.headers.get("retry-after")
-        return float(value) if value is not None else None
-    except (ValueError, AttributeError):
+def retry_after(headers: Any) -> float | None:
+    """Seconds a response asks the client to wait: ``retry-after-ms``, else ``Retry-After`` as seconds or as
+    an HTTP date; ``None`` when absent or unreadable. The same reading as the openai SDK's
+    ``BaseClient._parse_retry_after_header`` (openai 3.57.0, ``_base_client.py``), which we cannot use as is:
+    its retries (``max_retries``) cap every backoff at 8 s and leave nothing for us to count or share."""
+    if headers is None:
         return None
+    for name, divisor in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            delay = float(value) / divisor
+        except ValueError:
+            continue
+        return delay if math.isfinite(delay) else None
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return (when - datetime.now(UTC)).total_seconds()
 
 
 class Teacher:
@@ -117,6 +147,7 @@ class Teacher:
         self.cfg = cfg
         self.stats = TeacherStats()
         self._sem = asyncio.Semaphore(cfg.concurrency)
+        self._paused_until = 0.0  # event-loop time before which no request is sent (a Retry-After)
         self._client = openai.AsyncOpenAI(
             base_url=cfg.base_url,
             api_key=os.environ.get(cfg.api_key_env) or "EMPTY",
@@ -143,10 +174,14 @@ class Teacher:
         # ``post`` with the body built here and the JSON reply returned as is: the typed
         # ``chat.completions.create`` re-walks every message part and builds models per call, which costs
         # more CPU than the rest of a request at hundreds of requests/s.
-        async with self._sem, asyncio.timeout(self.cfg.timeout):
-            return await self._client.post(
-                "/chat/completions", cast_to=object, body=body, options={"timeout": self.cfg.timeout}
-            )
+        async with self._sem:
+            loop = asyncio.get_running_loop()
+            while (wait := self._paused_until - loop.time()) > 0:
+                await asyncio.sleep(wait)
+            async with asyncio.timeout(self.cfg.timeout):
+                return await self._client.post(
+                    "/chat/completions", cast_to=object, body=body, options={"timeout": self.cfg.timeout}
+                )
 
     async def chat(self, messages: list[dict[str, Any]], **overrides: Any) -> Reply:
         """One chat completion with retries; raises `TeacherError` when it cannot get one."""
@@ -168,7 +203,7 @@ class Teacher:
                 self.stats.status[str(status)] = self.stats.status.get(str(status), 0) + 1
                 retryable = status in RETRYABLE_STATUS or status >= 500
                 detail = f"HTTP {status}: {_message(exc)}"
-                hint = _retry_after(exc)
+                hint = retry_after(exc.response.headers)
             except (openai.APIConnectionError, TimeoutError) as exc:
                 retryable, hint = True, None
                 timed_out = isinstance(exc, openai.APITimeoutError | TimeoutError)
@@ -179,8 +214,11 @@ class Teacher:
                 raise TeacherError(f"teacher {self.name} ({self.cfg.model}){tries}: {detail}", retryable=retryable)
             self.stats.retries += 1
             delay = min(self.cfg.backoff_max, self.cfg.backoff * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
-            if hint is not None:
-                delay = max(delay, min(hint, self.cfg.backoff_max))
+            if hint is not None and hint > 0:
+                pause = min(hint, self.cfg.retry_after_max)
+                delay = max(delay, pause)
+                loop = asyncio.get_running_loop()
+                self._paused_until = max(self._paused_until, loop.time() + pause)  # every request of this teacher
             await asyncio.sleep(delay)
         return self._reply(resp, attempt)
 
