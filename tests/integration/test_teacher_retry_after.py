@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
@@ -34,7 +35,7 @@ def test_retry_after_pauses_every_request_of_the_teacher() -> None:
     assert teacher.stats.status == {"429": 3}
     # every request's first attempt got 429 + "Retry-After: 1"; after each, nothing reached the server for 1 s
     # although the configured backoff is 0.01-0.02 s and other requests were waiting for the slot
-    for (t0, _, n0), (t1, _, _) in zip(arrivals, arrivals[1:], strict=False):
+    for (t0, _, n0), (t1, _, _) in itertools.pairwise(arrivals):
         if n0 == 1:
             assert t1 - t0 >= 0.95, arrivals
     for key in {k for _, k, _ in arrivals}:
@@ -49,7 +50,7 @@ def test_retry_after_is_capped_by_retry_after_max() -> None:
         )
         (reply,), _ = _run(cfg, ["a"])
         (t0, _, _), (t1, _, _) = srv.arrivals
-    assert reply.attempts == 2 and 0.19 <= t1 - t0
+    assert reply.attempts == 2 and t1 - t0 >= 0.19
 
 
 @pytest.mark.parametrize(
