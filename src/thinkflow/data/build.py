@@ -181,6 +181,17 @@ def parse_shard(spec: str) -> tuple[int, int]:
     return int(m.group(1)), int(m.group(2))
 
 
+def shard_specs(count: str | int) -> list[str]:
+    """``["0/N", …, "N-1/N"]`` for a shard count given as text (a pipeline parameter) or a number."""
+    try:
+        n = int(str(count).strip())
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise ValueError(f"build_shards must be a whole number >= 1, got {count!r}")
+    return [f"{i}/{n}" for i in range(n)]
+
+
 def shard_of(record_id: str, count: int) -> int:
     """The shard (of ``count``) a record id belongs to: BLAKE2b of the id, so it is the same in every process
     and every Python (unlike ``hash()``), and a shard's content never depends on the other shards."""
