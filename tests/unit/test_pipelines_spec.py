@@ -261,8 +261,8 @@ def test_local_build_strips_platform_config(name: str) -> None:
 
 
 def test_vlaa_thinker_build_fans_out_when_asked(compiled: Path) -> None:
-    """build_shards is a string parameter (default "1": one build task); else ParallelFor over plan_shards
-    with the compile-time parallelism limit, then merge_dataset over the collected shards."""
+    """build_shards is a string parameter (default "1"); ParallelFor over plan_shards with the compile-time
+    parallelism limit, then merge_dataset over the collected shards (one shard + merge = the unsharded build)."""
     spec, _ = docs(compiled / "vlaa_thinker.yaml")
     param = spec["root"]["inputDefinitions"]["parameters"]["build_shards"]
     assert (param["defaultValue"], param["parameterType"]) == ("1", "STRING")
@@ -271,7 +271,7 @@ def test_vlaa_thinker_build_fans_out_when_asked(compiled: Path) -> None:
     assert loop["iteratorPolicy"]["parallelismLimit"] == PipelineOptions().build_parallelism
     assert loop["parameterIterator"]["items"]["inputParameter"].endswith("plan-shards-Output")
     comps = {executor_component("exec-" + t["componentRef"]["name"].removeprefix("comp-")) for t in tasks.values()}
-    assert {"build_dataset", "plan_shards", "build_shard", "merge_dataset"} <= comps
+    assert {"plan_shards", "build_shard", "merge_dataset"} <= comps and "build_dataset" not in comps
     from thinkflow.data.build import shard_specs
 
     assert shard_specs(" 3 ") == ["0/3", "1/3", "2/3"]

@@ -26,16 +26,17 @@ DESCRIPTION = (
 def build_dataset(
     opts: PipelineOptions, local: bool, start: Any, preset: Any, overrides: Any, build_shards: Any
 ) -> Any:
-    """The dataset: one ``build_dataset`` task when ``build_shards`` is "1", else ``plan_shards`` -> a
-    ``ParallelFor`` of ``build_shard`` tasks (retried, each resuming its own journal) -> ``merge_dataset``."""
-    with dsl.If(build_shards == "1", "build-one-task"):
-        one = place(c.build_dataset(preset=preset, overrides=overrides), opts, local=local).after(start)
-    with dsl.Else("build-sharded"):
-        plan = place(c.plan_shards(build_shards=build_shards), opts, local=local).after(start)
-        with dsl.ParallelFor(plan.output, parallelism=opts.build_parallelism or None, name="build-shards") as spec:
-            part = place(c.build_shard(spec=spec, preset=preset, overrides=overrides), opts, local=local)
-        merged = place(c.merge_dataset(shards=dsl.Collected(part.outputs["shard"])), opts, local=local)
-    return dsl.OneOf(one.outputs["dataset"], merged.outputs["dataset"])
+    """The dataset: ``plan_shards`` -> a ``ParallelFor`` of ``build_shard`` tasks (retried, each resuming its
+    own journal) -> ``merge_dataset``. One graph for every ``build_shards``: with "1" it is one shard and the
+    merge, which is what the unsharded build is (`thinkflow.data.build.run`), byte for byte. (An If/Else
+    between ``build_dataset`` and the fan-out would need ``dsl.OneOf`` over a Dataset artifact, which
+    kfp.local 2.17 rejects: ``get_dag_output_artifacts`` in kfp/local/orchestrator/orchestrator_utils.py
+    takes exactly one artifact selector.)"""
+    plan = place(c.plan_shards(build_shards=build_shards), opts, local=local).after(start)
+    with dsl.ParallelFor(plan.output, parallelism=opts.build_parallelism or None, name="build-shards") as spec:
+        part = place(c.build_shard(spec=spec, preset=preset, overrides=overrides), opts, local=local)
+    merged = place(c.merge_dataset(shards=dsl.Collected(part.outputs["shard"])), opts, local=local)
+    return merged.outputs["dataset"]
 
 
 def make(options: PipelineOptions | None = None, *, local: bool = False) -> GraphComponent:
@@ -89,7 +90,7 @@ def make(options: PipelineOptions | None = None, *, local: bool = False) -> Grap
             train_memory: Memory request and limit of the training task.
             eval_cpu: CPU request and limit of the evaluation task.
             eval_memory: Memory request and limit of the evaluation task.
-            build_shards: Build the dataset in this many parallel shards (then merge them; "1": one task).
+            build_shards: Build the dataset in this many parallel shards, then merge them ("1": one shard).
         """
         gpu = dict(accelerator=accelerator, node_selector=gpu_node_selector, tolerations=gpu_tolerations)
         finish = place(c.close_run(), opts, local=local)
