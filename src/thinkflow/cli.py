@@ -91,7 +91,13 @@ def _run_build(cfg: StageConfig) -> None:
     except (BuildError, SourceError, JournalError, FileNotFoundError, ValueError) as exc:
         console.print(f"[red]build failed:[/red] {exc}")
         raise typer.Exit(1) from None
-    m = {k: int(v) for k, v in result.metrics.items() if k.startswith("records") or k == "rejected"}
+    m = {k: int(v) for k, v in result.metrics.items() if k.startswith("records") or k in ("rejected", "candidates")}
+    if "candidates" in m:
+        console.print(
+            f"[green]shard built[/green]: {result.output}: {m['candidates']} candidates, {m['records']} kept, "
+            f"{m['rejected']} rejected (merge the shards with `thinkflow data merge`)"
+        )
+        return
     splits = ", ".join(f"{s} {m.get(f'records_{s}', 0)}" for s in ("sft", "rl", "eval"))
     console.print(
         f"[green]dataset built[/green]: {result.output}: {m['records']} records ({splits}), {m['rejected']} rejected"
@@ -99,14 +105,51 @@ def _run_build(cfg: StageConfig) -> None:
 
 
 @app.command("build")
-def build_command(config: ConfigOpt = None, sets: SetOpt = None, print_config: PrintOpt = False) -> None:
+def build_command(
+    config: ConfigOpt = None,
+    sets: SetOpt = None,
+    print_config: PrintOpt = False,
+    shard: Annotated[
+        str | None, typer.Option("--shard", help="I/N: build shard I of N into --set output=… (then `data merge`).")
+    ] = None,
+) -> None:
     """Build a dataset with the six VLAA-Thinking steps (resumable). --config tiny-data: the synthetic default."""
+    import json
+
     from thinkflow.data.build import BuildConfig
 
+    sets = [*(sets or []), *([f"shard={json.dumps(shard)}"] if shard else [])]
     _run_build(resolve_config(BuildConfig, config, sets, print_config))
 
 
 data_app.command("build", help="Same as `thinkflow build`.")(build_command)
+
+
+@data_app.command("merge")
+def data_merge(
+    shards: Annotated[list[str], typer.Argument(help="Shard outputs (dirs or s3:// URIs) of `build --shard I/N`.")],
+    output: Annotated[str, typer.Option("--output", "-o", help="Dataset directory or s3:// URI.")],
+    sets: SetOpt = None,
+    print_config: PrintOpt = False,
+) -> None:
+    """Merge the N shards of a build: dedupe across shards, split, one manifest (= the unsharded build)."""
+    import json
+
+    from thinkflow.data.build import BuildError
+    from thinkflow.data.merge import MergeConfig, run
+
+    overrides = [f"shards={json.dumps(shards)}", f"output={json.dumps(output)}", *(sets or [])]
+    cfg = resolve_config(MergeConfig, None, overrides, print_config)
+    try:
+        result = run(cfg)
+    except (BuildError, FileNotFoundError, ValueError) as exc:
+        console.print(f"[red]merge failed:[/red] {exc}")
+        raise typer.Exit(1) from None
+    m = {k: int(v) for k, v in result.metrics.items()}
+    splits = ", ".join(f"{s} {m.get(f'records_{s}', 0)}" for s in ("sft", "rl", "eval"))
+    console.print(
+        f"[green]dataset merged[/green]: {result.output}: {m['records']} records ({splits}), {m['rejected']} rejected"
+    )
 
 
 @data_app.command("import-vlaa")

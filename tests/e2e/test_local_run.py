@@ -90,3 +90,27 @@ def test_study_runs_locally(tmp_path: Path, tiny_model: Path) -> None:
     assert Path(grpo_lineage["base_model"]["uri"]).resolve() == Path(result.outputs["sft_grpo/sft.artifact"]).resolve()
     children = child_runs(result.tracking_uri, result.parent_run_id)
     assert {"build", "validate", "sft", "grpo", "evaluate", "compare_study"} <= set(children)
+
+
+def test_vlaa_thinker_sharded_build_runs_locally(tmp_path: Path, tiny_model: Path) -> None:
+    """build_shards=3: plan_shards -> ParallelFor of build_shard -> merge_dataset (dsl.Collected) -> the rest,
+    and the merged dataset is the one the single build task writes."""
+    root = tmp_path / "root"
+    result = run_local("vlaa_thinker", root, model=str(tiny_model), arguments={"build_shards": "3"})
+    assert result.state == "SUCCEEDED"
+    assert result.registered is not None and result.registered["version"] == "1"
+    children = child_runs(result.tracking_uri, result.parent_run_id)
+    assert {"build", "merge", "validate", "grpo", "evaluate", "register"} <= set(children)
+    assert set(children.values()) == {"FINISHED"}
+    merged = [p.parent for p in (root / "pipeline-root").rglob("manifest.json") if (p.parent / "sft.jsonl").exists()]
+    (dataset,) = merged
+    manifest = json.loads((dataset / "manifest.json").read_text())
+    assert [s["shard"] for s in manifest["shards"]] == ["0/3", "1/3", "2/3"]
+
+    from thinkflow.config import load_config
+    from thinkflow.data.build import BuildConfig, run
+
+    ref = tmp_path / "ref"
+    run(load_config(BuildConfig, "tiny-data", [f"output={ref}", "tracking=false", "progress=false"]))
+    for name in ("sft.jsonl", "rl.jsonl", "eval.jsonl", "rejected.jsonl"):
+        assert (dataset / name).read_bytes() == (ref / name).read_bytes(), name

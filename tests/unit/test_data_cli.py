@@ -89,3 +89,22 @@ def test_import_vlaa_command(tmp_path: Path) -> None:
     bad.write_text("[]")
     res = runner.invoke(app, ["data", "import-vlaa", "--json", str(bad), "--images", str(tmp_path), "-o", str(out)])
     assert res.exit_code == 2 and "SFT or the GRPO file" in _flat(res.output)
+
+
+def test_build_shards_and_data_merge(tmp_path: Path) -> None:
+    base = ["-c", "tiny-data", "--set", "tracking=false", "--set", "sources=[{kind: synthetic, n: 14}]"]
+    res = runner.invoke(app, ["build", *base, "--set", f"output={tmp_path / 'ref'}"])
+    assert res.exit_code == 0, res.output
+    shards = []
+    for i in range(2):
+        shards.append(str(tmp_path / f"s{i}"))
+        res = runner.invoke(app, ["build", *base, "--set", f"output={shards[-1]}", "--shard", f"{i}/2"])
+        assert res.exit_code == 0 and "shard built" in _flat(res.output), res.output
+    res = runner.invoke(app, ["data", "merge", *shards, "-o", str(tmp_path / "m"), "--set", "tracking=false"])
+    assert res.exit_code == 0 and "dataset merged" in _flat(res.output), res.output
+    for name in ("sft.jsonl", "rl.jsonl", "eval.jsonl", "rejected.jsonl"):
+        assert (tmp_path / "m" / name).read_bytes() == (tmp_path / "ref" / name).read_bytes()
+    res = runner.invoke(app, ["data", "merge", shards[0], "-o", str(tmp_path / "x"), "--set", "tracking=false"])
+    assert res.exit_code == 1 and "missing shard(s) 1/2 of 2" in _flat(res.output)
+    res = runner.invoke(app, ["build", *base, "--set", f"output={tmp_path / 'y'}", "--shard", "2/2"])
+    assert res.exit_code == 2 and "shard must be 'I/N'" in _flat(res.output)

@@ -31,6 +31,7 @@ REPO = Path(__file__).resolve().parents[2]
 COMMITTED = REPO / "pipelines"
 GPU_EXECUTORS = {"sft", "grpo", "evaluate"}
 TRAINING = {"sft", "grpo"}
+RETRIED = TRAINING | {"build_shard"}  # resume from their journals/checkpoints in the workspace
 
 
 @pytest.fixture(scope="module")
@@ -143,7 +144,7 @@ def test_workspace_pvc_and_retries(compiled: Path, name: str) -> None:
     for task_name, task in all_tasks(spec).items():
         comp = executor_component("exec-" + task["componentRef"]["name"].removeprefix("comp-"))
         policy = task.get("retryPolicy")
-        if comp in TRAINING:
+        if comp in RETRIED:
             assert policy == {
                 "backoffDuration": opts.backoff_duration,
                 "backoffFactor": opts.backoff_factor,
@@ -154,6 +155,7 @@ def test_workspace_pvc_and_retries(compiled: Path, name: str) -> None:
         else:
             assert policy is None, f"{task_name} should not retry"
     assert "grpo" in retried
+    assert ("build_shard" in retried) == (name == "vlaa_thinker")
     # Training tasks get the workspace (checkpoints) through the placeholder KFP resolves to the PVC mount.
     for comp in ("comp-grpo", "comp-open-run"):
         workspace_param = spec["components"][comp]["inputDefinitions"]["parameters"]["workspace"]
@@ -175,7 +177,7 @@ def test_secrets_and_config_map_are_references(compiled: Path, name: str) -> Non
         assert {m["secretKey"] for m in s3["keyToEnv"]} == set(S3_KEYS)
         (mlflow,) = secrets[opts.mlflow_secret]
         assert {m["envVar"] for m in mlflow["keyToEnv"]} == set(MLFLOW_KEYS) and mlflow["optional"] is True
-        if comp in {"build_dataset", "grpo", "evaluate"}:
+        if comp in {"build_dataset", "build_shard", "grpo", "evaluate"}:
             teachers = [m for ref in secrets[opts.teachers_secret] for m in ref["keyToEnv"]]
             assert {m["secretKey"] for m in teachers} == set(TEACHER_KEYS)
             assert {m["envVar"] for m in teachers} == set(opts.teacher_key_envs)
@@ -288,3 +290,22 @@ def test_study_branches_share_a_rwo_workspace_one_at_a_time(tmp_path: Path) -> N
     (loop,) = [t for t in all_tasks(spec).values() if "parameterIterator" in t]
     assert "iteratorPolicy" not in loop
     assert PipelineOptions(study_parallelism=2).study_fanout() == 2
+
+
+def test_vlaa_thinker_build_fans_out_when_asked(compiled: Path) -> None:
+    """build_shards is a string parameter (default "1"); ParallelFor over plan_shards with the compile-time
+    parallelism limit, then merge_dataset over the collected shards (one shard + merge = the unsharded build)."""
+    spec, _ = docs(compiled / "vlaa_thinker.yaml")
+    param = spec["root"]["inputDefinitions"]["parameters"]["build_shards"]
+    assert (param["defaultValue"], param["parameterType"]) == ("1", "STRING")
+    tasks = all_tasks(spec)
+    loop = next(t for t in tasks.values() if "parameterIterator" in t)
+    assert loop["iteratorPolicy"]["parallelismLimit"] == PipelineOptions().build_parallelism
+    assert loop["parameterIterator"]["items"]["inputParameter"].endswith("plan-shards-Output")
+    comps = {executor_component("exec-" + t["componentRef"]["name"].removeprefix("comp-")) for t in tasks.values()}
+    assert {"plan_shards", "build_shard", "merge_dataset"} <= comps and "build_dataset" not in comps
+    from thinkflow.data.build import shard_specs
+
+    assert shard_specs(" 3 ") == ["0/3", "1/3", "2/3"]
+    with pytest.raises(ValueError, match="build_shards must be a whole number >= 1"):
+        shard_specs("0")

@@ -15,6 +15,9 @@ This package imports nothing from KFP by itself: inside a running component KFP 
 COMPONENTS = {
     "open_run": "run_context",
     "build_dataset": "build_dataset",
+    "plan_shards": "plan_shards",
+    "build_shard": "build_shard",
+    "merge_dataset": "merge_dataset",
     "validate_data": "validate_data",
     "sft": "sft",
     "grpo": "grpo",

@@ -2,7 +2,8 @@
 
 ``thinkflow.data.build.run(cfg: BuildConfig) -> StageResult`` (CLI: ``thinkflow build --config FILE``).
 
-1. **collect** – read every source (per-source sampling cap, random by seed), validate the record and its
+1. **collect** – read every source, streamed (per-source sampling cap: the first ``max_samples`` of a seeded
+   shuffle), validate the record and its
    image (missing, undecodable, bad box, unknown verifier type -> ``rejected.jsonl``), store the image under
    ``images/`` named by its SHA-256, and dedupe by image content hash (``dedupe: image``).
 2. **caption** – a VLM teacher describes the image (plus source extras such as a CLEVR scene).
@@ -31,6 +32,12 @@ finishes the other records, then the build fails and the next run retries just t
 Output (``output``: a directory or ``s3://`` URI; remote outputs are built in the local cache and
 uploaded): ``sft.jsonl`` / ``rl.jsonl`` / ``eval.jsonl`` (when non-empty), ``images/``, ``rejected.jsonl``
 and ``manifest.json`` (written last: counts, content hash, teachers, token totals, build config).
+
+**Shards.** With ``shard: "I/N"`` (``thinkflow build --shard I/N``) steps 1-5 run only for the records whose
+id hashes (BLAKE2b) to shard ``I``, with the shard's own journal, and ``output`` receives a shard
+(``shard.jsonl``, ``images/``, ``shard.json``); `thinkflow.data.merge` dedupes across the shards and runs
+step 6. The unsharded build is literally shard ``0/1`` (built under the work dir) plus that merge, so the
+shards of any ``N`` merge into the same bytes.
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ import asyncio
 import contextlib
 import fcntl
 import hashlib
+import itertools
 import json
 import os
 import random
@@ -62,15 +70,17 @@ from thinkflow.data.checks import known_verifier_types, solution_problem
 from thinkflow.data.journal import Journal
 from thinkflow.data.prompts import Prompts, PromptsConfig
 from thinkflow.data.sources import Candidate, Source, SyntheticSource, iter_candidates, source_name
-from thinkflow.data.split import assign_split, stratified_eval
 from thinkflow.data.teachers import Teacher, TeacherConfig, TeacherError, image_part
 from thinkflow.data.text import normalize_response, word_count
-from thinkflow.format import AHA_CUES, AhaMatch, format_response, has_aha, response_parts, split_think
+from thinkflow.format import AHA_CUES, AhaMatch, format_response, response_parts, split_think
 from thinkflow.images import ImageLimits
 from thinkflow.records import SPLITS, RecordError, parse_record, write_jsonl
 
 STEPS: tuple[str, ...] = ("collect", "caption", "reason", "rewrite", "verify", "split")
 FORMAT = "thinkflow.dataset/v1"
+SHARD_FORMAT = "thinkflow.shard/v1"
+SHARD_FILE = "shard.jsonl"
+SHARD_MANIFEST = "shard.json"
 WORK_DIRNAME = ".build"
 IMAGE_EXT = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "bmp", "TIFF": "tiff"}
 MENTIONS = r"\b(captions?|captioned|descriptions?|described|describes|the (?:given |provided )?text)\b"
@@ -162,12 +172,50 @@ class BuildConfig(StageConfig):
         description="After retries: fail the build at the end of the step (a rerun retries) or reject the record.",
     )
     work_dir: str | None = Field(default=None, description="Journal directory (default: OUTPUT/.build, or the cache).")
+    shard: str | None = Field(
+        default=None,
+        description="'I/N': build only shard I of N (records chosen by a stable hash of their id) and write a "
+        "shard output to `output`; `thinkflow data merge` combines the N shards into the dataset.",
+    )
     image_workers: int = Field(default=8, ge=1, description="Threads reading/decoding images in step 1.")
     image_limits: ImageLimits = Field(
         default_factory=ImageLimits, description="Bounds on each source image (pixels, bytes); over them: rejected."
     )
     tracking: bool = Field(default=True, description="Log the run to MLflow.")
     progress: bool = Field(default=True, description="Show a progress bar per step.")
+
+    @field_validator("shard")
+    @classmethod
+    def _shard(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_shard(value)
+        return value
+
+
+def parse_shard(spec: str) -> tuple[int, int]:
+    """``"I/N"`` -> ``(I, N)`` with ``0 <= I < N``; a clear error otherwise."""
+    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", spec)
+    if not m or int(m.group(2)) < 1 or int(m.group(1)) >= int(m.group(2)):
+        raise ValueError(f"shard must be 'I/N' with 0 <= I < N (e.g. 0/8), got {spec!r}")
+    return int(m.group(1)), int(m.group(2))
+
+
+def shard_specs(count: str | int) -> list[str]:
+    """``["0/N", …, "N-1/N"]`` for a shard count given as text (a pipeline parameter) or a number."""
+    try:
+        n = int(str(count).strip())
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise ValueError(f"build_shards must be a whole number >= 1, got {count!r}")
+    return [f"{i}/{n}" for i in range(n)]
+
+
+def shard_of(record_id: str, count: int) -> int:
+    """The shard (of ``count``) a record id belongs to: BLAKE2b of the id, so it is the same in every process
+    and every Python (unlike ``hash()``), and a shard's content never depends on the other shards."""
+    digest = hashlib.blake2b(record_id.encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % count
 
 
 @dataclass
@@ -196,6 +244,7 @@ def _fingerprint(cfg: BuildConfig, prompts: Prompts) -> dict[str, Any]:
         "rewrite": cfg.rewrite.model_dump(mode="json"),
         "verify": cfg.verify.model_dump(mode="json"),
         "prompts": prompts.digest(),
+        "layout": 2,  # shard + merge: rank-based sampling cap, images in the shard dir
     }
 
 
@@ -233,13 +282,14 @@ def _sha256_file(path: Path) -> str:
 class _Builder:
     def __init__(self, cfg: BuildConfig, stage: Path, work: Path) -> None:
         self.cfg = cfg
+        self.shard = parse_shard(cfg.shard) if cfg.shard else (0, 1)
         self.stage = stage
         self.work = work
         self.prompts = Prompts(cfg.prompts)
         self.seconds: dict[str, float] = {}
         self.cpu_seconds: dict[str, float] = {}
         self.calls_this_run: Counter[str] = Counter()
-        self.not_sampled: dict[str, int] = {}
+        self.not_sampled: dict[str, int] = {}  # per source: candidates outside the sampling cap
         self.journals: dict[str, Journal] = {}
 
     # ----------------------------------------------------------------------------------------------- plumbing
@@ -254,6 +304,8 @@ class _Builder:
 
     def check_fingerprint(self) -> dict[str, Any]:
         fp = _fingerprint(self.cfg, self.prompts)
+        if self.shard[1] > 1:
+            fp["shard"] = "{}/{}".format(*self.shard)
         path = self.work / "fingerprint.json"
         if path.exists():
             old = json.loads(path.read_text(encoding="utf-8"))
@@ -314,6 +366,40 @@ class _Builder:
         rec["meta"]["image_sha256"] = digest
         return None, rec
 
+    def candidates(self, si: int, src: Source) -> Iterator[tuple[int, int, Candidate]]:
+        """``(rank, pos, candidate)`` of this shard's inputs of source ``si``, in the build's global order.
+
+        Without a cap the order is the source's own and the source is streamed. With ``max_samples`` the
+        sample is the first ``max_samples`` positions of a seeded shuffle (rejected candidates are not
+        replaced, so every shard knows the sample without the others): one streaming pass counts, a second
+        keeps this shard's part of the sample, which alone is held in memory.
+        """
+        cfg, name = self.cfg, source_name(src)
+        index, count = self.shard
+
+        def mine(cand: Candidate) -> bool:
+            return count == 1 or shard_of(cand.id, count) == index
+
+        if not src.max_samples:
+            self.not_sampled[name] = 0
+            for pos, cand in enumerate(iter_candidates(src, cfg.seed)):
+                if mine(cand):
+                    yield pos, pos, cand
+            return
+        total = sum(1 for _ in iter_candidates(src, cfg.seed))
+        order = list(range(total))
+        random.Random(f"thinkflow-sample:{cfg.seed}:{si}:{name}").shuffle(order)
+        rank = {pos: r for r, pos in enumerate(order[: src.max_samples])}
+        del order
+        self.not_sampled[name] = total - len(rank)
+        picked = [
+            (rank[pos], pos, cand)
+            for pos, cand in enumerate(iter_candidates(src, cfg.seed))
+            if pos in rank and mine(cand)
+        ]
+        picked.sort(key=lambda t: t[0])
+        yield from picked
+
     def collect(self) -> list[dict[str, Any]]:
         cfg = self.cfg
         journal = self.journal("collect")
@@ -321,14 +407,9 @@ class _Builder:
         known = known_verifier_types()
         seen_keys: dict[str, str] = {}
         kept_ids: set[str] = set()
-        kept_per_source: Counter[int] = Counter()
-        entries_per_source: Counter[int] = Counter()
         for e in journal:
-            si = int(str(e["key"]).split(":", 1)[0])
-            entries_per_source[si] += 1
             if e["status"] == "ok":
                 kept_ids.add(e["record"]["id"])
-                kept_per_source[si] += 1
                 if e.get("dedupe"):
                     seen_keys[e["dedupe"]] = e["record"]["id"]
         distill_ready = cfg.teachers.reason is not None
@@ -339,27 +420,17 @@ class _Builder:
         with ThreadPoolExecutor(max_workers=cfg.image_workers) as pool:
             for si, src in enumerate(cfg.sources):
                 name = source_name(src)
-                cands = list(iter_candidates(src, cfg.seed))
-                order = list(range(len(cands)))
-                if src.max_samples:
-                    random.Random(f"thinkflow-sample:{cfg.seed}:{si}:{name}").shuffle(order)
-                pending = [pos for pos in order if f"{si}:{pos}" not in journal]
-                bar = self.bar("collect", len(cands), len(cands) - len(pending))
+                bar = self.bar("collect", 0, 0)
+                bar.total = None
                 bar.set_postfix_str(name)
-                kept = kept_per_source[si]
-                done = entries_per_source[si]
-                chunk_size = 4 * cfg.image_workers
-                for begin in range(0, len(pending), chunk_size):
-                    if src.max_samples and kept >= src.max_samples:
-                        break
-                    chunk = pending[begin : begin + chunk_size]
-                    results = list(pool.map(self._prepare, [cands[pos] for pos in chunk], [known] * len(chunk)))
-                    for pos, (error, rec) in zip(chunk, results, strict=True):
-                        if src.max_samples and kept >= src.max_samples:
-                            break
-                        cand = cands[pos]
+                stream = self.candidates(si, src)
+                while chunk := list(itertools.islice(stream, 4 * cfg.image_workers)):
+                    todo = [t for t in chunk if f"{si}:{t[1]}" not in journal]
+                    bar.update(len(chunk) - len(todo))
+                    results = pool.map(self._prepare, [t[2] for t in todo], [known] * len(todo))
+                    for (rank, pos, cand), (error, rec) in zip(todo, results, strict=True):
                         key = f"{si}:{pos}"
-                        if rec is not None and rec["id"] in kept_ids:
+                        if rec is not None and rec["id"] in kept_ids:  # same id -> same shard: exact
                             error, rec = f"duplicate id {cand.id!r}", None
                         dedupe = None
                         if rec is not None and cfg.dedupe != "none":
@@ -368,9 +439,19 @@ class _Builder:
                                 dedupe += ":" + hashlib.sha256(rec["question"].encode()).hexdigest()[:16]
                             if dedupe in seen_keys:
                                 error, rec = f"duplicate image (same as {seen_keys[dedupe]})", None
+                            else:
+                                seen_keys[dedupe] = cand.id
                         if rec is None:
                             journal.append(
-                                {"key": key, "status": "rejected", "id": cand.id, "source": name, "reason": error}
+                                {
+                                    "key": key,
+                                    "order": rank,
+                                    "status": "rejected",
+                                    "id": cand.id,
+                                    "source": name,
+                                    "reason": error,
+                                    "dedupe": dedupe,
+                                }
                             )
                         else:
                             needs = rec.get("response") is None and (
@@ -379,6 +460,7 @@ class _Builder:
                             journal.append(
                                 {
                                     "key": key,
+                                    "order": rank,
                                     "status": "ok",
                                     "source": name,
                                     "record": rec,
@@ -390,14 +472,9 @@ class _Builder:
                                 }
                             )
                             kept_ids.add(rec["id"])
-                            kept += 1
-                            if dedupe:
-                                seen_keys[dedupe] = rec["id"]
-                        done += 1
                         bar.update(1)
                     journal.sync()
                 bar.close()
-                self.not_sampled[name] = len(cands) - done
         self.seconds["collect"] = time.monotonic() - start
         return [e for e in journal if e["status"] == "ok"]
 
@@ -620,64 +697,68 @@ class _Builder:
         why = "judged incorrect" if verdict is False else f"no Yes/No verdict in {reply.text.strip()[:60]!r}"
         return self._teacher_reject(teacher, reply, f"verify (judge): {why}")
 
-    # --------------------------------------------------------------------------------------------- step 6
-    def finish(
-        self, collected: list[dict[str, Any]], distilled: list[_Item], fingerprint: dict[str, Any]
-    ) -> dict[str, Any]:
-        cfg = self.cfg
+    # ------------------------------------------------------------------------------------ the shard output
+    def finish(self, distilled: list[_Item], fingerprint: dict[str, Any]) -> dict[str, Any]:
+        """Write the shard: ``shard.jsonl`` (every candidate of this shard in the build's global order: its
+        record after steps 2-5, or the step and reason it was rejected), its images and ``shard.json``.
+
+        Dedupe across shards, the split and the eval hold-out are the merge's (`thinkflow.data.merge`).
+        """
         start = time.monotonic()
         by_id = {it.id: it for it in distilled}
-        records: list[dict[str, Any]] = []
-        modes: list[str] = []
-        split_rejects: list[dict[str, Any]] = []
-        for e in collected:
+        later = {r["id"]: r for r in self._rejected() if r["step"] != "collect"}
+        rows: list[dict[str, Any]] = []
+        for e in self.journal("collect"):
+            si, pos = (int(x) for x in str(e["key"]).split(":", 1))
+            row: dict[str, Any] = {"order": [si, int(e.get("order", pos))], "source": e["source"]}
+            if e.get("dedupe"):
+                row["dedupe"] = e["dedupe"]
+            if e["status"] != "ok":
+                rows.append({**row, "id": e["id"], "step": "collect", "reason": e.get("reason", "")})
+                continue
             rec = dict(e["record"])
             rec["meta"] = dict(rec.get("meta") or {})
+            row["id"] = rec["id"]
             if e.get("distill"):
                 item = by_id.get(rec["id"])
                 if item is None:
-                    continue  # rejected in steps 2-5
+                    rejected = later.get(rec["id"])
+                    if rejected is None:
+                        raise BuildError(f"record {rec['id']}: neither finished nor rejected in steps 2-5")
+                    rows.append({**row, "step": rejected["step"], "reason": rejected["reason"]})
+                    continue
                 self._merge(rec, item)
-            records.append(rec)
-            modes.append(e.get("split_mode") or "keep")
-        auto = [
-            i
-            for i, (r, m) in enumerate(zip(records, modes, strict=True))
-            if m == "auto" or (m == "keep" and not r.get("split"))
-        ]
-        held_out = stratified_eval([records[i] for i in auto], cfg.eval_fraction, cfg.seed)
-        out: dict[str, list[dict[str, Any]]] = {s: [] for s in SPLITS}
-        for rec, mode in zip(records, modes, strict=True):
-            if rec.get("response"):
-                rec["meta"]["aha"] = has_aha(rec["response"], cfg.aha_cues, cfg.aha_match)
-            split = assign_split(rec, mode, rec["id"] in held_out, cfg.aha_cues, cfg.aha_match)
-            if split == "sft" and not rec.get("response"):
-                split_rejects.append(
-                    {
-                        "id": rec["id"],
-                        "source": rec.get("source", ""),
-                        "step": "split",
-                        "reason": "split sft needs a response",
-                    }
-                )
-                continue
-            rec["split"] = split
-            final = parse_record({k: v for k, v in rec.items() if v is not None}, where="build output")
-            out[split].append(final.model_dump(exclude_none=True))
-        for split in SPLITS:
-            path = self.stage / f"{split}.jsonl"
-            if out[split]:
-                write_jsonl(path, out[split])
-            elif path.exists():
-                path.unlink()
-        rejected = self._rejected() + split_rejects
-        write_jsonl(self.stage / "rejected.jsonl", rejected)
-        referenced = {r["image"] for rows in out.values() for r in rows}
+            rows.append({**row, "split_mode": e.get("split_mode") or "keep", "record": rec})
+        rows.sort(key=lambda r: r["order"])
+        write_jsonl(self.stage / SHARD_FILE, rows)
+        referenced = {r["record"]["image"] for r in rows if "record" in r}
         for img in (self.stage / "images").iterdir():
             if f"images/{img.name}" not in referenced:  # rejected later, or a temp file of a killed run
                 img.unlink()
-        self.seconds["split"] = time.monotonic() - start
-        return self._manifest(out, rejected, fingerprint)
+        served: dict[str, set[str]] = defaultdict(set)
+        for step in ("caption", "reason", "rewrite", "verify"):
+            if step in self.journals:
+                for e in self.journals[step]:
+                    if e.get("served"):
+                        served["judge" if step == "verify" else step].add(e["served"])
+        index, count = self.shard
+        self.seconds["shard"] = time.monotonic() - start
+        return {
+            "format": SHARD_FORMAT,
+            "shard": f"{index}/{count}",
+            "fingerprint": hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest(),
+            "candidates": len(rows),
+            "kept": sum(1 for r in rows if "record" in r),
+            "rejected": sum(1 for r in rows if "record" not in r),
+            "sha256": _sha256_file(self.stage / SHARD_FILE),
+            "not_sampled": dict(self.not_sampled),
+            "tokens": self._tokens(),
+            "served_models": {k: sorted(v) for k, v in sorted(served.items())},
+            "build_config": self.cfg.model_dump(mode="json"),
+            "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
+            "cpu_seconds": {k: round(v, 3) for k, v in self.cpu_seconds.items()},
+            "calls_this_run": dict(self.calls_this_run),
+        }
 
     def _merge(self, rec: dict[str, Any], item: _Item) -> None:
         teachers: dict[str, str] = {}
@@ -734,69 +815,6 @@ class _Builder:
         totals["total"] = {k: sum(v[k] for v in totals.values()) for k in ("calls", "prompt", "completion", "attempts")}
         return totals
 
-    def _manifest(
-        self, out: dict[str, list[dict[str, Any]]], rejected: list[dict[str, Any]], fingerprint: dict[str, Any]
-    ) -> dict[str, Any]:
-        cfg = self.cfg
-        files: dict[str, dict[str, Any]] = {}
-        content = hashlib.sha256()
-        for split in SPLITS:
-            path = self.stage / f"{split}.jsonl"
-            if not path.exists():
-                continue
-            digest = _sha256_file(path)
-            files[path.name] = {"records": len(out[split]), "sha256": digest}
-            content.update(f"{split}.jsonl:{digest}\n".encode())
-        rows = [r for split in SPLITS for r in out[split]]
-        per: dict[str, Counter[str]] = defaultdict(Counter)
-        for r in rows:
-            per["split"][r["split"]] += 1
-            per["source"][r.get("source", "")] += 1
-            per["verifier_type"][r["verifier_type"]] += 1
-            per[f"split/{r['split']}/verifier_type"][r["verifier_type"]] += 1
-            per[f"split/{r['split']}/source"][r.get("source", "")] += 1
-        served: dict[str, set[str]] = defaultdict(set)
-        for step in ("caption", "reason", "rewrite", "verify"):
-            if step in self.journals:
-                for e in self.journals[step]:
-                    if e.get("served"):
-                        served["judge" if step == "verify" else step].add(e["served"])
-        teachers = {
-            name: {"model": tc.model, "base_url": tc.base_url, "served_models": sorted(served.get(name, ()))}
-            for name, tc in cfg.teachers
-            if tc is not None
-        }
-        from thinkflow import __version__
-
-        return {
-            "format": FORMAT,
-            "content_hash": "sha256:" + content.hexdigest(),
-            "counts": {
-                "total": len(rows),
-                "split": dict(sorted(per["split"].items())),
-                "source": dict(sorted(per["source"].items())),
-                "verifier_type": dict(sorted(per["verifier_type"].items())),
-                "by_split": {
-                    s: {
-                        "verifier_type": dict(sorted(per[f"split/{s}/verifier_type"].items())),
-                        "source": dict(sorted(per[f"split/{s}/source"].items())),
-                    }
-                    for s in SPLITS
-                    if per["split"][s]
-                },
-                "rejected": len(rejected),
-                "rejected_by_step": dict(Counter(r["step"] for r in rejected)),
-                "not_sampled": {k: v for k, v in self.not_sampled.items() if v},
-            },
-            "files": files,
-            "teachers": teachers,
-            "tokens": self._tokens(),
-            "build_config": cfg.model_dump(mode="json"),
-            "fingerprint": hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest(),
-            "thinkflow_version": __version__,
-            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        }
-
 
 def _verdict(text: str) -> bool | None:
     _, rest = split_think(text)
@@ -830,11 +848,12 @@ def _stage_dirs(cfg: BuildConfig) -> tuple[Path, Path]:
     return stage, work
 
 
-def _publish(stage: Path, output: str) -> None:
-    """Upload the dataset (not the journal) to a remote output, manifest.json last.
+def _publish(stage: Path, output: str, names: list[str]) -> None:
+    """Upload a dataset or a shard (not the journal) to a remote output; ``names`` in order, the last one (its
+    manifest) last.
 
-    Images already there are not sent again; split files and images of an earlier build at the same URI
-    that this build does not have are removed, so the remote dataset is exactly the local one.
+    Images already there are not sent again; files in ``names`` and images of an earlier build at the same
+    URI that this one does not have are removed, so the remote copy is exactly the local one.
     """
     from minio.deleteobjects import DeleteObject
     from minio.error import S3Error
@@ -854,42 +873,43 @@ def _publish(stage: Path, output: str) -> None:
         for name in sorted(local_images - remote_images):
             cli.fput_object(bucket, img_prefix + name, str(stage / "images" / name))
         stale = [DeleteObject(img_prefix + name) for name in sorted(remote_images - local_images)]
-        for split in SPLITS:
-            key = f"{prefix}/{split}.jsonl" if prefix else f"{split}.jsonl"
-            if (stage / f"{split}.jsonl").exists():
-                cli.fput_object(bucket, key, str(stage / f"{split}.jsonl"))
-            else:
-                stale.append(DeleteObject(key))
+        present = [name for name in names if (stage / name).exists()]
+        stale += [DeleteObject(f"{prefix}/{name}" if prefix else name) for name in names if name not in present]
         for error in cli.remove_objects(bucket, stale):
             if error.code != "NoSuchKey":
                 raise BuildError(f"cannot remove {error.name} from {output}: {error.message}")
-        for name in ("rejected.jsonl", "manifest.json"):
+        for name in present:
             cli.fput_object(bucket, f"{prefix}/{name}" if prefix else name, str(stage / name))
     except S3Error as exc:
-        raise BuildError(f"cannot publish the dataset to {output}: {exc.code}: {exc.message}") from None
+        raise BuildError(f"cannot publish to {output}: {exc.code}: {exc.message}") from None
 
 
-def _build(cfg: BuildConfig, stage: Path, work: Path) -> dict[str, Any]:
-    builder = _Builder(cfg, stage, work)
+def _build(cfg: BuildConfig, shard_dir: Path, work: Path) -> dict[str, Any]:
+    """Build one shard (the whole input when ``cfg.shard`` is unset) into ``shard_dir``; its manifest."""
+    builder = _Builder(cfg, shard_dir, work)
     try:
         fingerprint = builder.check_fingerprint()
+        fingerprint.pop("shard", None)  # shards of one build share the fingerprint the merge checks
         collected = builder.collect()
         distilled = asyncio.run(builder.distill(collected))
-        manifest = builder.finish(collected, distilled, fingerprint)
-        manifest["seconds"] = {k: round(v, 3) for k, v in builder.seconds.items()}
-        manifest["cpu_seconds"] = {k: round(v, 3) for k, v in builder.cpu_seconds.items()}
-        manifest["calls_this_run"] = dict(builder.calls_this_run)
-        _write_atomic(stage / "manifest.json", json.dumps(manifest, indent=2, ensure_ascii=False).encode())
+        manifest = builder.finish(distilled, fingerprint)
+        manifest["created_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+        _write_atomic(shard_dir / SHARD_MANIFEST, json.dumps(manifest, indent=2, ensure_ascii=False).encode())
         return manifest
     finally:
         builder.close()
 
 
 def _metrics(manifest: dict[str, Any]) -> dict[str, float]:
-    counts = manifest["counts"]
-    metrics: dict[str, float] = {"records": counts["total"], "rejected": counts["rejected"]}
-    for split in SPLITS:
-        metrics[f"records_{split}"] = counts["split"].get(split, 0)
+    """Headline metrics of a dataset manifest or of a shard manifest."""
+    counts = manifest.get("counts")
+    metrics: dict[str, float] = {}
+    if counts is not None:
+        metrics.update(records=counts["total"], rejected=counts["rejected"])
+        for split in SPLITS:
+            metrics[f"records_{split}"] = counts["split"].get(split, 0)
+    else:
+        metrics.update(candidates=manifest["candidates"], records=manifest["kept"], rejected=manifest["rejected"])
     for step, t in manifest["tokens"].items():
         metrics[f"tokens_{step}_prompt"] = t["prompt"]
         metrics[f"tokens_{step}_completion"] = t["completion"]
@@ -899,8 +919,33 @@ def _metrics(manifest: dict[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items()}
 
 
+def _run(cfg: BuildConfig, stage: Path, work: Path) -> dict[str, Any]:
+    if cfg.shard:  # a shard output: the shard's files are the output
+        manifest = _build(cfg, stage, work)
+        if storage.is_remote(cfg.output):
+            _publish(stage, cfg.output, [SHARD_FILE, SHARD_MANIFEST])
+        return manifest
+    from thinkflow.data.merge import merge_shards
+
+    # one code path: the unsharded build is shard 0/1 followed by the merge
+    shard = _build(cfg, work / "shard", work)
+    manifest = merge_shards([work / "shard"], stage, cfg)
+    manifest["seconds"] = {**shard["seconds"], **manifest["seconds"]}
+    manifest["cpu_seconds"] = shard["cpu_seconds"]
+    manifest["calls_this_run"] = shard["calls_this_run"]
+    _write_atomic(stage / "manifest.json", json.dumps(manifest, indent=2, ensure_ascii=False).encode())
+    if storage.is_remote(cfg.output):
+        _publish(stage, cfg.output, [*(f"{s}.jsonl" for s in SPLITS), "rejected.jsonl", "manifest.json"])
+    return manifest
+
+
 def run(cfg: BuildConfig) -> StageResult:
-    """Build the dataset described by ``cfg`` (resuming from its journal if one exists)."""
+    """Build the dataset described by ``cfg`` (resuming from its journal if one exists).
+
+    With ``cfg.shard = "I/N"`` only that shard is built and ``output`` receives a shard (``shard.jsonl``,
+    ``images/``, ``shard.json``); `thinkflow.data.merge.run` combines the N shards into the dataset, byte for
+    byte the one the unsharded build writes.
+    """
     stage, work = _stage_dirs(cfg)
     run_id = None
     with _locked(work):
@@ -911,19 +956,24 @@ def run(cfg: BuildConfig) -> StageResult:
 
             with stage_run("build", cfg.model_dump(mode="json")) as active:
                 run_id = active.info.run_id
-                manifest = _build(cfg, stage, work)
+                manifest = _run(cfg, stage, work)
                 mlflow.log_metrics(_metrics(manifest))
-                mlflow.set_tag("thinkflow.content_hash", manifest["content_hash"])
-                mlflow.log_artifact(str(stage / "manifest.json"))
+                if "content_hash" in manifest:
+                    mlflow.set_tag("thinkflow.content_hash", manifest["content_hash"])
+                mlflow.log_artifact(str(stage / (SHARD_MANIFEST if cfg.shard else "manifest.json")))
         else:
-            manifest = _build(cfg, stage, work)
-        if storage.is_remote(cfg.output):
-            _publish(stage, cfg.output)
-    artifacts = {
-        "manifest": storage.join(cfg.output, "manifest.json"),
-        "rejected": storage.join(cfg.output, "rejected.jsonl"),
-        **{s: storage.join(cfg.output, f"{s}.jsonl") for s in SPLITS if f"{s}.jsonl" in manifest["files"]},
-    }
+            manifest = _run(cfg, stage, work)
+    if cfg.shard:
+        artifacts = {
+            "shard": storage.join(cfg.output, SHARD_FILE),
+            "manifest": storage.join(cfg.output, SHARD_MANIFEST),
+        }
+    else:
+        artifacts = {
+            "manifest": storage.join(cfg.output, "manifest.json"),
+            "rejected": storage.join(cfg.output, "rejected.jsonl"),
+            **{s: storage.join(cfg.output, f"{s}.jsonl") for s in SPLITS if f"{s}.jsonl" in manifest["files"]},
+        }
     return StageResult(
         stage="build", output=cfg.output, metrics=_metrics(manifest), artifacts=artifacts, mlflow_run_id=run_id
     )

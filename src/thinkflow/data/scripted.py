@@ -72,6 +72,7 @@ class ScriptedTeacher:
     respond: Responder = echo_responder
     latency: float = 0.0
     failures: list[int] = field(default_factory=list)
+    retry_after: str = "0"  # the Retry-After header of the scripted failures
     hold_after: dict[str, int] = field(default_factory=dict)
     port: int = 0
     served: Counter[str] = field(default_factory=Counter)
@@ -84,6 +85,7 @@ class ScriptedTeacher:
     completion_tokens: int = 0
     authorization: str | None = None
     errors: list[str] = field(default_factory=list)
+    arrivals: list[tuple[float, str, int]] = field(default_factory=list)  # (monotonic time, request key, attempt)
 
     def __post_init__(self) -> None:
         self._thread: threading.Thread | None = None
@@ -110,12 +112,13 @@ class ScriptedTeacher:
         ask = _ask(body)
         self.attempts[ask.key] += 1
         n = self.attempts[ask.key]
+        self.arrivals.append((time.monotonic(), ask.key, n))
         if n <= len(self.failures):
             status = self.failures[n - 1]
             return json_response(
                 {"error": {"message": f"scripted failure {status}", "type": "scripted"}},
                 status=status,
-                headers={"retry-after": "0"},
+                headers={"retry-after": self.retry_after},
             )
         limit = self.hold_after.get(ask.model)
         if limit is not None and self.served_per_model[ask.model] >= limit:

@@ -2,7 +2,9 @@
 
 `Teacher.chat` sends one chat completion with ``openai.AsyncOpenAI`` under a per-teacher
 `asyncio.Semaphore` (bounded concurrency), a per-request timeout, and retries with exponential backoff and
-jitter on 408/409/425/429/5xx and connection errors (honouring ``Retry-After``). Every reply carries the
+jitter on 408/409/425/429/5xx and connection errors. A ``Retry-After`` (or ``retry-after-ms``) answer
+pauses every request of that teacher until then, not only the one that got it: a 429 means the server is
+full, and the other workers would only collect 429s of their own. Every reply carries the
 server's token usage; `Teacher.stats` sums it. The API key comes from the environment variable named by
 ``api_key_env`` (mount a Kubernetes Secret as that variable); servers that need no key get ``"EMPTY"``.
 """
@@ -11,10 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import email.utils
 import json
+import math
 import os
 import random
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import openai
@@ -45,6 +50,11 @@ class TeacherConfig(BaseModel):
         default=1.0, ge=0, description="First retry delay in seconds (doubles each retry, with jitter)."
     )
     backoff_max: float = Field(default=60.0, ge=0, description="Longest retry delay in seconds.")
+    retry_after_max: float = Field(
+        default=120.0,
+        ge=0,
+        description="Longest server-requested pause (Retry-After) honoured, in seconds; longer ones wait this long.",
+    )
     temperature: float | None = Field(default=None, ge=0, description="Sampling temperature (default: the server's).")
     max_tokens: int | None = Field(default=4096, ge=1, description="Completion token budget per request.")
     max_tokens_param: Literal["max_tokens", "max_completion_tokens"] = Field(
@@ -113,12 +123,32 @@ def _http_client() -> Any:
         return None
 
 
-def _retry_after(exc: openai.APIStatusError) -> float | None:
-    try:
-        value = exc.response.headers.get("retry-after")
-        return float(value) if value is not None else None
-    except (ValueError, AttributeError):
+def retry_after(headers: Any) -> float | None:
+    """Seconds a response asks the client to wait: ``retry-after-ms``, else ``Retry-After`` as seconds or as
+    an HTTP date; ``None`` when absent or unreadable. The same reading as the openai SDK's
+    ``BaseClient._parse_retry_after_header`` (openai 3.57.0, ``_base_client.py``), which we cannot use as is:
+    its retries (``max_retries``) cap every backoff at 8 s and leave nothing for us to count or share."""
+    if headers is None:
         return None
+    for name, divisor in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            delay = float(value) / divisor
+        except ValueError:
+            continue
+        return delay if math.isfinite(delay) else None
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return (when - datetime.now(UTC)).total_seconds()
 
 
 class Teacher:
@@ -129,6 +159,7 @@ class Teacher:
         self.cfg = cfg
         self.stats = TeacherStats()
         self._sem = asyncio.Semaphore(cfg.concurrency)
+        self._paused_until = 0.0  # event-loop time before which no request is sent (a Retry-After)
         self._client = openai.AsyncOpenAI(
             base_url=cfg.base_url,
             api_key=os.environ.get(cfg.api_key_env) or "EMPTY",
@@ -157,28 +188,32 @@ class Teacher:
         # more CPU than the rest of a request at hundreds of requests/s.
         # The reply body is read here, chunk by chunk, up to `max_reply_bytes` (the SDK would read it whole);
         # `asyncio.timeout` bounds the whole exchange, so a stream that never ends is cut off either way.
-        async with self._sem, asyncio.timeout(self.cfg.timeout):
-            raw: Any = await self._client.post(
-                "/chat/completions",
-                cast_to=object,
-                body=body,
-                options={"timeout": self.cfg.timeout, "headers": {RAW_RESPONSE_HEADER: "stream"}},
-            )
-            http = raw.http_response
-            try:
-                limit = self.cfg.max_reply_bytes
-                declared = http.headers.get("content-length")
-                if declared and declared.isdigit() and int(declared) > limit:
-                    raise BadReply(f"reply of {int(declared):,} bytes is over max_reply_bytes={limit:,}")
-                chunks: list[bytes] = []
-                size = 0
-                async for chunk in http.aiter_bytes():
-                    size += len(chunk)
-                    if size > limit:
-                        raise BadReply(f"reply passed max_reply_bytes={limit:,} and was cut off")
-                    chunks.append(chunk)
-            finally:
-                await http.aclose()
+        async with self._sem:
+            loop = asyncio.get_running_loop()
+            while (wait := self._paused_until - loop.time()) > 0:  # a Retry-After pauses the whole teacher
+                await asyncio.sleep(wait)
+            async with asyncio.timeout(self.cfg.timeout):
+                raw: Any = await self._client.post(
+                    "/chat/completions",
+                    cast_to=object,
+                    body=body,
+                    options={"timeout": self.cfg.timeout, "headers": {RAW_RESPONSE_HEADER: "stream"}},
+                )
+                http = raw.http_response
+                try:
+                    limit = self.cfg.max_reply_bytes
+                    declared = http.headers.get("content-length")
+                    if declared and declared.isdigit() and int(declared) > limit:
+                        raise BadReply(f"reply of {int(declared):,} bytes is over max_reply_bytes={limit:,}")
+                    chunks: list[bytes] = []
+                    size = 0
+                    async for chunk in http.aiter_bytes():
+                        size += len(chunk)
+                        if size > limit:
+                            raise BadReply(f"reply passed max_reply_bytes={limit:,} and was cut off")
+                        chunks.append(chunk)
+                finally:
+                    await http.aclose()
         try:
             return json.loads(b"".join(chunks))
         except ValueError:
@@ -204,7 +239,7 @@ class Teacher:
                 self.stats.status[str(status)] = self.stats.status.get(str(status), 0) + 1
                 retryable = status in RETRYABLE_STATUS or status >= 500
                 detail = f"HTTP {status}: {_message(exc)}"
-                hint = _retry_after(exc)
+                hint = retry_after(exc.response.headers)
             except BadReply as exc:  # the same request would get the same reply: reject, do not retry
                 self.stats.failures += 1
                 raise TeacherError(f"teacher {self.name} ({self.cfg.model}): {exc}", retryable=False) from None
@@ -218,8 +253,11 @@ class Teacher:
                 raise TeacherError(f"teacher {self.name} ({self.cfg.model}){tries}: {detail}", retryable=retryable)
             self.stats.retries += 1
             delay = min(self.cfg.backoff_max, self.cfg.backoff * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
-            if hint is not None:
-                delay = max(delay, min(hint, self.cfg.backoff_max))
+            if hint is not None and hint > 0:
+                pause = min(hint, self.cfg.retry_after_max)
+                delay = max(delay, pause)
+                loop = asyncio.get_running_loop()
+                self._paused_until = max(self._paused_until, loop.time() + pause)  # every request of this teacher
             await asyncio.sleep(delay)
         return self._reply(resp, attempt)
 

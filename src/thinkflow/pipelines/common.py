@@ -30,7 +30,8 @@ S3_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 MLFLOW_KEYS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
 TEACHER_KEYS = ("OPENAI_API_KEY",)  # the key in the teachers' Secret
 # Components that call the teachers / the open-ended reward model (OpenAI-compatible endpoints).
-TEACHER_COMPONENTS = ("build_dataset", "grpo", "evaluate")
+TEACHER_COMPONENTS = ("build_dataset", "build_shard", "grpo", "evaluate")
+DATA_COMPONENTS = ("build_dataset", "build_shard", "merge_dataset")  # data_cpu / data_memory
 TRAINING_COMPONENTS = ("sft", "grpo")
 # Components that score open-ended answers with the chart's rewardModel (thinkflow serve-reward).
 REWARD_COMPONENTS = ("grpo", "evaluate")
@@ -65,6 +66,9 @@ class PipelineOptions(BaseModel):
     cache: dict[str, bool] = Field(
         default_factory=lambda: {
             "build_dataset": True,
+            "plan_shards": True,
+            "build_shard": True,
+            "merge_dataset": True,
             "validate_data": True,
             "sft": True,
             "grpo": True,
@@ -91,6 +95,9 @@ class PipelineOptions(BaseModel):
     # Images (`thinkflow.components.images`); change with `thinkflow compile --registry/--tag`.
     base_image: str = images.BASE_IMAGE
     trainer_image: str = images.TRAINER_IMAGE
+    # Build fan-out (`build_shards` > 1): how many shards build at once (0: all). A compile-time option:
+    # kfp's ParallelFor takes `parallelism: Optional[int]` only, no run parameter (kfp/dsl/tasks_group.py).
+    build_parallelism: int = Field(default=8, ge=0)
     # Study fan-out: how many recipes train at once (0: all). None: all with a ReadWriteMany workspace, one at a time
     # with ReadWriteOnce (the chart's default storage): parallel pods on other nodes cannot attach a RWO volume
     # (Multi-Attach error), and a zonal RWO volume would pin every branch to one zone anyway.
@@ -144,8 +151,15 @@ def place(task: dsl.PipelineTask, options: PipelineOptions, *, local: bool) -> d
     if local:
         return task
     task.set_container_image(options.base_image).set_env_variable(IMAGE_ENV, options.base_image)
-    cpu, memory = (options.data_cpu, options.data_memory) if name == "build_dataset" else (options.cpu, options.memory)
+    cpu, memory = (options.data_cpu, options.data_memory) if name in DATA_COMPONENTS else (options.cpu, options.memory)
     task.set_cpu_request(cpu).set_cpu_limit(cpu).set_memory_request(memory).set_memory_limit(memory)
+    if name == "build_shard" and options.retries:  # resumes from its journal in the workspace
+        task.set_retry(
+            num_retries=options.retries,
+            backoff_duration=options.backoff_duration,
+            backoff_factor=options.backoff_factor,
+            backoff_max_duration=options.backoff_max_duration,
+        )
     cluster_env(task, options)
     return task
 

@@ -1,5 +1,6 @@
 """``vlaa_thinker``: build -> validate -> grpo -> evaluate -> register (the paper's recipe)."""
 
+from typing import Any
 
 from kfp import dsl
 from kfp.dsl.graph_component import GraphComponent
@@ -20,6 +21,22 @@ DESCRIPTION = (
     "ThinkFlow: the VLAA-Thinker recipe. Build the dataset, validate it, train with GRPO and the mixed "
     "reward, evaluate, register the model in MLflow (@challenger; the gate moves @champion)."
 )
+
+
+def build_dataset(
+    opts: PipelineOptions, local: bool, start: Any, preset: Any, overrides: Any, build_shards: Any
+) -> Any:
+    """The dataset: ``plan_shards`` -> a ``ParallelFor`` of ``build_shard`` tasks (retried, each resuming its
+    own journal) -> ``merge_dataset``. One graph for every ``build_shards``: with "1" it is one shard and the
+    merge, which is what the unsharded build is (`thinkflow.data.build.run`), byte for byte. (An If/Else
+    between ``build_dataset`` and the fan-out would need ``dsl.OneOf`` over a Dataset artifact, which
+    kfp.local 2.17 rejects: ``get_dag_output_artifacts`` in kfp/local/orchestrator/orchestrator_utils.py
+    takes exactly one artifact selector.)"""
+    plan = place(c.plan_shards(build_shards=build_shards), opts, local=local).after(start)
+    with dsl.ParallelFor(plan.output, parallelism=opts.build_parallelism or None, name="build-shards") as spec:
+        part = place(c.build_shard(spec=spec, preset=preset, overrides=overrides), opts, local=local)
+    merged = place(c.merge_dataset(shards=dsl.Collected(part.outputs["shard"])), opts, local=local)
+    return merged.outputs["dataset"]
 
 
 def make(options: PipelineOptions | None = None, *, local: bool = False) -> GraphComponent:
@@ -48,6 +65,7 @@ def make(options: PipelineOptions | None = None, *, local: bool = False) -> Grap
         train_memory: str = "256Gi",
         eval_cpu: str = "8",
         eval_memory: str = "64Gi",
+        build_shards: str = "1",
     ) -> None:
         """VLAA-Thinker: build -> validate -> grpo -> evaluate -> register.
 
@@ -72,6 +90,7 @@ def make(options: PipelineOptions | None = None, *, local: bool = False) -> Grap
             train_memory: Memory request and limit of the training task.
             eval_cpu: CPU request and limit of the evaluation task.
             eval_memory: Memory request and limit of the evaluation task.
+            build_shards: Build the dataset in this many parallel shards, then merge them ("1": one shard).
         """
         gpu = dict(accelerator=accelerator, node_selector=gpu_node_selector, tolerations=gpu_tolerations)
         finish = place(c.close_run(), opts, local=local)
@@ -92,13 +111,11 @@ def make(options: PipelineOptions | None = None, *, local: bool = False) -> Grap
                 opts,
                 local=local,
             )
-            build = place(c.build_dataset(preset=data_preset, overrides=data_overrides), opts, local=local).after(start)
-            check = place(
-                c.validate_data(dataset=build.outputs["dataset"], overrides=validate_overrides), opts, local=local
-            )
+            dataset = build_dataset(opts, local, start, data_preset, data_overrides, build_shards)
+            check = place(c.validate_data(dataset=dataset, overrides=validate_overrides), opts, local=local)
             train = place_gpu(
                 c.grpo(
-                    data=build.outputs["dataset"], preset=grpo_preset, overrides=grpo_overrides, base_model_uri=model
+                    data=dataset, preset=grpo_preset, overrides=grpo_overrides, base_model_uri=model
                 ).after(check),
                 opts,
                 local=local,
@@ -109,7 +126,7 @@ def make(options: PipelineOptions | None = None, *, local: bool = False) -> Grap
             )
             evaluation = place_gpu(
                 c.evaluate(
-                    data=build.outputs["dataset"],
+                    data=dataset,
                     model=train.outputs["model"],
                     preset=eval_preset,
                     overrides=eval_overrides,

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -14,6 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from thinkflow import images, storage
 from thinkflow.images import ImageLimits
 from thinkflow.records import RecordError, iter_jsonl_lines
+
+logger = logging.getLogger(__name__)
 
 SplitChoice = Literal["auto", "sft", "rl", "eval"]
 
@@ -34,7 +37,9 @@ class SourceBase(BaseModel):
         "split when the source gives one, else `auto`.",
     )
     max_samples: int | None = Field(
-        default=None, ge=1, description="Sampling cap: keep at most N records (random by seed)."
+        default=None,
+        ge=1,
+        description="Sampling cap: the first N candidates of a seeded shuffle (rejected ones are not replaced).",
     )
     distill: bool | None = Field(
         default=None,
@@ -129,28 +134,53 @@ def local(uri: str | None, what: str) -> Path | None:
         raise SourceError(f"{what}: {exc}") from None
 
 
-def read_json_records(path: Path) -> list[dict[str, Any] | RecordError]:
-    """Records from a JSON list file or a JSON-lines file; errors name the file (and line).
+def read_json_records(path: Path) -> Iterator[dict[str, Any] | RecordError]:
+    """Records from a JSON list file or a JSON-lines file, streamed; errors name the file (and line/item).
 
-    A bad JSON line (not JSON, not an object, longer than `records.MAX_LINE_BYTES`) comes back as its
-    `RecordError`, in its place: the caller rejects that one record and keeps the others.
+    A JSON list (the published VLAA-Thinking files are one array of ~126K objects) is parsed incrementally
+    with ``ijson``, so memory does not grow with the file. A bad JSON line (not JSON, not an object, longer
+    than `records.MAX_LINE_BYTES`) comes back as its `RecordError`, in its place: the caller rejects that one
+    record and keeps the others.
     """
+    import ijson
+
     try:
         with open(path, encoding="utf-8") as fh:
             head = fh.read(4096).lstrip()
     except OSError as exc:
         raise SourceError(f"cannot read {path}: {exc.strerror}") from None
     if not head:
-        return []
-    if head.startswith("["):
+        return
+    if not head.startswith("["):
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise SourceError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-        if not isinstance(data, list) or not all(isinstance(x, dict) for x in data):
-            raise SourceError(f"{path}: expected a JSON list of objects")
-        return list(data)
-    return [obj for _, obj in iter_jsonl_lines(path)]
+            for _, obj in iter_jsonl_lines(path):
+                yield obj
+        except RecordError as exc:
+            raise SourceError(str(exc)) from None
+        return
+    done = 0
+    with open(path, "rb") as fh:
+        try:
+            for pos, obj in enumerate(ijson.items(fh, "item", use_float=True)):
+                if not isinstance(obj, dict):
+                    raise SourceError(f"{path}: expected a JSON list of objects, item {pos} is {type(obj).__name__}")
+                done = pos + 1
+                yield obj
+            return
+        except ijson.JSONError as exc:
+            if "integer overflow" not in str(exc):
+                raise SourceError(f"{path}: not valid JSON after item {done - 1} ({exc})") from None
+    # ijson's C parser (yajl) stops at integers past 64 bits and its pure-Python parser keeps a string that
+    # spans reads in a growing buffer: such a file is read whole with the standard library instead.
+    logger.warning("%s: integers past 64 bits after item %d: reading the file whole", path, done - 1)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise SourceError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    for pos, obj in enumerate(data[done:], done):
+        if not isinstance(obj, dict):
+            raise SourceError(f"{path}: expected a JSON list of objects, item {pos} is {type(obj).__name__}")
+        yield obj
 
 
 def bad_line(item: RecordError, rid: str) -> Candidate:
