@@ -9,6 +9,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from thinkflow.errors import ThinkFlowError
+
 VerifierType = Literal["digit", "mcq", "math", "iou", "open"]
 Split = Literal["sft", "rl", "eval"]
 VERIFIER_TYPES: tuple[str, ...] = ("digit", "mcq", "math", "iou", "open")
@@ -54,7 +56,7 @@ class Record(BaseModel):
     meta: dict[str, Any] = Field(default_factory=dict)
 
 
-class RecordError(ValueError):
+class RecordError(ThinkFlowError, ValueError):
     """A record that does not fit the schema; the message names the file, line and field."""
 
 
@@ -76,6 +78,11 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
                 continue
+            if lineno == 1 and line.lstrip().startswith("["):
+                raise RecordError(
+                    f"{path}: expected JSON lines (one JSON object per line), got a JSON array; "
+                    f"convert it with: jq -c '.[]' {path}"
+                )
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as exc:

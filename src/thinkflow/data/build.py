@@ -60,7 +60,8 @@ from thinkflow.data.sources import Candidate, Source, SyntheticSource, iter_cand
 from thinkflow.data.split import AHA_CUES, assign_split, has_aha, stratified_eval
 from thinkflow.data.teachers import Teacher, TeacherConfig, TeacherError, image_part
 from thinkflow.data.text import format_response, normalize_response, response_parts, split_think, word_count
-from thinkflow.records import SPLITS, RecordError, parse_record, write_jsonl
+from thinkflow.errors import ThinkFlowError
+from thinkflow.records import SPLITS, RecordError, parse_record, read_jsonl, write_jsonl
 
 STEPS: tuple[str, ...] = ("collect", "caption", "reason", "rewrite", "verify", "split")
 FORMAT = "thinkflow.dataset/v1"
@@ -69,7 +70,7 @@ IMAGE_EXT = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "
 MENTIONS = r"\b(captions?|captioned|descriptions?|described|describes|the (?:given |provided )?text)\b"
 
 
-class BuildError(RuntimeError):
+class BuildError(ThinkFlowError, RuntimeError):
     """A build that cannot go on; the message says what to fix (or that a rerun retries what failed)."""
 
 
@@ -871,6 +872,21 @@ def _metrics(manifest: dict[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items()}
 
 
+def _rejection_summary(stage: Path, output: str, top: int = 5) -> str:
+    """The rejections of a build counted by step and reason (the reason's text up to its first colon)."""
+    path = stage / "rejected.jsonl"
+    reasons: Counter[str] = Counter()
+    if path.is_file():
+        for row in read_jsonl(path):
+            kind = str(row.get("reason", "?")).split(":")[0].strip()[:80]
+            reasons[f"{row.get('step', '?')}: {kind}"] += 1
+    if not reasons:
+        return "the sources yielded no candidates; check the sources' paths and max_samples"
+    counted = ", ".join(f"{n}× {reason}" for reason, n in reasons.most_common(top))
+    more = f", {len(reasons) - top} more kinds" if len(reasons) > top else ""
+    return f"every candidate was rejected ({counted}{more}; see {storage.join(output, 'rejected.jsonl')})"
+
+
 def run(cfg: BuildConfig) -> StageResult:
     """Build the dataset described by ``cfg`` (resuming from its journal if one exists)."""
     stage, work = _stage_dirs(cfg)
@@ -891,6 +907,8 @@ def run(cfg: BuildConfig) -> StageResult:
             manifest = _build(cfg, stage, work)
         if storage.is_remote(cfg.output):
             _publish(stage, cfg.output)
+    if manifest["counts"]["total"] == 0:
+        raise BuildError(f"no records built into {cfg.output}: {_rejection_summary(stage, cfg.output)}")
     artifacts = {
         "manifest": storage.join(cfg.output, "manifest.json"),
         "rejected": storage.join(cfg.output, "rejected.jsonl"),

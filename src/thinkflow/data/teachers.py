@@ -19,6 +19,8 @@ from typing import Any, Literal
 import openai
 from pydantic import BaseModel, ConfigDict, Field
 
+from thinkflow.errors import ThinkFlowError
+
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
 
 
@@ -52,7 +54,7 @@ class TeacherConfig(BaseModel):
     extra_body: dict[str, Any] = Field(default_factory=dict, description="Extra request fields (vLLM options, …).")
 
 
-class TeacherError(RuntimeError):
+class TeacherError(ThinkFlowError, RuntimeError):
     """A call that failed; ``retryable`` tells whether trying again later may succeed."""
 
     def __init__(self, message: str, *, retryable: bool) -> None:

@@ -23,10 +23,11 @@ from thinkflow.config import StageConfig, StageResult
 from thinkflow.data.checks import known_verifier_types, solution_problem
 from thinkflow.data.loader import dataset_root
 from thinkflow.data.text import split_think
+from thinkflow.errors import ThinkFlowError
 from thinkflow.records import SPLITS, RecordError, parse_record
 
 
-class DataValidationError(ValueError):
+class DataValidationError(ThinkFlowError, ValueError):
     """A dataset that fails validation; the message names the bad records and why."""
 
 

@@ -28,11 +28,12 @@ from typing import Any
 from PIL import Image
 
 from thinkflow import storage
+from thinkflow.errors import ThinkFlowError
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
-class BenchmarkError(ValueError):
+class BenchmarkError(ThinkFlowError, ValueError):
     """A benchmark copy that cannot be read or adapted; the message names the benchmark, file, row and field."""
 
 

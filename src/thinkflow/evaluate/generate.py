@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import torch
@@ -51,8 +51,11 @@ def generate(
     batch_size: int = 8,
     progress: bool = False,
     desc: str = "generate",
+    on_batch: Callable[[int, list[str]], None] | None = None,
 ) -> list[str]:
-    """Answer each (image, question) pair with HF ``generate``; greedy by default. Returns the completions."""
+    """Answer each (image, question) pair with HF ``generate``; greedy by default. Returns the completions.
+
+    ``on_batch(start, completions)`` is called after every batch (e.g. to write them out as they come)."""
     if len(images) != len(questions):
         raise ValueError(f"{len(images)} images but {len(questions)} questions")
     if batch_size < 1:
@@ -71,7 +74,10 @@ def generate(
                 gen_kwargs["temperature"] = temperature
             out = model.generate(**inputs, **gen_kwargs, pad_token_id=tokenizer.pad_token_id)
             completions = out[:, inputs["input_ids"].shape[1] :]
-            outputs.extend(processor.batch_decode(completions, skip_special_tokens=True))
+            decoded = processor.batch_decode(completions, skip_special_tokens=True)
+            outputs.extend(decoded)
+            if on_batch is not None:
+                on_batch(start, list(decoded))
             bar.update(len(qs))
     return outputs
 
@@ -141,11 +147,13 @@ def generate_answers(
     seed: int = 0,
     progress: bool = True,
     vllm_args: dict[str, Any] | None = None,
+    on_batch: Callable[[int, list[str], list[int]], None] | None = None,
 ) -> tuple[list[str], list[int], str]:
-    """Load ``model_uri`` and answer every pair: ``(completions, completion token counts, backend used)``."""
-    from transformers import AutoProcessor
+    """Load ``model_uri`` and answer every pair: ``(completions, completion token counts, backend used)``.
 
-    from thinkflow.models.load import load, resolve
+    ``on_batch(start, completions, token counts)`` receives the answers as they are generated (per batch with
+    HF, all at once with vLLM), so a caller can keep them when a later step fails."""
+    from thinkflow.models.load import load, load_processor, resolve
 
     used = resolve_backend(backend)
     torch.manual_seed(seed)
@@ -154,7 +162,7 @@ def generate_answers(
         if dtype:
             extra.setdefault("dtype", dtype)
         model_dir = resolve(model_uri)
-        processor = AutoProcessor.from_pretrained(model_dir)
+        processor = load_processor(model_dir)
         texts = generate_vllm(
             model_dir,
             processor,
@@ -167,8 +175,15 @@ def generate_answers(
             progress=progress,
             **extra,
         )
+        if on_batch is not None:
+            on_batch(0, list(texts), _token_counts(processor, texts))
     else:
         model, processor = load(model_uri, dtype=dtype, device=device)
+
+        def batch_done(start: int, batch: list[str]) -> None:
+            if on_batch is not None:
+                on_batch(start, batch, _token_counts(processor, batch))
+
         texts = generate(
             model,
             processor,
@@ -180,6 +195,10 @@ def generate_answers(
             temperature=temperature if temperature > 0 else 1.0,
             batch_size=batch_size,
             progress=progress,
+            on_batch=batch_done,
         )
-    lengths = [len(processor.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
-    return texts, lengths, used
+    return texts, _token_counts(processor, texts), used
+
+
+def _token_counts(processor: Any, texts: Sequence[str]) -> list[int]:
+    return [len(processor.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]

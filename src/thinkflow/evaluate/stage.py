@@ -16,12 +16,12 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from thinkflow import storage
 from thinkflow.config import StageConfig, StageResult
 from thinkflow.records import SYSTEM_PROMPT
-from thinkflow.rewards.config import RewardConfig
+from thinkflow.rewards.config import RewardConfig, default_scorer_model
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ class EvalConfig(StageConfig):
     batch_size: int = Field(default=8, gt=0)
     dtype: Literal["auto", "float32", "bfloat16", "float16"] | None = None
     device: str | None = None
-    seed: int = 0
+    seed: int = Field(default=0, ge=0)
     # extra vllm.LLM arguments, e.g. {max_model_len: 8192, gpu_memory_utilization: 0.85, tensor_parallel_size: 2}
     vllm_args: dict[str, Any] = Field(default_factory=dict)
     # Scoring
@@ -86,6 +86,12 @@ class EvalConfig(StageConfig):
     # reward >= threshold counts as correct (1.0 for types not listed)
     correct_thresholds: dict[str, float] = Field(default_factory=lambda: {"iou": 0.5, "open": 0.5})
     rewards: RewardConfig = Field(default_factory=RewardConfig)  # verifier settings; scorer for `open` samples
+
+    @model_validator(mode="before")
+    @classmethod
+    def _scorer_defaults_to_model(cls, data: Any) -> Any:
+        return default_scorer_model(data, "rewards")
+
     aha_keywords: list[str] = Field(default_factory=lambda: list(_aha_default()))
     # Report
     baseline: str | None = None  # metrics.json (file/dir/s3://) or models:/NAME@champion
@@ -147,6 +153,51 @@ def _model_lineage(model: str) -> dict[str, Any] | None:
     return None
 
 
+PARTIAL_FILE = "completions.partial.jsonl"  # answers written as they are generated; removed when done
+
+
+def partial_path(cfg: EvalConfig) -> Path:
+    """Where the completions of an unfinished evaluation are kept: in a local output folder, else the cache."""
+    if not storage.is_remote(cfg.output_dir):
+        return Path(cfg.output_dir) / PARTIAL_FILE
+    digest = hashlib.sha256(cfg.output_dir.rstrip("/").encode()).hexdigest()[:12]
+    return storage.cache_dir() / "eval" / digest / PARTIAL_FILE
+
+
+def read_partial(path: Path, key: str) -> dict[tuple[str, str], tuple[str, int]]:
+    """Completions kept by an earlier attempt of the same evaluation (same model, eval set and protocol)."""
+    done: dict[tuple[str, str], tuple[str, int]] = {}
+    if not path.is_file():
+        return done
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:  # a line cut short by a crash
+                continue
+            if isinstance(row, dict) and row.get("key") == key:
+                done[(str(row["benchmark"]), str(row["id"]))] = (str(row["completion"]), int(row["length_tokens"]))
+    return done
+
+
+def preflight(cfg: EvalConfig) -> None:
+    """Checks before a model is loaded or a run created: the model folder (with its processor), a built
+    dataset's split (JSON lines, records, images) and the output location (writable)."""
+    from thinkflow.data.loader import check_split
+    from thinkflow.models.load import processor_problem, resolve
+
+    try:
+        model_dir = resolve(cfg.model)
+    except storage.StorageError as exc:
+        raise FileNotFoundError(f"model {cfg.model}: {exc}") from None
+    problem = processor_problem(model_dir)
+    if problem:
+        raise FileNotFoundError(f"model {cfg.model}: {problem}")
+    if isinstance(cfg.data, str):
+        check_split(cfg.data, cfg.split)
+    storage.check_writable(cfg.output_dir, "output_dir")
+
+
 def run(cfg: EvalConfig) -> StageResult:
     """Evaluate ``cfg.model``; returns the output dir, headline metrics and the report artifacts."""
     import mlflow
@@ -159,6 +210,7 @@ def run(cfg: EvalConfig) -> StageResult:
     from thinkflow.rewards import MixedReward
     from thinkflow.tracking import stage_run
 
+    preflight(cfg)
     specs = cfg.benchmarks()
     samples = []
     for spec in specs:
@@ -173,24 +225,49 @@ def run(cfg: EvalConfig) -> StageResult:
     set_hash = eval_set_hash(samples, cfg)
     lineage = _model_lineage(cfg.model)
 
-    with stage_run("evaluate", cfg.model_dump(mode="json")) as active:
+    # Answers are appended to the partial file as they come; a rerun after a failure reuses them.
+    partial = partial_path(cfg)
+    key = hashlib.sha256(f"{set_hash}\0{cfg.model}\0{cfg.seed}".encode()).hexdigest()[:16]
+    done = read_partial(partial, key)
+    todo = [i for i, s in enumerate(samples) if (s.benchmark, s.id) not in done]
+    if done:
+        log.info("evaluate: reusing %d answers kept in %s", len(samples) - len(todo), partial)
+    partial.parent.mkdir(parents=True, exist_ok=True)
+
+    with stage_run("evaluate", cfg.model_dump(mode="json")) as active, open(partial, "a", encoding="utf-8") as keep:
+
+        def kept(start: int, texts: list[str], counts: list[int]) -> None:
+            for offset, (text, n) in enumerate(zip(texts, counts, strict=True)):
+                s = samples[todo[start + offset]]
+                row = {"key": key, "benchmark": s.benchmark, "id": s.id, "completion": text, "length_tokens": n}
+                keep.write(json.dumps(row) + "\n")
+                done[(s.benchmark, s.id)] = (text, n)
+            keep.flush()
+
         started = time.monotonic()
-        completions, lengths, backend = generate_answers(
-            cfg.model,
-            [s.image for s in samples],
-            [s.question for s in samples],
-            backend=cfg.backend,
-            max_new_tokens=cfg.max_new_tokens,
-            system_prompt=cfg.system_prompt,
-            temperature=cfg.temperature,
-            batch_size=cfg.batch_size,
-            dtype=cfg.dtype,
-            device=cfg.device,
-            seed=cfg.seed,
-            progress=cfg.progress,
-            vllm_args=cfg.vllm_args,
+        _, _, backend = (
+            generate_answers(
+                cfg.model,
+                [samples[i].image for i in todo],
+                [samples[i].question for i in todo],
+                backend=cfg.backend,
+                max_new_tokens=cfg.max_new_tokens,
+                system_prompt=cfg.system_prompt,
+                temperature=cfg.temperature,
+                batch_size=cfg.batch_size,
+                dtype=cfg.dtype,
+                device=cfg.device,
+                seed=cfg.seed,
+                progress=cfg.progress,
+                vllm_args=cfg.vllm_args,
+                on_batch=kept,
+            )
+            if todo
+            else ([], [], "reused")
         )
         gen_seconds = time.monotonic() - started
+        completions = [done[(s.benchmark, s.id)][0] for s in samples]
+        lengths = [done[(s.benchmark, s.id)][1] for s in samples]
         scored = score_predictions(
             completions,
             [s.solution for s in samples],
@@ -270,6 +347,8 @@ def run(cfg: EvalConfig) -> StageResult:
             mlflow.set_tags({"thinkflow.eval_set_hash": set_hash, "thinkflow.model": cfg.model})
             mlflow.log_artifacts(str(local), artifact_path="eval")
             storage.publish(local, cfg.output_dir)
+        keep.close()
+        partial.unlink(missing_ok=True)
         artifacts = {
             "metrics": storage.join(cfg.output_dir, METRICS_FILE),
             "predictions": storage.join(cfg.output_dir, PREDICTIONS_FILE),

@@ -5,7 +5,7 @@ offline (`thinkflow.models.tiny`), the ``tiny-*`` training and evaluation preset
 store under the root, and every artifact under the root (default ``./.thinkflow``):
 
     .thinkflow/
-      mlflow.db                 MLflow tracking + registry (sqlite)
+      mlflow.db                 MLflow tracking + registry (sqlite); every command's default store
       mlartifacts/              MLflow artifacts (models, reports)
       tiny/                     the tiny base model (built once)
       pipeline-root/            KFP artifacts, one folder per pipeline run and task
@@ -37,17 +37,18 @@ from pydantic import BaseModel
 
 from thinkflow import storage
 from thinkflow.components import runtime
+from thinkflow.errors import ThinkFlowError
 from thinkflow.pipelines.common import LOCAL_PRESETS, PipelineOptions
 from thinkflow.pipelines.registry import DISPLAY_NAMES, build, check_name
+from thinkflow.tracking import DEFAULT_ROOT, artifact_location, store_uri
 
 log = logging.getLogger("thinkflow.pipelines")
 
-DEFAULT_ROOT = ".thinkflow"
 DEFAULT_EXPERIMENT = "thinkflow-local"
 TINY_MODEL_DIR = Path("tiny")  # where the tiny-* presets look for it (.thinkflow/tiny)
 
 
-class LocalRunError(RuntimeError):
+class LocalRunError(ThinkFlowError, RuntimeError):
     """A local pipeline run that failed; the message names the failed task and the MLflow run."""
 
 
@@ -128,11 +129,11 @@ def _environ(values: dict[str, str]) -> Iterator[None]:
                 os.environ[key] = value
 
 
-def _experiment_id(client: Any, name: str, artifacts: Path) -> str:
+def _experiment_id(client: Any, name: str, tracking: str) -> str:
     exp = client.get_experiment_by_name(name)
     if exp is not None:
         return str(exp.experiment_id)
-    return str(client.create_experiment(name, artifact_location=artifacts.resolve().as_uri()))
+    return str(client.create_experiment(name, artifact_location=artifact_location(tracking)))
 
 
 def run_local(
@@ -148,8 +149,8 @@ def run_local(
     """Run ``pipeline`` end to end with ``kfp.local`` and return its summary.
 
     ``arguments`` override pipeline parameters on top of the embedded default (``*_overrides`` dicts are
-    merged key by key with the default's); ``model`` replaces the tiny base model; ``tracking_uri``
-    replaces the sqlite store under ``root``.
+    merged key by key with the default's); ``model`` replaces the tiny base model; the MLflow store is
+    ``tracking_uri``, else ``MLFLOW_TRACKING_URI``, else the sqlite store under ``root`` (`tracking.store_uri`).
     """
     from kfp import local
     from mlflow.tracking import MlflowClient
@@ -159,7 +160,7 @@ def run_local(
     base = Path(root).resolve()
     base.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    tracking = tracking_uri or f"sqlite:///{base / 'mlflow.db'}"
+    tracking = tracking_uri or store_uri(base)
     workspace = base / "workspace" / f"{key}-{stamp}"
     env = {
         "MLFLOW_TRACKING_URI": tracking,
@@ -178,7 +179,7 @@ def run_local(
         args.setdefault("experiment", experiment)
         # Explicit URI: an earlier mlflow.set_tracking_uri() in this process must not redirect the parent run.
         client = MlflowClient(tracking_uri=tracking)
-        exp_id = _experiment_id(client, args.get("experiment", experiment), base / "mlartifacts")
+        exp_id = _experiment_id(client, args.get("experiment", experiment), tracking)
         parent = client.create_run(exp_id, run_name=f"{DISPLAY_NAMES[key]}-{stamp}", tags={"thinkflow.local": "true"})
         parent_id = parent.info.run_id
         with _environ({runtime.PARENT_ENV: parent_id}):

@@ -18,11 +18,12 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
+from thinkflow.errors import ThinkFlowError, did_you_mean
 from thinkflow.pipelines.common import PipelineOptions
 from thinkflow.pipelines.registry import DISPLAY_NAMES, check_name
 
 
-class SubmitError(ValueError):
+class SubmitError(ThinkFlowError, ValueError):
     """Bad submit arguments (parameters file, parameter names, cron expression)."""
 
 
@@ -76,7 +77,8 @@ def check_params(package: str | Path, params: dict[str, Any]) -> None:
     inputs = pipeline_inputs(package)
     for key, value in params.items():
         if key not in inputs:
-            raise SubmitError(f"unknown pipeline parameter {key!r}; known: {', '.join(sorted(inputs))}")
+            hint = did_you_mean(key, inputs)
+            raise SubmitError(f"unknown pipeline parameter {key!r}{hint}; known: {', '.join(sorted(inputs))}")
         kind = inputs[key].get("parameterType", "")
         allowed = _TYPES.get(kind)
         ok = allowed is None or (isinstance(value, allowed) and not (kind != "BOOLEAN" and isinstance(value, bool)))
@@ -126,6 +128,27 @@ def upload(
     return pipeline_id, version.pipeline_version_id, vname
 
 
+def check_host(host: str | None, timeout: float = 5.0) -> None:
+    """Fail fast unless the KFP API at ``host`` accepts a connection (before compiling or uploading anything)."""
+    import socket
+    from urllib.parse import urlparse
+
+    if not host:
+        return  # kfp.Client finds the in-cluster endpoint itself
+    parsed = urlparse(host if "://" in host else f"http://{host}")
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise SubmitError(f"--host {host!r}: expected a URL such as http://localhost:8080")
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parsed.hostname, port), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise SubmitError(
+            f"--host {host}: KFP does not answer at {parsed.hostname}:{port} ({exc.strerror or type(exc).__name__}); "
+            "check the URL, or forward the UI: kubectl port-forward -n kubeflow svc/ml-pipeline-ui 8080:80"
+        ) from None
+
+
 def submit(
     host: str | None,
     pipeline: str = "vlaa_thinker",
@@ -155,6 +178,8 @@ def submit(
     cron = normalize_cron(recurring) if recurring else None
     if client is None:
         import kfp
+
+        check_host(host)
 
         client = kfp.Client(host=host, namespace=namespace) if namespace else kfp.Client(host=host)
     with tempfile.TemporaryDirectory() as tmp:

@@ -29,6 +29,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from thinkflow.errors import ThinkFlowError
+
 log = logging.getLogger(__name__)
 
 CHAMPION = "champion"
@@ -39,7 +41,7 @@ LOCK_SINCE_TAG = "thinkflow.lock.since"
 _RETRYABLE = {"RESOURCE_ALREADY_EXISTS", "INTERNAL_ERROR", "TEMPORARILY_UNAVAILABLE", "ABORTED", "RESOURCE_CONFLICT"}
 
 
-class GateError(RuntimeError):
+class GateError(ThinkFlowError, RuntimeError):
     """The gate could not run (no such version, lock not obtained)."""
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -56,3 +56,14 @@ class RewardConfig(StageConfig):
         if self.overlong_max_tokens is not None and self.overlong_buffer >= self.overlong_max_tokens:
             raise ValueError("overlong_buffer must be smaller than overlong_max_tokens")
         return self
+
+
+def default_scorer_model(data: Any, section: str) -> Any:
+    """A stage config's raw data with ``<section>.scorer_model`` defaulting to the stage's own ``model`` when
+    the scorer is ``logprob`` and no scorer model is set (used as a ``mode="before"`` model validator)."""
+    if not isinstance(data, dict) or not isinstance(data.get(section), dict) or not data.get("model"):
+        return data
+    reward = data[section]
+    if reward.get("scorer") == "logprob" and not reward.get("scorer_model"):
+        return {**data, section: {**reward, "scorer_model": data["model"]}}
+    return data

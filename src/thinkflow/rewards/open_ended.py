@@ -39,10 +39,12 @@ from typing import Any, Protocol, runtime_checkable
 
 import httpx
 
+from thinkflow.errors import ThinkFlowError
+
 DATA_URI_PREFIX = "data:"
 
 
-class ScorerError(RuntimeError):
+class ScorerError(ThinkFlowError, RuntimeError):
     """The reward model could not score (server down, bad reply): an infrastructure error, not an input."""
 
 

@@ -12,12 +12,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from thinkflow import storage
+from thinkflow.errors import ThinkFlowError
 from thinkflow.records import RecordError, iter_jsonl
 
 SplitChoice = Literal["auto", "sft", "rl", "eval"]
 
 
-class SourceError(ValueError):
+class SourceError(ThinkFlowError, ValueError):
     """A source that cannot be read at all (missing file, bad format); the message names the file."""
 
 
