@@ -10,7 +10,6 @@ comes from ``THINKFLOW_PARENT_RUN_ID`` (set by the pipeline for every task) and,
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -41,8 +40,6 @@ def use_store(root: str | Path | None = None) -> str:
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     os.environ[TRACKING_ENV] = uri
-    if "mlflow" in sys.modules:  # an explicit set_tracking_uri() earlier in this process wins over the env
-        sys.modules["mlflow"].set_tracking_uri(uri)
     return uri
 
 

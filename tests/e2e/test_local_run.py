@@ -27,17 +27,31 @@ def child_runs(tracking_uri: str, parent: str) -> dict[str, str]:
     return out
 
 
-def test_vlaa_thinker_runs_locally(tmp_path: Path, tiny_model: Path) -> None:
-    root = tmp_path / "root"
+def test_vlaa_thinker_runs_locally(tmp_path: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from thinkflow.cli import app
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # the local default store: <root>/mlflow.db
+    monkeypatch.chdir(tmp_path)
+    root = tmp_path / ".thinkflow"
     result = run_local("vlaa_thinker", root, model=str(tiny_model))
 
     assert result.state == "SUCCEEDED"
     assert result.tracking_uri == f"sqlite:///{root.resolve() / 'mlflow.db'}"
-    # The registered version and its alias (the first version: no champion yet, so the gate promotes it).
+    # The registered version. A random base model learns nothing in 4 GRPO steps: the trained model does not
+    # beat the base model evaluated on the same samples, so the gate declines and says so (@challenger only).
     assert result.registered is not None
     assert result.registered["name"] == "thinkflow-vlm"
     assert result.registered["version"] == "1"
-    assert result.registered["alias"] == "champion"
+    assert result.registered["alias"] == "challenger"
+    assert "does not beat the base model" in result.registered["gate_reason"]
+    assert "evaluate.base.overall.format_rate" in result.metrics  # the summary's "before"
+    # Every command uses the same store: `models list` finds the version without MLFLOW_TRACKING_URI.
+    listed = CliRunner().invoke(app, ["models", "list", "thinkflow-vlm"])
+    assert listed.exit_code == 0, listed.output
+    assert f"MLflow store: sqlite:///{root.resolve() / 'mlflow.db'}" in listed.output
+    assert "@challenger" in listed.output and "rejected" in listed.output
     # The report and the metrics it is made from, under the root.
     assert result.report is not None and Path(result.report).is_file()
     assert Path(result.report).resolve().is_relative_to(root.resolve())
@@ -61,8 +75,24 @@ def test_vlaa_thinker_runs_locally(tmp_path: Path, tiny_model: Path) -> None:
     assert parent.info.status == "FINISHED"
     assert parent.data.params["model"] == str(tiny_model)
     version = client.get_model_version("thinkflow-vlm", "1")
-    assert "champion" in client.get_registered_model("thinkflow-vlm").aliases
-    assert version.tags  # lineage and eval tags from the registry
+    assert "champion" not in client.get_registered_model("thinkflow-vlm").aliases
+    assert version.tags["gate.decision"] == "rejected"  # lineage, eval and gate tags from the registry
+
+
+def test_default_run_shows_learning(tmp_path: Path) -> None:
+    """The embedded default (no --model): the SFT warm-started tiny model, then GRPO with the mixed reward.
+    Pins the direction on the fixed seeds, not the numbers: after > before on format rate and mean reward,
+    and the gate promotes only a model whose score is above the base model's on the same samples."""
+    result = run_local("vlaa_thinker", tmp_path / "root")
+
+    assert result.state == "SUCCEEDED"
+    m = result.metrics
+    for key in ("overall.format_rate", "overall.mean_reward"):
+        assert m[f"evaluate.{key}"] > m[f"evaluate.base.{key}"], (key, m)
+    assert result.registered is not None
+    promoted = result.registered["alias"] == "champion"
+    assert promoted == (m["evaluate.overall.mean_score"] > m["evaluate.base.overall.mean_score"])
+    assert result.registered["gate_reason"]
 
 
 def test_study_runs_locally(tmp_path: Path, tiny_model: Path) -> None:

@@ -76,7 +76,8 @@ def test_the_environment_wins(store: Path, monkeypatch: pytest.MonkeyPatch, tmp_
 
 
 def test_import_thinkflow_and_cli_loads_no_torch_or_transformers() -> None:
-    code = "import json, sys, thinkflow, thinkflow.cli; print(json.dumps(sorted(set(sys.modules) & {'torch', 'transformers'})))"
+    heavy = "{'torch', 'transformers'}"
+    code = f"import json, sys, thinkflow, thinkflow.cli; print(json.dumps(sorted({heavy} & set(sys.modules))))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert json.loads(out.strip().splitlines()[-1]) == []
 
@@ -220,7 +221,8 @@ def test_build_with_no_records_exits_nonzero_with_reasons(tmp_path: Path) -> Non
 def test_debug_shows_the_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
     from thinkflow.config import ConfigError
 
-    monkeypatch.delenv("THINKFLOW_DEBUG", raising=False)
+    monkeypatch.setenv("THINKFLOW_DEBUG", "0")  # recorded, so what --debug sets is undone after the test
+    assert "error:" in runner.invoke(app, ["sft", "--config", "tiny-sfft"]).output
     result = runner.invoke(app, ["--debug", "sft", "--config", "tiny-sfft"])
     assert isinstance(result.exception, ConfigError)
     monkeypatch.setenv("THINKFLOW_DEBUG", "1")

@@ -27,7 +27,7 @@ def test_embedded_default_arguments() -> None:
         "grpo_preset": "tiny-grpo",
         "grpo_overrides": {"reward": {"scorer_model": "/m/tiny"}},
         "eval_preset": "tiny-eval",
-        "eval_overrides": {"rewards": {"scorer_model": "/m/tiny"}},
+        "eval_overrides": {"rewards": {"scorer_model": "/m/tiny"}, "base_model": "lineage"},
     }
     study = local_arguments("sft_vs_rl_study", "/m/tiny", inputs("sft_vs_rl_study"))
     assert study["sft_preset"] == "tiny-sft"
@@ -108,4 +108,30 @@ def test_cli_run_is_thin(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Non
 
     monkeypatch.setattr(local, "run_local", failing)
     res = CliRunner().invoke(app, ["run"])
-    assert res.exit_code == 1 and "run failed" in res.output and "'grpo'" in res.output
+    assert res.exit_code == 1 and "error: Inner task failed: 'grpo'" in res.output
+
+
+def test_summary_shows_before_after_and_the_gate_reason() -> None:
+    from rich.console import Console
+
+    from thinkflow.pipelines.local import before_after
+
+    metrics = {
+        "evaluate.overall.format_rate": 0.75,
+        "evaluate.base.overall.format_rate": 0.5,
+        "evaluate.overall.mean_reward": 0.4,
+        "evaluate.base.overall.mean_reward": 0.3,
+        "evaluate.verifier.digit.accuracy": 0.6,
+        "evaluate.base.verifier.digit.accuracy": 0.6,
+        "evaluate.overall.n": 16.0,
+        "evaluate.base.overall.n": 16.0,
+    }
+    table = before_after(metrics)
+    assert table.row_count == 3  # n is not a before/after figure
+    console = Console(width=200, record=True)
+    reg = {"name": "m", "version": "1", "alias": "challenger", "gate": "rejected", "gate_reason": "does not beat"}
+    console.print(render_summary(result(metrics=metrics, registered=reg)))
+    text = console.export_text()
+    assert "format_rate" in text and "0.500" in text and "0.750" in text and "+0.250" in text
+    assert "digit.accuracy" in text and "+0.000" in text
+    assert "does not beat" in text and "@challenger" in text

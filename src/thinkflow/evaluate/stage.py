@@ -95,6 +95,9 @@ class EvalConfig(StageConfig):
     aha_keywords: list[str] = Field(default_factory=lambda: list(_aha_default()))
     # Report
     baseline: str | None = None  # metrics.json (file/dir/s3://) or models:/NAME@champion
+    # Also evaluate this model on the same samples as the "before" (metrics.json `base`; the gate's floor for a
+    # first version): a model dir / s3:// URI, or "lineage" for the model the evaluated one was trained from.
+    base_model: str | None = None
     train_run_id: str | None = None  # MLflow run of the training stage (default: lineage.json's mlflow_run_id)
     progress: bool = True
 
@@ -180,6 +183,44 @@ def read_partial(path: Path, key: str) -> dict[tuple[str, str], tuple[str, int]]
     return done
 
 
+def _predictions(
+    samples: list[Any], completions: list[str], lengths: list[int], scored: list[Any], cfg: EvalConfig
+) -> list[dict[str, Any]]:
+    from thinkflow.evaluate.score import aha_counts
+
+    return [
+        {
+            "id": s.id,
+            "benchmark": s.benchmark,
+            "group": s.group,
+            "question": s.question,
+            "solution": s.solution,
+            "verifier_type": s.verifier_type,
+            "completion": completion,
+            "answer": sc.answer,
+            "from_answer_tag": sc.from_answer_tag,
+            "well_formed": sc.well_formed,
+            "reward": sc.reward,
+            "correct": sc.correct,
+            "length_tokens": n_tokens,
+            "aha": aha_counts(completion, cfg.aha_keywords),
+            "meta": s.meta,
+        }
+        for s, completion, n_tokens, sc in zip(samples, completions, lengths, scored, strict=True)
+    ]
+
+
+def _base_model(cfg: EvalConfig, lineage: dict[str, Any] | None) -> str | None:
+    """The model to evaluate as the "before": ``base_model``, or with ``lineage`` the one the model was trained from."""
+    if cfg.base_model != "lineage":
+        return cfg.base_model
+    base = (lineage or {}).get("base_model")
+    found = base.get("uri") if isinstance(base, dict) else base
+    if not found:
+        log.warning("base_model: lineage: %s has no lineage.json naming its base model; no before/after", cfg.model)
+    return str(found) if found else None
+
+
 def preflight(cfg: EvalConfig) -> None:
     """Checks before a model is loaded or a run created: the model folder (with its processor), a built
     dataset's split (JSON lines, records, images) and the output location (writable)."""
@@ -206,7 +247,7 @@ def run(cfg: EvalConfig) -> StageResult:
     from thinkflow.evaluate.generate import generate_answers
     from thinkflow.evaluate.metrics import flatten_metrics, summarize
     from thinkflow.evaluate.report import load_baseline, training_curves, write_report
-    from thinkflow.evaluate.score import aha_counts, score_predictions
+    from thinkflow.evaluate.score import score_predictions
     from thinkflow.rewards import MixedReward
     from thinkflow.tracking import stage_run
 
@@ -278,28 +319,38 @@ def run(cfg: EvalConfig) -> StageResult:
             thresholds=cfg.correct_thresholds,
             reward=reward,
         )
-        predictions = [
-            {
-                "id": s.id,
-                "benchmark": s.benchmark,
-                "group": s.group,
-                "question": s.question,
-                "solution": s.solution,
-                "verifier_type": s.verifier_type,
-                "completion": completion,
-                "answer": sc.answer,
-                "from_answer_tag": sc.from_answer_tag,
-                "well_formed": sc.well_formed,
-                "reward": sc.reward,
-                "correct": sc.correct,
-                "length_tokens": n_tokens,
-                "aha": aha_counts(completion, cfg.aha_keywords),
-                "meta": s.meta,
-            }
-            for s, completion, n_tokens, sc in zip(samples, completions, lengths, scored, strict=True)
-        ]
+        predictions = _predictions(samples, completions, lengths, scored, cfg)
         kinds = {spec.name: adapter(spec.name).score_kind for spec in specs}
         summary = summarize(predictions, kinds, cfg.aha_keywords)
+        base_model = _base_model(cfg, lineage)
+        if base_model:  # the "before": the base model on the same samples, same protocol
+            base_texts, base_lengths, _ = generate_answers(
+                base_model,
+                [s.image for s in samples],
+                [s.question for s in samples],
+                backend=cfg.backend,
+                max_new_tokens=cfg.max_new_tokens,
+                system_prompt=cfg.system_prompt,
+                temperature=cfg.temperature,
+                batch_size=cfg.batch_size,
+                dtype=cfg.dtype,
+                device=cfg.device,
+                seed=cfg.seed,
+                progress=cfg.progress,
+                vllm_args=cfg.vllm_args,
+            )
+            base_scored = score_predictions(
+                base_texts,
+                [s.solution for s in samples],
+                [s.verifier_type for s in samples],
+                images=[s.image for s in samples],
+                questions=[s.question for s in samples],
+                fallback_to_raw=cfg.fallback_to_raw,
+                thresholds=cfg.correct_thresholds,
+                reward=reward,
+            )
+            base_summary = summarize(_predictions(samples, base_texts, base_lengths, base_scored, cfg), kinds, [])
+            summary["base"] = {"model": base_model, **{k: base_summary[k] for k in ("overall", "per_verifier")}}
         metrics_doc: dict[str, Any] = {
             "model": cfg.model,
             "eval_set_hash": set_hash,
@@ -354,7 +405,8 @@ def run(cfg: EvalConfig) -> StageResult:
             "predictions": storage.join(cfg.output_dir, PREDICTIONS_FILE),
             **{name: storage.join(cfg.output_dir, p.name) for name, p in paths.items()},
         }
-        headline = {k: v for k, v in flat.items() if k.startswith("overall.") or k.endswith(".score")}
+        before_after = ("overall.", "verifier.", "base.")  # base.*: the base model on the same samples
+        headline = {k: v for k, v in flat.items() if k.startswith(before_after) or k.endswith(".score")}
         return StageResult(
             stage="evaluate",
             output=cfg.output_dir,

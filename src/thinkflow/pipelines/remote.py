@@ -18,13 +18,17 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from thinkflow.errors import ThinkFlowError, did_you_mean
+from thinkflow.errors import ThinkFlowError, UsageError, did_you_mean
 from thinkflow.pipelines.common import PipelineOptions
 from thinkflow.pipelines.registry import DISPLAY_NAMES, check_name
 
 
 class SubmitError(ThinkFlowError, ValueError):
     """Bad submit arguments (parameters file, parameter names, cron expression)."""
+
+
+class ParamsError(UsageError, SubmitError):
+    """Pipeline parameters that do not fit the pipeline (a usage error: exit code 2)."""
 
 
 class SubmitResult(BaseModel):
@@ -44,15 +48,15 @@ def read_params(path: str | Path) -> dict[str, Any]:
     """Pipeline arguments from a YAML or JSON file holding one mapping (``name: value``)."""
     file = Path(path)
     if not file.is_file():
-        raise SubmitError(f"parameters file not found: {file}")
+        raise ParamsError(f"parameters file not found: {file}")
     try:
         data = yaml.safe_load(file.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        raise SubmitError(f"{file}: invalid YAML/JSON: {exc}") from None
+        raise ParamsError(f"{file}: invalid YAML/JSON: {exc}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise SubmitError(f"{file}: expected a mapping of pipeline parameter names to values")
+        raise ParamsError(f"{file}: expected a mapping of pipeline parameter names to values")
     return data
 
 
@@ -78,12 +82,12 @@ def check_params(package: str | Path, params: dict[str, Any]) -> None:
     for key, value in params.items():
         if key not in inputs:
             hint = did_you_mean(key, inputs)
-            raise SubmitError(f"unknown pipeline parameter {key!r}{hint}; known: {', '.join(sorted(inputs))}")
+            raise ParamsError(f"unknown pipeline parameter {key!r}{hint}; known: {', '.join(sorted(inputs))}")
         kind = inputs[key].get("parameterType", "")
         allowed = _TYPES.get(kind)
         ok = allowed is None or (isinstance(value, allowed) and not (kind != "BOOLEAN" and isinstance(value, bool)))
         if not ok:
-            raise SubmitError(f"pipeline parameter {key!r} expects {kind}, got {type(value).__name__} {value!r}")
+            raise ParamsError(f"pipeline parameter {key!r} expects {kind}, got {type(value).__name__} {value!r}")
 
 
 def normalize_cron(cron: str) -> str:
