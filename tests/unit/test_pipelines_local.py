@@ -135,3 +135,24 @@ def test_summary_shows_before_after_and_the_gate_reason() -> None:
     assert "format_rate" in text and "0.500" in text and "0.750" in text and "+0.250" in text
     assert "digit.accuracy" in text and "+0.000" in text
     assert "does not beat" in text and "@challenger" in text
+
+
+def test_task_output_keeps_everything_in_the_log_and_shows_no_noise() -> None:
+    import io
+
+    from thinkflow.pipelines.local import TaskOutput
+
+    console, log = io.StringIO(), io.StringIO()
+    out = TaskOutput(console, log)
+    text = (
+        "\x1b[96m'grpo'\x1b[0m task started\n"
+        "[WARNING] [real_accelerator.py:213:get_accelerator] Setting accelerator to CPU.\n"
+        "/x/y.py:3: FutureWarning: `foo` is deprecated\n"
+        "  warnings.warn(\n"
+        "INFO:root:Got executor_input:\n{\n    \"inputs\": {\n        \"a\": 1\n    }\n}\n"
+        "grpo finished at global_step 4\n"
+    )
+    out.write(text[:40])
+    out.write(text[40:])
+    assert log.getvalue() == text
+    assert console.getvalue() == "'grpo' task started\ngrpo finished at global_step 4\n"

@@ -10,6 +10,8 @@ store under the root, and every artifact under the root (default ``./.thinkflow`
       tiny/                     the tiny base model (built once)
       pipeline-root/            KFP artifacts, one folder per pipeline run and task
       workspace/                the per-run workspace (checkpoints), removed by kfp.local after the run
+      logs/                     every task's full output, one file per run (the console shows it without noise)
+      tiny-warm/, warm-data/    the tiny model after its SFT warm start, and the warm start's data (built once)
       cache/                    downloads (THINKFLOW_CACHE)
 
 Tasks run as subprocesses of this interpreter (``SubprocessRunner(use_venv=False)``), so the installed
@@ -24,8 +26,11 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import io
 import logging
 import os
+import re
+import sys
 import time
 import warnings
 from collections.abc import Iterator
@@ -180,6 +185,46 @@ def _experiment_id(client: Any, name: str, tracking: str) -> str:
     return str(client.create_experiment(name, artifact_location=artifact_location(tracking)))
 
 
+# Task output that tells a user nothing (it stays in the run's log file under <root>/logs).
+NOISE = re.compile(
+    r"real_accelerator\.py|Setting accelerator to|(Future|User|Deprecation)Warning|^\s*warnings\.warn\(|"
+    r"Wrote executor output file|Looking for component|Loading KFP component|^\s*$"
+)
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+class TaskOutput(io.TextIOBase):
+    """``sys.stdout`` while kfp.local runs the tasks: every line goes to the log file as is; the console gets
+    the lines without third-party noise (accelerator banners, warnings, the executor's JSON) or colour codes."""
+
+    def __init__(self, console: Any, log_file: Any) -> None:
+        self.console, self.log_file, self.pending, self.depth = console, log_file, "", 0
+
+    def write(self, text: str) -> int:
+        self.log_file.write(text)
+        self.pending += text
+        *lines, self.pending = self.pending.split("\n")
+        for line in lines:
+            self._show(line)
+        return len(text)
+
+    def _show(self, line: str) -> None:
+        plain = ANSI.sub("", line)
+        if "Got executor_input" in plain:  # a multi-line JSON document follows: skip it to its closing brace
+            self.depth = -1
+            return
+        if self.depth:
+            opened = plain.count("{") - plain.count("}")
+            self.depth = (opened or -1) if self.depth == -1 else self.depth + opened
+            return
+        if not NOISE.search(plain):
+            self.console.write(plain + "\n")
+
+    def flush(self) -> None:
+        self.log_file.flush()
+        self.console.flush()
+
+
 def run_local(
     pipeline: str = "vlaa_thinker",
     root: str | Path = DEFAULT_ROOT,
@@ -234,7 +279,13 @@ def run_local(
                 raise_on_error=True,
             )
             failure: str | None = None
-            with warnings.catch_warnings():
+            log_path = base / "logs" / f"{key}-{stamp}.log"
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            with (
+                warnings.catch_warnings(),
+                open(log_path, "w", encoding="utf-8") as log_file,
+                contextlib.redirect_stdout(TaskOutput(sys.stdout, log_file)),
+            ):
                 # SubprocessRunner warns that our images' names do not contain "python": they run here.
                 warnings.filterwarnings("ignore", message=".*non-Python base image.*", category=RuntimeWarning)
                 try:
@@ -249,7 +300,7 @@ def run_local(
     result = summarize(key, run, experiment_name, base=base, tracking=tracking, wall_s=time.monotonic() - started)
     if failure:
         raise LocalRunError(
-            f"{failure}\nMLflow parent run {parent_id} ({tracking}); task logs are above, artifacts under "
+            f"{failure}\nMLflow parent run {parent_id} ({tracking}); full task logs in {log_path}, artifacts under "
             f"{base / 'pipeline-root'}"
         )
     return result
