@@ -244,3 +244,13 @@ def test_ctrl_c_names_the_last_checkpoint_and_the_resume_command(
     assert exit_info.value.exit_code == 130
     err = " ".join(capsys.readouterr().err.split())
     assert f"last checkpoint: {ckpt}" in err and "resume with: thinkflow sft --config tiny-sft" in err
+
+
+def test_nested_params_are_checked_at_run_time(tmp_path: Path) -> None:
+    params = tmp_path / "p.yaml"
+    params.write_text("grpo_overrides: {max_stepz: 3}\n")
+    result = runner.invoke(
+        app, ["run", "--root", str(tmp_path / "root"), "--model", str(tmp_path), "--params", str(params)]
+    )
+    _one_line_error(result, 2, "grpo_overrides", "unknown key 'max_stepz'", "did you mean 'max_steps'?")
+    assert not (tmp_path / "root" / "pipeline-root").exists()  # no task started

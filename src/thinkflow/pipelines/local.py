@@ -44,7 +44,7 @@ from thinkflow import storage
 from thinkflow.components import runtime
 from thinkflow.config import read_preset
 from thinkflow.errors import ThinkFlowError
-from thinkflow.pipelines.common import LOCAL_PRESETS, PipelineOptions
+from thinkflow.pipelines.common import LOCAL_PRESETS, PipelineOptions, check_overrides
 from thinkflow.pipelines.registry import DISPLAY_NAMES, build, check_name
 from thinkflow.tracking import DEFAULT_ROOT, artifact_location, store_uri
 
@@ -266,6 +266,7 @@ def run_local(
         graph = build(key, (options or PipelineOptions()).model_copy(update={"study_parallelism": 1}), local=True)
         args = local_arguments(key, model_path, set(graph.component_spec.inputs or {}), arguments)
         args.setdefault("experiment", experiment)
+        check_overrides(args)  # a wrong key in *_overrides fails now, not minutes later inside a task
         # Explicit URI: an earlier mlflow.set_tracking_uri() in this process must not redirect the parent run.
         client = MlflowClient(tracking_uri=tracking)
         exp_id = _experiment_id(client, args.get("experiment", experiment), tracking)

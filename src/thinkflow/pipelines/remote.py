@@ -19,7 +19,7 @@ import yaml
 from pydantic import BaseModel
 
 from thinkflow.errors import ThinkFlowError, UsageError, did_you_mean
-from thinkflow.pipelines.common import PipelineOptions
+from thinkflow.pipelines.common import CLUSTER_PRESETS, PipelineOptions, check_overrides
 from thinkflow.pipelines.registry import DISPLAY_NAMES, check_name
 
 
@@ -189,6 +189,7 @@ def submit(
     with tempfile.TemporaryDirectory() as tmp:
         package = compile_pipeline(key, Path(tmp) / f"{key}.yaml", options)
         check_params(package, params)
+        check_overrides(params, {f"{stage}_preset": name for stage, name in CLUSTER_PRESETS.items()})
         description = build(key, options).description or display
         pipeline_id, version_id, vname = upload(client, display, package, description, namespace)
     exp = client.create_experiment(experiment, namespace=namespace)
