@@ -157,11 +157,7 @@ def place_gpu(
     kubernetes.add_node_selector_json(task, node_selector)
     kubernetes.add_toleration_json(task, tolerations)
     kubernetes.empty_dir_mount(
-        task,
-        volume_name="dshm",
-        mount_path="/dev/shm",
-        medium="Memory",
-        size_limit=options.shm_size,  # noqa: S108
+        task, volume_name="dshm", mount_path="/dev/shm", medium="Memory", size_limit=options.shm_size  # noqa: S108
     )
     if name in TRAINING_COMPONENTS and options.retries:
         task.set_retry(
