@@ -35,7 +35,9 @@ def test_vlaa_thinker_runs_locally(tmp_path: Path, tiny_model: Path, monkeypatch
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # the local default store: <root>/mlflow.db
     monkeypatch.chdir(tmp_path)
     root = tmp_path / ".thinkflow"
-    result = run_local("vlaa_thinker", root, model=str(tiny_model))
+    # A random model never stops: short completions keep this plumbing test as fast as it was.
+    short = {"grpo_overrides": {"max_completion_length": 32}, "eval_overrides": {"max_new_tokens": 32}}
+    result = run_local("vlaa_thinker", root, short, model=str(tiny_model))
 
     assert result.state == "SUCCEEDED"
     assert result.tracking_uri == f"sqlite:///{root.resolve() / 'mlflow.db'}"
