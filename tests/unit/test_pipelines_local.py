@@ -149,7 +149,7 @@ def test_task_output_keeps_everything_in_the_log_and_shows_no_noise() -> None:
         "[WARNING] [real_accelerator.py:213:get_accelerator] Setting accelerator to CPU.\n"
         "/x/y.py:3: FutureWarning: `foo` is deprecated\n"
         "  warnings.warn(\n"
-        "INFO:root:Got executor_input:\n{\n    \"inputs\": {\n        \"a\": 1\n    }\n}\n"
+        'INFO:root:Got executor_input:\n{\n    "inputs": {\n        "a": 1\n    }\n}\n'
         "grpo finished at global_step 4\n"
     )
     out.write(text[:40])
