@@ -73,7 +73,7 @@ def plain_side(cfg: Any, workdir: Path) -> tuple[list[tuple[float, float]], floa
     from transformers import AutoModelForImageTextToText
     from trl import GRPOTrainer
 
-    import thinkflow  # noqa: F401 - the tiny model's image-only processor
+    import thinkflow.models.processor  # noqa: F401 - registers the tiny model's image-only processor
     from thinkflow.data import load_split
     from thinkflow.train.grpo import batch_plan, trl_args
 

@@ -3,14 +3,47 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
 
-from thinkflow.config import ConfigError, StageConfig, load_config
+from thinkflow.config import StageConfig, load_config
+from thinkflow.errors import DEBUG_ENV, ThinkFlowError, debug_enabled, one_line
+from thinkflow.tracking import DEFAULT_ROOT
 
-app = typer.Typer(help="ThinkFlow: train R1-style reasoning VLMs with the VLAA-Thinker recipe.", no_args_is_help=True)
+USER_ERRORS = (ThinkFlowError, OSError, ValueError)  # what a user can cause: printed as one line
+
+
+class ThinkFlowGroup(TyperGroup):
+    """The one error handler: a user error prints one line and exits 1 (2 for usage); ``--debug`` re-raises."""
+
+    def invoke(self, ctx: Any) -> Any:  # typer's (vendored) click Context
+        try:
+            return super().invoke(ctx)
+        except USER_ERRORS as exc:
+            if debug_enabled():
+                raise
+            code = getattr(exc, "exit_code", 1)
+            err_console.print(f"[red]error:[/red] {error_line(exc)}", soft_wrap=True, highlight=False)
+            raise typer.Exit(code) from None
+
+
+def error_line(exc: BaseException) -> str:
+    """One line for a user error; files of OS errors are named, and ``--debug`` is offered for the rest."""
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return f"{exc.filename}: {exc.strerror or exc}"
+    line = one_line(exc)
+    return line if isinstance(exc, ThinkFlowError) else f"{line} ({type(exc).__name__}; --debug shows the traceback)"
+
+
+app = typer.Typer(
+    cls=ThinkFlowGroup,
+    help="ThinkFlow: train R1-style reasoning VLMs with the VLAA-Thinker recipe.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
 data_app = typer.Typer(help="Datasets: import, synthesize, validate.", no_args_is_help=True)
 rewards_app = typer.Typer(help="Rewards: score completions with the mixed reward.", no_args_is_help=True)
 models_app = typer.Typer(help="Registered models in MLflow.", no_args_is_help=True)
@@ -18,7 +51,31 @@ app.add_typer(data_app, name="data")
 app.add_typer(rewards_app, name="rewards")
 app.add_typer(models_app, name="models")
 console = Console()
+err_console = Console(stderr=True)
 C = TypeVar("C", bound=StageConfig)
+
+
+@app.callback()
+def main_options(
+    debug: Annotated[
+        bool, typer.Option("--debug", envvar=DEBUG_ENV, help="Show tracebacks instead of one-line errors.")
+    ] = False,
+) -> None:
+    """ThinkFlow: train R1-style reasoning VLMs with the VLAA-Thinker recipe."""
+    if debug:
+        import os
+
+        os.environ[DEBUG_ENV] = "1"  # the pipeline's tasks (subprocesses) inherit it
+
+
+def use_store() -> str:
+    """Point this command at the one MLflow store (`thinkflow.tracking.store_uri`) and say which it is."""
+    from thinkflow.tracking import use_store as _use
+
+    uri = _use()
+    err_console.print(f"MLflow store: {uri}", soft_wrap=True, highlight=False)
+    return uri
+
 
 ConfigOpt = Annotated[str | None, typer.Option("--config", "-c", help="Preset name or YAML file.")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a key: --set lr=1e-6 (repeatable).")]
@@ -27,11 +84,7 @@ PrintOpt = Annotated[bool, typer.Option("--print-config", help="Print the resolv
 
 def resolve_config(cls: type[C], config: str | None, sets: list[str] | None, print_only: bool) -> C:
     """Load a stage config for a command; print it and exit with ``--print-config``; config errors exit 2."""
-    try:
-        cfg = load_config(cls, config, sets)
-    except ConfigError as exc:
-        console.print(f"[red]config error:[/red] {exc}")
-        raise typer.Exit(2) from None
+    cfg = load_config(cls, config, sets)
     if print_only:
         typer.echo(cfg.to_yaml())
         raise typer.Exit(0)
@@ -82,15 +135,10 @@ def ask(
 
 def _run_build(cfg: StageConfig) -> None:
     """Run a dataset build and print its counts; build errors exit 1."""
-    from thinkflow.data.build import BuildError, run
-    from thinkflow.data.journal import JournalError
-    from thinkflow.data.sources import SourceError
+    from thinkflow.data.build import run
 
-    try:
-        result = run(cfg)  # type: ignore[arg-type]
-    except (BuildError, SourceError, JournalError, FileNotFoundError, ValueError) as exc:
-        console.print(f"[red]build failed:[/red] {exc}")
-        raise typer.Exit(1) from None
+    use_store()
+    result = run(cfg)  # type: ignore[arg-type]
     m = {k: int(v) for k, v in result.metrics.items() if k.startswith("records") or k in ("rejected", "candidates")}
     if "candidates" in m:
         console.print(
@@ -203,15 +251,11 @@ def data_validate(
     """Check schema, images, boxes and verifier types; exit 1 naming the bad records when too many are bad."""
     import json
 
-    from thinkflow.data.validate import DataValidationError, ValidateConfig, run
+    from thinkflow.data.validate import ValidateConfig, run
 
     sets = [f"data={json.dumps(data)}", f"max_bad_fraction={max_bad_fraction}", f"check_images={not no_images}"]
     cfg = resolve_config(ValidateConfig, None, sets, False)
-    try:
-        result = run(cfg)
-    except (DataValidationError, FileNotFoundError) as exc:
-        console.print(f"[red]invalid:[/red] {exc}")
-        raise typer.Exit(1) from None
+    result = run(cfg)
     m = result.metrics
     console.print(f"[green]valid[/green]: {data}: {int(m['records'])} records, {int(m['bad_records'])} bad")
 
@@ -290,15 +334,10 @@ def rewards_score(
     print_config: PrintOpt = False,
 ) -> None:
     """Score completions with the mixed reward (RewardConfig keys via --set, e.g. --set beta=0.5)."""
-    from thinkflow.images import ImageError
-    from thinkflow.rewards import RewardConfig, RewardInputError, score_file
+    from thinkflow.rewards import RewardConfig, score_file
 
     cfg = resolve_config(RewardConfig, config, sets, print_config)
-    try:
-        summary = score_file(input_path, output, cfg)
-    except (RewardInputError, FileNotFoundError, ImageError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
+    summary = score_file(input_path, output, cfg)
     console.print(summary.table())
 
 
@@ -307,22 +346,35 @@ def _train(stage: str, config: str | None, sets: list[str] | None, print_config:
     import os
 
     from thinkflow.train import grpo, sft
-    from thinkflow.train.common import TrainError
-    from thinkflow.train.launch import LaunchError
+    from thinkflow.train.common import checkpoint_root
 
     module = sft if stage == "sft" else grpo
     cfg = resolve_config(module.SFTConfig if stage == "sft" else grpo.GRPOStageConfig, config, sets, print_config)
+    use_store()
     try:
         result = module.run(cfg)  # type: ignore[arg-type]
-    except (TrainError, LaunchError) as exc:
-        console.print(f"[red]{stage} failed:[/red] {exc}")
-        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        _interrupted(checkpoint_root(stage, cfg))
     if os.environ.get("RANK", "0") != "0":
         return  # one summary per job: the other ranks of a torchrun/TrainJob launch stay quiet
     shown = {k: round(v, 4) for k, v in result.metrics.items() if k in {"global_step", "train_loss", "reward"}}
     console.print(f"[green]{stage} done[/green]: model at {result.output} {shown}")
     if result.mlflow_run_id:
         console.print(f"MLflow run: {result.mlflow_run_id}")
+
+
+def _interrupted(root: Path) -> None:
+    """Ctrl-C during training: say where the last checkpoint is and the command that resumes from it."""
+    import shlex
+    import sys
+
+    from thinkflow.train.checkpoints import newest_complete
+
+    last = newest_complete(root) if root.is_dir() else None
+    where = f"last checkpoint: {last}" if last is not None else f"no complete checkpoint yet in {root}"
+    err_console.print(f"[yellow]interrupted[/yellow]; {where}", soft_wrap=True, highlight=False)
+    err_console.print(f"resume with: {shlex.join(['thinkflow', *sys.argv[1:]])}", soft_wrap=True, highlight=False)
+    raise typer.Exit(130)
 
 
 @app.command("sft")
@@ -341,14 +393,10 @@ def grpo_command(config: ConfigOpt = None, sets: SetOpt = None, print_config: Pr
 def evaluate_command(config: ConfigOpt = None, sets: SetOpt = None, print_config: PrintOpt = False) -> None:
     """Evaluate a model on the benchmarks / a dataset's eval split; writes metrics.json and the reports."""
     from thinkflow.evaluate import EvalConfig, run
-    from thinkflow.evaluate.benchmarks import BenchmarkError
 
     cfg = resolve_config(EvalConfig, config, sets, print_config)
-    try:
-        result = run(cfg)
-    except (BenchmarkError, FileNotFoundError, ValueError) as exc:
-        console.print(f"[red]evaluate failed:[/red] {exc}")
-        raise typer.Exit(1) from None
+    use_store()
+    result = run(cfg)
     scores = {k: round(v, 4) for k, v in result.metrics.items() if k.endswith("score") or k == "overall.format_rate"}
     console.print(f"[green]evaluate done[/green]: {result.output} {scores}")
 
@@ -356,16 +404,12 @@ def evaluate_command(config: ConfigOpt = None, sets: SetOpt = None, print_config
 @app.command("register")
 def register_command(config: ConfigOpt = None, sets: SetOpt = None, print_config: PrintOpt = False) -> None:
     """Register a model version in MLflow (lineage + eval tags, @challenger), then run the promotion gate."""
-    from thinkflow.registry import RegistryError, register
-    from thinkflow.registry.gate import GateError
+    from thinkflow.registry import register
     from thinkflow.registry.mlflow import RegisterConfig
 
     cfg = resolve_config(RegisterConfig, config, sets, print_config)
-    try:
-        result = register(cfg)
-    except (RegistryError, GateError) as exc:
-        console.print(f"[red]register failed:[/red] {exc}")
-        raise typer.Exit(1) from None
+    use_store()
+    result = register(cfg)
     made = "registered" if result.metrics.get("created") else "already registered as"
     console.print(f"[green]{made}[/green] {result.output}")
     if "gate" in result.artifacts:
@@ -389,20 +433,16 @@ def promote_command(
     from mlflow.exceptions import MlflowException
 
     from thinkflow.registry import promote
-    from thinkflow.registry.gate import GateError
     from thinkflow.serving.sync import ServingError, served_history
     from thinkflow.serving.sync import wait_serving as wait
 
+    use_store()
     client = MlflowClient()
     try:
         before = len(served_history(client.get_model_version(name, version).tags or {})) if wait_serving else 0
-        decision = promote(name, version, reason, client=client)
-    except GateError as exc:
-        console.print(f"[red]promote failed:[/red] {exc}")
-        raise typer.Exit(1) from None
     except MlflowException as exc:  # the version lookup: one line, not a traceback
-        console.print(f"[red]promote failed:[/red] {name} version {version}: {exc}")
-        raise typer.Exit(1) from None
+        raise ServingError(f"{name} version {version}: {exc}") from None
+    decision = promote(name, version, reason, client=client)
     console.print(f"[green]{name} version {version} is @champion[/green] (was: {decision.champion_version or 'none'})")
     if not wait_serving:
         return
@@ -485,13 +525,10 @@ def models_list(name: Annotated[str, typer.Argument(help="Registered model name.
     """Versions of a registered model with their aliases, gate decisions and key metrics."""
     from rich.table import Table
 
-    from thinkflow.registry import RegistryError, list_versions
+    from thinkflow.registry import list_versions
 
-    try:
-        rows = list_versions(name)
-    except RegistryError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
+    use_store()
+    rows = list_versions(name)
     table = Table(title=name)
     for col in ("version", "aliases", "created", "gate", "mean score", "scores", "content"):
         table.add_column(col)
@@ -507,7 +544,8 @@ def models_list(name: Annotated[str, typer.Argument(help="Registered model name.
             " ".join(f"{k.removesuffix('.score')}={v:.3f}" for k, v in sorted(metrics.items())),
             r["content_hash"][:12],
         )
-    console.print(table)
+    # Piped or redirected: no terminal width to fit, so nothing is cut or folded.
+    Console(width=100_000 if not console.is_terminal else None).print(table, crop=False)
 
 
 PipelineOpt = Annotated[str, typer.Option("--pipeline", "-p", help="vlaa_thinker | sft_then_grpo | sft_vs_rl_study")]
@@ -518,21 +556,19 @@ ParamsOpt = Annotated[Path | None, typer.Option("--params", help="YAML/JSON file
 def run_command(
     pipeline: PipelineOpt = "vlaa_thinker",
     root: Annotated[Path, typer.Option("--root", help="Where MLflow, artifacts and the tiny model go.")] = Path(
-        ".thinkflow"
+        DEFAULT_ROOT
     ),
     params: ParamsOpt = None,
     model: Annotated[str | None, typer.Option("--model", help="Base model dir (default: the tiny model).")] = None,
 ) -> None:
     """Run a pipeline end to end on this machine (kfp.local) on the embedded default and print a summary."""
-    from thinkflow.pipelines import UnknownPipelineError, run_local
-    from thinkflow.pipelines.local import LocalRunError, render_summary
-    from thinkflow.pipelines.remote import SubmitError, read_params
+    from thinkflow.pipelines import run_local
+    from thinkflow.pipelines.local import render_summary
+    from thinkflow.pipelines.remote import read_params
+    from thinkflow.tracking import store_uri
 
-    try:
-        result = run_local(pipeline, root, read_params(params) if params else None, model=model)
-    except (UnknownPipelineError, SubmitError, LocalRunError, ValueError) as exc:
-        console.print(f"[red]run failed:[/red] {exc}")
-        raise typer.Exit(1) from None
+    err_console.print(f"MLflow store: {store_uri(root)}", soft_wrap=True, highlight=False)
+    result = run_local(pipeline, root, read_params(params) if params else None, model=model)
     console.print(render_summary(result))
 
 
@@ -570,23 +606,19 @@ def submit_command(
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Disable caching for every task.")] = False,
 ) -> None:
     """Upload a pipeline version to KFP and start a run (or a recurring run); prints the run's UI link."""
-    from thinkflow.pipelines import UnknownPipelineError, submit
-    from thinkflow.pipelines.remote import SubmitError, read_params
+    from thinkflow.pipelines import submit
+    from thinkflow.pipelines.remote import read_params
 
-    try:
-        result = submit(
-            host,
-            pipeline,
-            read_params(params) if params else None,
-            experiment=experiment,
-            recurring=recurring,
-            run_name=run_name,
-            namespace=namespace,
-            enable_caching=False if no_cache else None,
-        )
-    except (UnknownPipelineError, SubmitError) as exc:
-        console.print(f"[red]submit failed:[/red] {exc}")
-        raise typer.Exit(2) from None
+    result = submit(
+        host,
+        pipeline,
+        read_params(params) if params else None,
+        experiment=experiment,
+        recurring=recurring,
+        run_name=run_name,
+        namespace=namespace,
+        enable_caching=False if no_cache else None,
+    )
     kind = "recurring run" if result.recurring_run_id else "run"
     console.print(f"[green]{kind} created[/green] from {result.pipeline} version {result.version_name}")
     console.print(result.url)

@@ -17,6 +17,8 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from thinkflow.errors import UsageError, did_you_mean
+
 C = TypeVar("C", bound="StageConfig")
 
 PRESET_DIR = "presets"
@@ -24,7 +26,7 @@ PRESET_DIR = "presets"
 DEPRECATED_PRESETS = {"vlaa-distill": "vlaa-distill-open"}
 
 
-class ConfigError(ValueError):
+class ConfigError(UsageError, ValueError):
     """A config that cannot be loaded or validated; the message names the key or file."""
 
 
@@ -76,7 +78,10 @@ def read_preset(config: str) -> dict[str, Any]:
             config = new
         res = resources.files("thinkflow").joinpath(PRESET_DIR, f"{config}.yaml")
         if not res.is_file():
-            raise ConfigError(f"unknown preset {config!r}; shipped presets: {', '.join(preset_names())}")
+            names = preset_names()
+            raise ConfigError(
+                f"unknown preset {config!r}{did_you_mean(config, names)}; shipped presets: {', '.join(names)}"
+            )
         text = res.read_text(encoding="utf-8")
         where = f"preset {config}"
     try:
@@ -112,12 +117,26 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
     node[parts[-1]] = value
 
 
+def _model_at(cls: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel]:
+    """The (nested) config model that holds the key at ``loc`` (``reward.scorer_model`` -> RewardConfig)."""
+    model = cls
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        inner = field.annotation if field is not None else None
+        if not (isinstance(inner, type) and issubclass(inner, BaseModel)):
+            break
+        model = inner
+    return model
+
+
 def _format_errors(cls: type[StageConfig], exc: ValidationError, where: str) -> str:
     lines = []
     for err in exc.errors():
         key = ".".join(str(p) for p in err["loc"])
         if err["type"] == "extra_forbidden":
-            lines.append(f"unknown key {key!r} for {cls.__name__} (known: {', '.join(cls.model_fields)})")
+            owner = _model_at(cls, tuple(err["loc"][:-1]))
+            hint = did_you_mean(str(err["loc"][-1]), owner.model_fields)
+            lines.append(f"unknown key {key!r}{hint} for {owner.__name__} (known: {', '.join(owner.model_fields)})")
         else:
             lines.append(f"key {key!r}: {err['msg']} (got {err.get('input')!r})")
     return f"{where}: " + "; ".join(lines)

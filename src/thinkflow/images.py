@@ -29,6 +29,8 @@ from urllib.parse import unquote
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from thinkflow.errors import ThinkFlowError
+
 # Real benchmark and VLAA-Thinking images are at most a few megapixels (the largest MathVista/ChartQA pictures
 # are ~4000×3000 = 12 Mpx); the default is PIL's own warning threshold (89.5 Mpx: 256 MiB as RGB), 7× that.
 DEFAULT_MAX_PIXELS = 89_478_485
@@ -51,7 +53,7 @@ class ImageLimits(BaseModel):
 DEFAULT_LIMITS = ImageLimits()
 
 
-class ImageError(ValueError):
+class ImageError(ThinkFlowError, ValueError):
     """An image reference or file that is refused; the message says which one and why."""
 
 

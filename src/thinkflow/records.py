@@ -9,6 +9,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from thinkflow.errors import ThinkFlowError
+
 # The system prompt and the aha cues live in `thinkflow.format` (the one home of the answer format);
 # re-exported here for callers that import them with the schema.
 from thinkflow.format import AHA_CUES as AHA_CUES
@@ -45,7 +47,7 @@ class Record(BaseModel):
         return value
 
 
-class RecordError(ValueError):
+class RecordError(ThinkFlowError, ValueError):
     """A record that does not fit the schema; the message names the file, line and field."""
 
 
@@ -90,6 +92,11 @@ def iter_jsonl_lines(
                 continue
             if not raw.strip():
                 continue
+            if lineno == 1 and raw.lstrip().startswith(b"["):
+                raise RecordError(
+                    f"{path}: expected JSON lines (one JSON object per line), got a JSON array; "
+                    f"convert it with: jq -c '.[]' {path}"
+                )
             try:
                 obj = json.loads(raw)
             except UnicodeDecodeError:

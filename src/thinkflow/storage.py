@@ -12,15 +12,18 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 from minio import Minio
 from minio.error import S3Error
 
+from thinkflow.errors import ThinkFlowError
+
 REMOTE_SCHEMES = ("s3", "minio")
 
 
-class StorageError(RuntimeError):
+class StorageError(ThinkFlowError, RuntimeError):
     """An object-store operation failed; the message names the URI."""
 
 
@@ -78,14 +81,24 @@ def within(uri: str, prefix: str) -> bool:
     return key.startswith(pkey + "/") and not _escapes(key[len(pkey) + 1 :])
 
 
-def client() -> Minio:
-    """A minio client for the endpoint and credentials in the environment."""
-    endpoint = os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("MLFLOW_S3_ENDPOINT_URL")
-    if endpoint:
-        parsed = urlparse(endpoint if "://" in endpoint else f"http://{endpoint}")
-        host, secure = parsed.netloc, parsed.scheme == "https"
-    else:
-        host, secure = "s3.amazonaws.com", True
+def endpoint() -> tuple[str, bool]:
+    """``(host, secure)`` of the S3 endpoint: ``AWS_ENDPOINT_URL`` / ``MLFLOW_S3_ENDPOINT_URL``, or AWS S3 when
+    only AWS credentials are set. Neither: an error saying what to set (never a silent fallback to AWS)."""
+    url = os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("MLFLOW_S3_ENDPOINT_URL")
+    if url:
+        parsed = urlparse(url if "://" in url else f"http://{url}")
+        return parsed.netloc, parsed.scheme == "https"
+    if os.environ.get("AWS_ACCESS_KEY_ID"):
+        return "s3.amazonaws.com", True
+    raise StorageError(
+        "no S3 endpoint configured: set AWS_ENDPOINT_URL (e.g. http://localhost:9000 for MinIO) with "
+        "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS credentials alone for AWS S3"
+    )
+
+
+def client(http_client: Any = None) -> Minio:
+    """A minio client for the endpoint and credentials in the environment (see `endpoint`)."""
+    host, secure = endpoint()
     return Minio(
         host,
         access_key=os.environ.get("AWS_ACCESS_KEY_ID"),
@@ -93,7 +106,45 @@ def client() -> Minio:
         session_token=os.environ.get("AWS_SESSION_TOKEN"),
         region=os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION"),
         secure=secure,
+        http_client=http_client,
     )
+
+
+def check_remote(uri: str, *, timeout: float = 5.0) -> None:
+    """Fail fast unless the endpoint of ``uri`` answers, the credentials are accepted and the bucket exists."""
+    import urllib3
+
+    bucket, _ = split_uri(uri)
+    host, _secure = endpoint()
+    http = urllib3.PoolManager(timeout=urllib3.Timeout(connect=timeout, read=timeout), retries=False)
+    try:
+        found = client(http).bucket_exists(bucket)
+    except S3Error as exc:
+        raise StorageError(
+            f"{uri}: the S3 endpoint {host} refused ({exc.code}); check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY"
+        ) from None
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        raise StorageError(
+            f"{uri}: the S3 endpoint {host} does not answer ({type(exc).__name__}); check AWS_ENDPOINT_URL"
+        ) from None
+    if not found:
+        raise StorageError(f"{uri}: bucket {bucket!r} does not exist at {host}; create it first")
+
+
+def check_writable(uri: str | os.PathLike[str], what: str = "output") -> None:
+    """Fail fast unless ``uri`` can be written: a local folder (or its nearest existing parent) writable by
+    this user, or a reachable bucket (`check_remote`). Creates nothing."""
+    if is_remote(uri):
+        check_remote(str(uri))
+        return
+    path = Path(uri).expanduser().absolute()
+    if path.exists() and not path.is_dir():
+        raise StorageError(f"{what} {uri}: exists and is not a folder; choose another location")
+    probe = path
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise StorageError(f"{what} {uri}: {probe} is not writable by this user; choose a writable location")
 
 
 def _objects(uri: str) -> list[tuple[str, str, str]]:

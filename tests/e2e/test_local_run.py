@@ -27,17 +27,33 @@ def child_runs(tracking_uri: str, parent: str) -> dict[str, str]:
     return out
 
 
-def test_vlaa_thinker_runs_locally(tmp_path: Path, tiny_model: Path) -> None:
-    root = tmp_path / "root"
-    result = run_local("vlaa_thinker", root, model=str(tiny_model))
+def test_vlaa_thinker_runs_locally(tmp_path: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from thinkflow.cli import app
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # the local default store: <root>/mlflow.db
+    monkeypatch.chdir(tmp_path)
+    root = tmp_path / ".thinkflow"
+    # A random model never stops: short completions keep this plumbing test as fast as it was.
+    short = {"grpo_overrides": {"max_completion_length": 32}, "eval_overrides": {"max_new_tokens": 32}}
+    result = run_local("vlaa_thinker", root, short, model=str(tiny_model))
 
     assert result.state == "SUCCEEDED"
     assert result.tracking_uri == f"sqlite:///{root.resolve() / 'mlflow.db'}"
-    # The registered version and its alias (the first version: no champion yet, so the gate promotes it).
+    # The registered version. A random base model learns nothing in 4 GRPO steps: the trained model does not
+    # beat the base model evaluated on the same samples, so the gate declines and says so (@challenger only).
     assert result.registered is not None
     assert result.registered["name"] == "thinkflow-vlm"
     assert result.registered["version"] == "1"
-    assert result.registered["alias"] == "champion"
+    assert result.registered["alias"] == "challenger"
+    assert "does not beat the base model" in result.registered["gate_reason"]
+    assert "evaluate.base.overall.format_rate" in result.metrics  # the summary's "before"
+    # Every command uses the same store: `models list` finds the version without MLFLOW_TRACKING_URI.
+    listed = CliRunner().invoke(app, ["models", "list", "thinkflow-vlm"])
+    assert listed.exit_code == 0, listed.output
+    assert f"MLflow store: sqlite:///{root.resolve() / 'mlflow.db'}" in listed.output
+    assert "@challenger" in listed.output and "rejected" in listed.output
     # The report and the metrics it is made from, under the root.
     assert result.report is not None and Path(result.report).is_file()
     assert Path(result.report).resolve().is_relative_to(root.resolve())
@@ -61,8 +77,8 @@ def test_vlaa_thinker_runs_locally(tmp_path: Path, tiny_model: Path) -> None:
     assert parent.info.status == "FINISHED"
     assert parent.data.params["model"] == str(tiny_model)
     version = client.get_model_version("thinkflow-vlm", "1")
-    assert "champion" in client.get_registered_model("thinkflow-vlm").aliases
-    assert version.tags  # lineage and eval tags from the registry
+    assert "champion" not in client.get_registered_model("thinkflow-vlm").aliases
+    assert version.tags["gate.decision"] == "rejected"  # lineage, eval and gate tags from the registry
 
 
 def test_study_runs_locally(tmp_path: Path, tiny_model: Path) -> None:

@@ -236,3 +236,45 @@ def test_run_with_a_judge_and_reference_rows(
     md = (out / "report.md").read_text()
     assert "judge (judge-mini)" in md and "## Reference (test rows)" in md and "| **this run** |" in md
     assert metrics["config"]["max_pixels"] == 256 * 32 * 32
+
+
+def test_a_late_failure_keeps_the_answers_and_a_rerun_reuses_them(
+    tiny_model: Path, synthetic_data: Path, tmp_path: Path, mlflow_local: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import thinkflow.evaluate.generate as gen
+    import thinkflow.evaluate.score as score
+    from thinkflow.evaluate.stage import PARTIAL_FILE
+
+    cfg = EvalConfig(
+        model=str(tiny_model),
+        data=str(synthetic_data),
+        output_dir=str(tmp_path / "out"),
+        max_new_tokens=4,
+        batch_size=2,
+        rewards={"scorer": "logprob"},  # scorer_model defaults to the evaluated model
+        progress=False,
+    )
+
+    def scoring_fails(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("scorer crashed after generation")
+
+    monkeypatch.setattr(score, "score_predictions", scoring_fails)
+    with pytest.raises(RuntimeError, match="scorer crashed"):
+        run(cfg)
+    partial = tmp_path / "out" / PARTIAL_FILE
+    kept = [json.loads(line) for line in partial.read_text().splitlines()]
+    n = len(load_benchmark("dataset", str(synthetic_data), split="eval"))
+    assert len(kept) == n and all(isinstance(row["completion"], str) for row in kept)
+
+    monkeypatch.undo()
+    real_generate = gen.generate_answers
+
+    def must_not_generate(model: str, images: list[object], questions: list[object], **kwargs: object) -> object:
+        assert not questions, "answers kept by the failed attempt were generated again"
+        return real_generate(model, images, questions, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(gen, "generate_answers", must_not_generate)
+    result = run(cfg)
+    predictions = [json.loads(line) for line in (tmp_path / "out" / "predictions.jsonl").read_text().splitlines()]
+    assert [p["completion"] for p in predictions] == [row["completion"] for row in kept]
+    assert result.metrics["overall.n"] == n and not partial.exists()

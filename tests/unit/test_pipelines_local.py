@@ -27,7 +27,7 @@ def test_embedded_default_arguments() -> None:
         "grpo_preset": "tiny-grpo",
         "grpo_overrides": {"reward": {"scorer_model": "/m/tiny"}},
         "eval_preset": "tiny-eval",
-        "eval_overrides": {"rewards": {"scorer_model": "/m/tiny"}},
+        "eval_overrides": {"rewards": {"scorer_model": "/m/tiny"}, "base_model": "lineage"},
     }
     study = local_arguments("sft_vs_rl_study", "/m/tiny", inputs("sft_vs_rl_study"))
     assert study["sft_preset"] == "tiny-sft"
@@ -108,4 +108,51 @@ def test_cli_run_is_thin(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Non
 
     monkeypatch.setattr(local, "run_local", failing)
     res = CliRunner().invoke(app, ["run"])
-    assert res.exit_code == 1 and "run failed" in res.output and "'grpo'" in res.output
+    assert res.exit_code == 1 and "error: Inner task failed: 'grpo'" in res.output
+
+
+def test_summary_shows_before_after_and_the_gate_reason() -> None:
+    from rich.console import Console
+
+    from thinkflow.pipelines.local import before_after
+
+    metrics = {
+        "evaluate.overall.format_rate": 0.75,
+        "evaluate.base.overall.format_rate": 0.5,
+        "evaluate.overall.mean_reward": 0.4,
+        "evaluate.base.overall.mean_reward": 0.3,
+        "evaluate.verifier.digit.accuracy": 0.6,
+        "evaluate.base.verifier.digit.accuracy": 0.6,
+        "evaluate.overall.n": 16.0,
+        "evaluate.base.overall.n": 16.0,
+    }
+    table = before_after(metrics)
+    assert table.row_count == 3  # n is not a before/after figure
+    console = Console(width=200, record=True)
+    reg = {"name": "m", "version": "1", "alias": "challenger", "gate": "rejected", "gate_reason": "does not beat"}
+    console.print(render_summary(result(metrics=metrics, registered=reg)))
+    text = console.export_text()
+    assert "format_rate" in text and "0.500" in text and "0.750" in text and "+0.250" in text
+    assert "digit.accuracy" in text and "+0.000" in text
+    assert "does not beat" in text and "@challenger" in text
+
+
+def test_task_output_keeps_everything_in_the_log_and_shows_no_noise() -> None:
+    import io
+
+    from thinkflow.pipelines.local import TaskOutput
+
+    console, log = io.StringIO(), io.StringIO()
+    out = TaskOutput(console, log)
+    text = (
+        "\x1b[96m'grpo'\x1b[0m task started\n"
+        "[WARNING] [real_accelerator.py:213:get_accelerator] Setting accelerator to CPU.\n"
+        "/x/y.py:3: FutureWarning: `foo` is deprecated\n"
+        "  warnings.warn(\n"
+        'INFO:root:Got executor_input:\n{\n    "inputs": {\n        "a": 1\n    }\n}\n'
+        "grpo finished at global_step 4\n"
+    )
+    out.write(text[:40])
+    out.write(text[40:])
+    assert log.getvalue() == text
+    assert console.getvalue() == "'grpo' task started\ngrpo finished at global_step 4\n"

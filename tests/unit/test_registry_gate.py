@@ -29,10 +29,12 @@ from thinkflow.registry.gate import (
 SET = "a" * 64
 
 
-def _v(version: int, score: float | None, set_hash: str = SET) -> SimpleNamespace:
+def _v(version: int, score: float | None, set_hash: str = SET, base: float | None = None) -> SimpleNamespace:
     tags = {"eval.set_hash": set_hash}
     if score is not None:
         tags["eval.overall.mean_score"] = repr(score)
+    if base is not None:  # the base model evaluated on the same samples (EvalConfig.base_model)
+        tags["eval.base.overall.mean_score"] = repr(base)
     return SimpleNamespace(version=str(version), tags=tags)
 
 
@@ -49,6 +51,12 @@ def _v(version: int, score: float | None, set_hash: str = SET) -> SimpleNamespac
         (_v(2, None), _v(1, 0.4), GateConfig(), False, "rejected", "challenger has no eval.overall.mean_score"),
         (_v(2, 0.9), _v(1, None), GateConfig(), False, "rejected", "promote by hand"),
         (_v(1, 0.9), _v(1, 0.9), GateConfig(), False, "already-champion", "already @champion"),
+        # a first version must beat the base model it was trained from, evaluated on the same samples
+        (_v(1, 0.3, base=0.2), None, GateConfig(), True, "promoted", "beats the base model (0.2000)"),
+        (_v(1, 0.2, base=0.2), None, GateConfig(), False, "rejected", "does not beat the base model (0.2000)"),
+        (_v(1, 0.0, base=0.0), None, GateConfig(), False, "rejected", "@champion stays unset"),
+        (_v(1, 0.25, base=0.2), None, GateConfig(margin=0.1), False, "rejected", "by more than 0.1"),
+        (_v(1, None, base=0.2), None, GateConfig(), False, "rejected", "challenger has no eval.overall.mean_score"),
     ],
 )
 def test_decide(challenger: Any, champion: Any, cfg: GateConfig, promoted: bool, decision: str, reason: str) -> None:

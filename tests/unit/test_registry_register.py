@@ -208,7 +208,7 @@ def test_cli_register_promote_list(tiny_model: Path, tmp_path: Path, mlflow_loca
     result = runner.invoke(app, ["register", "--set", f"model={model}", "--set", f"eval={ev}", "--set", "name=cli-vlm"])
     assert result.exit_code == 0, result.output
     out = " ".join(result.output.split())
-    assert "registered models:/cli-vlm/1" in out and "gate: promoted (no champion yet)" in out
+    assert "registered models:/cli-vlm/1" in out and "gate: promoted (no champion yet (no base-model evaluation" in out
     assert "lineage unknown: dataset_uri" in out and "(no lineage.json)" in out
     other = model_copy(tiny_model, tmp_path / "m2", 1)
     result = runner.invoke(app, ["register", "--set", f"model={other}", "--set", "eval=null", "--set", "name=cli-vlm"])
@@ -221,6 +221,6 @@ def test_cli_register_promote_list(tiny_model: Path, tmp_path: Path, mlflow_loca
     assert result.exit_code == 0, result.output
     assert "@champion" in result.output and "manual" in result.output and "0.2000" in result.output
     result = runner.invoke(app, ["promote", "cli-vlm", "9", "--reason", "x"])
-    assert result.exit_code == 1 and "promote failed" in result.output
+    assert result.exit_code == 1 and "error: cli-vlm version 9" in result.output
     result = runner.invoke(app, ["register", "--set", f"model={tmp_path / 'absent'}"])
-    assert result.exit_code == 1 and "register failed" in result.output
+    assert result.exit_code == 1 and "error: model:" in result.output

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
-import thinkflow  # noqa: F401 - registers the image-only processors
+import thinkflow.models.processor  # noqa: F401 - registers the image-only processors
 from thinkflow.evaluate.generate import generate
 from thinkflow.models.load import load
 from thinkflow.models.tiny import REASONING_TOKENS, build_tiny

@@ -204,5 +204,5 @@ def test_cli_print_config_and_clear_failures(tmp_path: Path) -> None:
     assert bad_key.exit_code == 2 and "learning_rat" in bad_key.output
     sets = ["--set", f"model={tmp_path / 'nope'}", "--set", f"output_dir={tmp_path / 'out'}"]
     missing = runner.invoke(app, ["sft", "--config", "tiny-sft", *sets])
-    assert missing.exit_code == 1 and "sft failed" in missing.output and "nope" in missing.output
+    assert missing.exit_code == 1 and "error: model " in missing.output and "nope" in missing.output
     assert not (tmp_path / "out").exists()  # nothing created for a run that cannot start

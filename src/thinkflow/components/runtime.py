@@ -318,15 +318,17 @@ def report_tags(result: StageResult, results: Any, label: str = "") -> dict[str,
 class Registered:
     """What a registration produced: the model name, the version, and the alias it holds now."""
 
-    def __init__(self, name: str, version: str, alias: str, gate: str = "") -> None:
-        self.name, self.version, self.alias, self.gate = name, version, alias, gate
+    def __init__(self, name: str, version: str, alias: str, gate: str = "", gate_reason: str = "") -> None:
+        self.name, self.version, self.alias, self.gate, self.gate_reason = name, version, alias, gate, gate_reason
 
     def tags(self) -> dict[str, str]:
-        """Parent-run tags (``thinkflow.registered.name/version/alias/gate``)."""
+        """Parent-run tags (``thinkflow.registered.name/version/alias/gate/gate_reason``)."""
         out = {f"{TAG_REGISTERED}.name": self.name, f"{TAG_REGISTERED}.version": self.version}
         out[f"{TAG_REGISTERED}.alias"] = self.alias
         if self.gate:
             out[f"{TAG_REGISTERED}.gate"] = self.gate
+        if self.gate_reason:
+            out[f"{TAG_REGISTERED}.gate_reason"] = self.gate_reason
         return out
 
 
@@ -345,7 +347,7 @@ def registered(result: StageResult) -> Registered:
 
         aliases = MlflowClient().get_model_version(name, version).aliases
         alias = CHAMPION if CHAMPION in aliases else (CHALLENGER if CHALLENGER in aliases else ",".join(aliases))
-    return Registered(name, version, alias, result.artifacts.get("gate", ""))
+    return Registered(name, version, alias, result.artifacts.get("gate", ""), result.artifacts.get("gate_reason", ""))
 
 
 def with_eval_dataset(cfg: Any, dataset: str | None) -> Any:

@@ -72,9 +72,10 @@ from thinkflow.data.prompts import Prompts, PromptsConfig
 from thinkflow.data.sources import Candidate, Source, SyntheticSource, iter_candidates, source_name
 from thinkflow.data.teachers import Teacher, TeacherConfig, TeacherError, image_part
 from thinkflow.data.text import normalize_response, word_count
+from thinkflow.errors import ThinkFlowError
 from thinkflow.format import AHA_CUES, AhaMatch, format_response, response_parts, split_think
 from thinkflow.images import ImageLimits
-from thinkflow.records import SPLITS, RecordError, parse_record, write_jsonl
+from thinkflow.records import SPLITS, RecordError, parse_record, read_jsonl, write_jsonl
 
 STEPS: tuple[str, ...] = ("collect", "caption", "reason", "rewrite", "verify", "split")
 FORMAT = "thinkflow.dataset/v1"
@@ -86,7 +87,7 @@ IMAGE_EXT = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "
 MENTIONS = r"\b(captions?|captioned|descriptions?|described|describes|the (?:given |provided )?text)\b"
 
 
-class BuildError(RuntimeError):
+class BuildError(ThinkFlowError, RuntimeError):
     """A build that cannot go on; the message says what to fix (or that a rerun retries what failed)."""
 
 
@@ -939,6 +940,21 @@ def _run(cfg: BuildConfig, stage: Path, work: Path) -> dict[str, Any]:
     return manifest
 
 
+def _rejection_summary(stage: Path, output: str, top: int = 5) -> str:
+    """The rejections of a build counted by step and reason (the reason's text up to its first colon)."""
+    path = stage / "rejected.jsonl"
+    reasons: Counter[str] = Counter()
+    if path.is_file():
+        for row in read_jsonl(path):
+            kind = str(row.get("reason", "?")).split(":")[0].strip()[:80]
+            reasons[f"{row.get('step', '?')}: {kind}"] += 1
+    if not reasons:
+        return "the sources yielded no candidates; check the sources' paths and max_samples"
+    counted = ", ".join(f"{n}× {reason}" for reason, n in reasons.most_common(top))
+    more = f", {len(reasons) - top} more kinds" if len(reasons) > top else ""
+    return f"every candidate was rejected ({counted}{more}; see {storage.join(output, 'rejected.jsonl')})"
+
+
 def run(cfg: BuildConfig) -> StageResult:
     """Build the dataset described by ``cfg`` (resuming from its journal if one exists).
 
@@ -963,6 +979,8 @@ def run(cfg: BuildConfig) -> StageResult:
                 mlflow.log_artifact(str(stage / (SHARD_MANIFEST if cfg.shard else "manifest.json")))
         else:
             manifest = _run(cfg, stage, work)
+    if not cfg.shard and manifest["counts"]["total"] == 0:
+        raise BuildError(f"no records built into {cfg.output}: {_rejection_summary(stage, cfg.output)}")
     if cfg.shard:
         artifacts = {
             "shard": storage.join(cfg.output, SHARD_FILE),

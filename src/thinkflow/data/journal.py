@@ -21,8 +21,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from thinkflow.errors import ThinkFlowError
 
-class JournalError(RuntimeError):
+
+class JournalError(ThinkFlowError, RuntimeError):
     """A journal file that cannot be read back (corrupt line in the middle); the message names file and line."""
 
 

@@ -82,6 +82,31 @@ def _image_path(root: Path, ref: str, where: str) -> str:
         raise FileNotFoundError(f"{where}: {exc}") from None
 
 
+def split_file(data: str, split: str) -> tuple[Path, Path]:
+    """``(dataset root, <split>.jsonl)`` of a built dataset; errors name the dataset and the splits present."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+    root = dataset_root(data)
+    path = root / f"{split}.jsonl"
+    if not path.is_file():
+        present = [s for s in SPLITS if (root / f"{s}.jsonl").is_file()]
+        raise FileNotFoundError(f"dataset {data}: no {split}.jsonl (splits present: {', '.join(present) or 'none'})")
+    return root, path
+
+
+def check_split(data: str, split: str) -> int:
+    """Fail fast on a split that cannot be trained or evaluated on: missing, not JSON lines, a record that
+    does not fit the schema, an image file that is not there, or no records. Returns the record count."""
+    root, path = split_file(data, split)
+    count = 0
+    for rec in read_records(path):
+        _image_path(root, rec.image, f"{path}: record {rec.id}")
+        count += 1
+    if count == 0:
+        raise ValueError(f"dataset {data}: {path.name} has no records")
+    return count
+
+
 def load_split(data: str, split: str, *, system_prompt: str | None = SYSTEM_PROMPT) -> Any:
     """One split of a built dataset as a `datasets.Dataset`.
 
@@ -93,13 +118,7 @@ def load_split(data: str, split: str, *, system_prompt: str | None = SYSTEM_PROM
     """
     import datasets
 
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
-    root = dataset_root(data)
-    path = root / f"{split}.jsonl"
-    if not path.is_file():
-        present = [s for s in SPLITS if (root / f"{s}.jsonl").is_file()]
-        raise FileNotFoundError(f"dataset {data}: no {split}.jsonl (splits present: {', '.join(present) or 'none'})")
+    root, path = split_file(data, split)
     cols: dict[str, list[Any]] = {k: [] for k in ("id", "question", "solution", "verifier_type", "image", "prompt")}
     completions: list[Any] = []
     for rec in read_records(path):

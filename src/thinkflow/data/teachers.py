@@ -26,6 +26,8 @@ import openai
 from openai._constants import RAW_RESPONSE_HEADER
 from pydantic import BaseModel, ConfigDict, Field
 
+from thinkflow.errors import ThinkFlowError
+
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
 
 
@@ -74,7 +76,7 @@ class BadReply(ValueError):
     """A reply body over `TeacherConfig.max_reply_bytes`, or one that is not JSON: retrying would not help."""
 
 
-class TeacherError(RuntimeError):
+class TeacherError(ThinkFlowError, RuntimeError):
     """A call that failed; ``retryable`` tells whether trying again later may succeed."""
 
     def __init__(self, message: str, *, retryable: bool) -> None:

@@ -23,11 +23,12 @@ from thinkflow import images, storage
 from thinkflow.config import StageConfig, StageResult
 from thinkflow.data.checks import known_verifier_types, solution_problem
 from thinkflow.data.loader import dataset_root
+from thinkflow.errors import ThinkFlowError
 from thinkflow.format import is_well_formed
 from thinkflow.records import SPLITS, RecordError, parse_record
 
 
-class DataValidationError(ValueError):
+class DataValidationError(ThinkFlowError, ValueError):
     """A dataset that fails validation; the message names the bad records and why."""
 
 
@@ -150,7 +151,12 @@ def check(cfg: ValidateConfig) -> Report:
                 continue
             digest = hashlib.sha256(path.read_bytes()).hexdigest()
             if digest != info.get("sha256"):
-                report.dataset_problems.append(f"{name} does not match the sha256 in manifest.json")
+                report.dataset_problems.append(
+                    f"{name} does not match the sha256 in manifest.json (edited after the build? the manifest is "
+                    "the dataset's identity in lineage and the gate, so it is not re-hashed in place: make the "
+                    "change in the build's sources or config and run `thinkflow build` again, which reuses the "
+                    "work kept in its journal)"
+                )
         for path in files.values():
             if path.name not in listed:
                 report.dataset_problems.append(f"{path.name} is not listed in manifest.json")

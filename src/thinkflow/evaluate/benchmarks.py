@@ -27,10 +27,11 @@ from typing import Any
 from PIL import Image
 
 from thinkflow import images, storage
+from thinkflow.errors import ThinkFlowError
 from thinkflow.format import LETTERS, mcq_key
 
 
-class BenchmarkError(ValueError):
+class BenchmarkError(ThinkFlowError, ValueError):
     """A benchmark copy that cannot be read or adapted; the message names the benchmark, file, row and field."""
 
 

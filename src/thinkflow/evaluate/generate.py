@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import torch
@@ -44,8 +44,11 @@ def generate(
     batch_size: int = 8,
     progress: bool = False,
     desc: str = "generate",
+    on_batch: Callable[[int, list[str]], None] | None = None,
 ) -> list[str]:
-    """Answer each (image, question) pair with HF ``generate``; greedy by default. Returns the completions."""
+    """Answer each (image, question) pair with HF ``generate``; greedy by default. Returns the completions.
+
+    ``on_batch(start, completions)`` is called after every batch (e.g. to write them out as they come)."""
     if len(images) != len(questions):
         raise ValueError(f"{len(images)} images but {len(questions)} questions")
     if batch_size < 1:
@@ -64,7 +67,10 @@ def generate(
                 gen_kwargs["temperature"] = temperature
             out = model.generate(**inputs, **gen_kwargs, pad_token_id=tokenizer.pad_token_id)
             completions = out[:, inputs["input_ids"].shape[1] :]
-            outputs.extend(processor.batch_decode(completions, skip_special_tokens=True))
+            decoded = processor.batch_decode(completions, skip_special_tokens=True)
+            outputs.extend(decoded)
+            if on_batch is not None:
+                on_batch(start, list(decoded))
             bar.update(len(qs))
     return outputs
 
@@ -136,15 +142,16 @@ def generate_answers(
     vllm_args: dict[str, Any] | None = None,
     max_pixels: int | None = None,
     min_pixels: int | None = None,
+    on_batch: Callable[[int, list[str], list[int]], None] | None = None,
 ) -> tuple[list[str], list[int], str]:
     """Load ``model_uri`` and answer every pair: ``(completions, completion token counts, backend used)``.
 
     ``max_pixels`` / ``min_pixels`` bound each image's resolution (the processor's for HF generation; vLLM's
-    ``mm_processor_kwargs``); ``None`` keeps the model processor's own bounds.
+    ``mm_processor_kwargs``); ``None`` keeps the model processor's own bounds. ``on_batch(start, completions,
+    token counts)`` receives the answers as they are generated (per batch with HF, all at once with vLLM), so a
+    caller can keep them when a later step fails.
     """
-    from transformers import AutoProcessor
-
-    from thinkflow.models.load import load, resolve, set_pixel_bounds
+    from thinkflow.models.load import load, load_processor, resolve, set_pixel_bounds
 
     pixels = {k: v for k, v in (("min_pixels", min_pixels), ("max_pixels", max_pixels)) if v is not None}
 
@@ -157,7 +164,7 @@ def generate_answers(
         if pixels:
             extra["mm_processor_kwargs"] = {**pixels, **extra.get("mm_processor_kwargs", {})}
         model_dir = resolve(model_uri)
-        processor = AutoProcessor.from_pretrained(model_dir)
+        processor = load_processor(model_dir)
         set_pixel_bounds(processor, **pixels)
         texts = generate_vllm(
             model_dir,
@@ -171,9 +178,16 @@ def generate_answers(
             progress=progress,
             **extra,
         )
+        if on_batch is not None:
+            on_batch(0, list(texts), _token_counts(processor, texts))
     else:
         model, processor = load(model_uri, dtype=dtype, device=device)
         set_pixel_bounds(processor, **pixels)
+
+        def batch_done(start: int, batch: list[str]) -> None:
+            if on_batch is not None:
+                on_batch(start, batch, _token_counts(processor, batch))
+
         texts = generate(
             model,
             processor,
@@ -185,6 +199,10 @@ def generate_answers(
             temperature=temperature if temperature > 0 else 1.0,
             batch_size=batch_size,
             progress=progress,
+            on_batch=batch_done,
         )
-    lengths = [len(processor.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
-    return texts, lengths, used
+    return texts, _token_counts(processor, texts), used
+
+
+def _token_counts(processor: Any, texts: Sequence[str]) -> list[int]:
+    return [len(processor.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]

@@ -154,6 +154,7 @@ def summarize(
         "mean_score": _mean(m["score"] for m in benchmarks.values()),
         "accuracy": _mean(float(p["correct"]) for p in preds),
         "format_rate": _mean(float(p["well_formed"]) for p in preds),
+        "mean_reward": _mean(float(p["reward"]) for p in preds),
         "mean_length": _mean(float(p["length_tokens"]) for p in preds),
         "n": float(len(preds)),
     }
@@ -181,4 +182,7 @@ def flatten_metrics(summary: dict[str, Any]) -> dict[str, float]:
         walk(bench, m)
     walk("verifier", summary.get("per_verifier", {}))
     walk("aha", summary.get("aha", {}))
+    base = summary.get("base") or {}
+    walk("base.overall", base.get("overall", {}))  # the base model on the same samples (the "before")
+    walk("base.verifier", base.get("per_verifier", {}))
     return flat

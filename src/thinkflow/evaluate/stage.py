@@ -16,13 +16,13 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from thinkflow import storage
 from thinkflow.config import StageConfig, StageResult
 from thinkflow.evaluate.judge import JudgeConfig
 from thinkflow.format import AHA_CUES, SYSTEM_PROMPT, AhaMatch
-from thinkflow.rewards.config import RewardConfig
+from thinkflow.rewards.config import RewardConfig, default_scorer_model
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ class EvalConfig(StageConfig):
     batch_size: int = Field(default=8, gt=0)
     dtype: Literal["auto", "float32", "bfloat16", "float16"] | None = None
     device: str | None = None
-    seed: int = 0
+    seed: int = Field(default=0, ge=0)
     # extra vllm.LLM arguments, e.g. {max_model_len: 8192, gpu_memory_utilization: 0.85, tensor_parallel_size: 2}
     vllm_args: dict[str, Any] = Field(default_factory=dict)
     # Scoring
@@ -101,6 +101,15 @@ class EvalConfig(StageConfig):
     baseline: str | None = None  # metrics.json (file/dir/s3://) or models:/NAME@champion
     # Published scores shown beside this run (YAML/JSON {source, rows: {model: {benchmark: percent}}}).
     reference: str | None = None
+    # Also evaluate this model on the same samples as the "before" (metrics.json `base`; the gate's floor for a
+    # first version): a model dir / s3:// URI, or "lineage" for the model the evaluated one was trained from.
+    base_model: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _scorer_defaults_to_model(cls, data: Any) -> Any:
+        return default_scorer_model(data, "rewards")
+
     train_run_id: str | None = None  # MLflow run of the training stage (default: lineage.json's mlflow_run_id)
     progress: bool = True
 
@@ -157,6 +166,90 @@ def _model_lineage(model: str) -> dict[str, Any] | None:
     return None
 
 
+PARTIAL_FILE = "completions.partial.jsonl"  # answers written as they are generated; removed when done
+
+
+def partial_path(cfg: EvalConfig) -> Path:
+    """Where the completions of an unfinished evaluation are kept: in a local output folder, else the cache."""
+    if not storage.is_remote(cfg.output_dir):
+        return Path(cfg.output_dir) / PARTIAL_FILE
+    digest = hashlib.sha256(cfg.output_dir.rstrip("/").encode()).hexdigest()[:12]
+    return storage.cache_dir() / "eval" / digest / PARTIAL_FILE
+
+
+def read_partial(path: Path, key: str) -> dict[tuple[str, str], tuple[str, int]]:
+    """Completions kept by an earlier attempt of the same evaluation (same model, eval set and protocol)."""
+    done: dict[tuple[str, str], tuple[str, int]] = {}
+    if not path.is_file():
+        return done
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:  # a line cut short by a crash
+                continue
+            if isinstance(row, dict) and row.get("key") == key:
+                done[(str(row["benchmark"]), str(row["id"]))] = (str(row["completion"]), int(row["length_tokens"]))
+    return done
+
+
+def _predictions(
+    samples: list[Any], completions: list[str], lengths: list[int], scored: list[Any], cfg: EvalConfig
+) -> list[dict[str, Any]]:
+    from thinkflow.format import aha_counts
+
+    return [
+        {
+            "id": s.id,
+            "benchmark": s.benchmark,
+            "group": s.group,
+            "question": s.question,
+            "solution": s.solution,
+            "verifier_type": s.verifier_type,
+            "completion": completion,
+            "answer": sc.answer,
+            "from_answer_tag": sc.from_answer_tag,
+            "well_formed": sc.well_formed,
+            "reward": sc.reward,
+            "correct": sc.correct,
+            "scored_by": sc.scored_by,
+            "length_tokens": n_tokens,
+            "aha": aha_counts(completion, cfg.aha_keywords, cfg.aha_match),
+            "meta": s.meta,
+        }
+        for s, completion, n_tokens, sc in zip(samples, completions, lengths, scored, strict=True)
+    ]
+
+
+def _base_model(cfg: EvalConfig, lineage: dict[str, Any] | None) -> str | None:
+    """The model to evaluate as the "before": ``base_model``, or with ``lineage`` the one the model was trained from."""
+    if cfg.base_model != "lineage":
+        return cfg.base_model
+    base = (lineage or {}).get("base_model")
+    found = base.get("uri") if isinstance(base, dict) else base
+    if not found:
+        log.warning("base_model: lineage: %s has no lineage.json naming its base model; no before/after", cfg.model)
+    return str(found) if found else None
+
+
+def preflight(cfg: EvalConfig) -> None:
+    """Checks before a model is loaded or a run created: the model folder (with its processor), a built
+    dataset's split (JSON lines, records, images) and the output location (writable)."""
+    from thinkflow.data.loader import check_split
+    from thinkflow.models.load import processor_problem, resolve
+
+    try:
+        model_dir = resolve(cfg.model)
+    except storage.StorageError as exc:
+        raise FileNotFoundError(f"model {cfg.model}: {exc}") from None
+    problem = processor_problem(model_dir)
+    if problem:
+        raise FileNotFoundError(f"model {cfg.model}: {problem}")
+    if isinstance(cfg.data, str):
+        check_split(cfg.data, cfg.split)
+    storage.check_writable(cfg.output_dir, "output_dir")
+
+
 def run(cfg: EvalConfig) -> StageResult:
     """Evaluate ``cfg.model``; returns the output dir, headline metrics and the report artifacts."""
     import mlflow
@@ -167,10 +260,10 @@ def run(cfg: EvalConfig) -> StageResult:
     from thinkflow.evaluate.metrics import flatten_metrics, summarize
     from thinkflow.evaluate.report import load_baseline, load_reference, training_curves, write_report
     from thinkflow.evaluate.score import score_predictions
-    from thinkflow.format import aha_counts
     from thinkflow.rewards import MixedReward
     from thinkflow.tracking import stage_run
 
+    preflight(cfg)
     specs = cfg.benchmarks()
     samples = []
     for spec in specs:
@@ -188,26 +281,51 @@ def run(cfg: EvalConfig) -> StageResult:
     reference = load_reference(cfg.reference) if cfg.reference else None  # a bad file fails before generation
     lineage = _model_lineage(cfg.model)
 
-    with stage_run("evaluate", cfg.model_dump(mode="json")) as active:
+    # Answers are appended to the partial file as they come; a rerun after a failure reuses them.
+    partial = partial_path(cfg)
+    key = hashlib.sha256(f"{set_hash}\0{cfg.model}\0{cfg.seed}".encode()).hexdigest()[:16]
+    done = read_partial(partial, key)
+    todo = [i for i, s in enumerate(samples) if (s.benchmark, s.id) not in done]
+    if done:
+        log.info("evaluate: reusing %d answers kept in %s", len(samples) - len(todo), partial)
+    partial.parent.mkdir(parents=True, exist_ok=True)
+
+    with stage_run("evaluate", cfg.model_dump(mode="json")) as active, open(partial, "a", encoding="utf-8") as keep:
+
+        def kept(start: int, texts: list[str], counts: list[int]) -> None:
+            for offset, (text, n) in enumerate(zip(texts, counts, strict=True)):
+                s = samples[todo[start + offset]]
+                row = {"key": key, "benchmark": s.benchmark, "id": s.id, "completion": text, "length_tokens": n}
+                keep.write(json.dumps(row) + "\n")
+                done[(s.benchmark, s.id)] = (text, n)
+            keep.flush()
+
         started = time.monotonic()
-        completions, lengths, backend = generate_answers(
-            cfg.model,
-            [s.image for s in samples],
-            [s.question for s in samples],
-            backend=cfg.backend,
-            max_new_tokens=cfg.max_new_tokens,
-            system_prompt=cfg.system_prompt,
-            max_pixels=cfg.max_pixels,
-            min_pixels=cfg.min_pixels,
-            temperature=cfg.temperature,
-            batch_size=cfg.batch_size,
-            dtype=cfg.dtype,
-            device=cfg.device,
-            seed=cfg.seed,
-            progress=cfg.progress,
-            vllm_args=cfg.vllm_args,
+        _, _, backend = (
+            generate_answers(
+                cfg.model,
+                [samples[i].image for i in todo],
+                [samples[i].question for i in todo],
+                backend=cfg.backend,
+                max_new_tokens=cfg.max_new_tokens,
+                system_prompt=cfg.system_prompt,
+                max_pixels=cfg.max_pixels,
+                min_pixels=cfg.min_pixels,
+                temperature=cfg.temperature,
+                batch_size=cfg.batch_size,
+                dtype=cfg.dtype,
+                device=cfg.device,
+                seed=cfg.seed,
+                progress=cfg.progress,
+                vllm_args=cfg.vllm_args,
+                on_batch=kept,
+            )
+            if todo
+            else ([], [], "reused")
         )
         gen_seconds = time.monotonic() - started
+        completions = [done[(s.benchmark, s.id)][0] for s in samples]
+        lengths = [done[(s.benchmark, s.id)][1] for s in samples]
         scored = score_predictions(
             completions,
             [s.solution for s in samples],
@@ -232,27 +350,7 @@ def run(cfg: EvalConfig) -> StageResult:
                 thresholds=cfg.correct_thresholds,
                 reward=reward,
             )
-        predictions = [
-            {
-                "id": s.id,
-                "benchmark": s.benchmark,
-                "group": s.group,
-                "question": s.question,
-                "solution": s.solution,
-                "verifier_type": s.verifier_type,
-                "completion": completion,
-                "answer": sc.answer,
-                "from_answer_tag": sc.from_answer_tag,
-                "well_formed": sc.well_formed,
-                "reward": sc.reward,
-                "correct": sc.correct,
-                "scored_by": sc.scored_by,
-                "length_tokens": n_tokens,
-                "aha": aha_counts(completion, cfg.aha_keywords, cfg.aha_match),
-                "meta": s.meta,
-            }
-            for s, completion, n_tokens, sc in zip(samples, completions, lengths, scored, strict=True)
-        ]
+        predictions = _predictions(samples, completions, lengths, scored, cfg)
         kinds = {spec.name: adapter(spec.name).score_kind for spec in specs}
         judged = set(cfg.judge.benchmarks) if cfg.judge is not None else set()
         scoring = {
@@ -262,6 +360,37 @@ def run(cfg: EvalConfig) -> StageResult:
         summary = summarize(predictions, kinds, cfg.aha_keywords, scoring)
         if cfg.judge is not None:
             summary["overall"]["judge_failures"] = float(judge_failures)
+        base_model = _base_model(cfg, lineage)
+        if base_model:  # the "before": the base model on the same samples, same protocol
+            base_texts, base_lengths, _ = generate_answers(
+                base_model,
+                [s.image for s in samples],
+                [s.question for s in samples],
+                backend=cfg.backend,
+                max_new_tokens=cfg.max_new_tokens,
+                system_prompt=cfg.system_prompt,
+                max_pixels=cfg.max_pixels,
+                min_pixels=cfg.min_pixels,
+                temperature=cfg.temperature,
+                batch_size=cfg.batch_size,
+                dtype=cfg.dtype,
+                device=cfg.device,
+                seed=cfg.seed,
+                progress=cfg.progress,
+                vllm_args=cfg.vllm_args,
+            )
+            base_scored = score_predictions(
+                base_texts,
+                [s.solution for s in samples],
+                [s.verifier_type for s in samples],
+                images=[s.image for s in samples],
+                questions=[s.question for s in samples],
+                fallback_to_raw=cfg.fallback_to_raw,
+                thresholds=cfg.correct_thresholds,
+                reward=reward,
+            )
+            base_summary = summarize(_predictions(samples, base_texts, base_lengths, base_scored, cfg), kinds, [])
+            summary["base"] = {"model": base_model, **{k: base_summary[k] for k in ("overall", "per_verifier")}}
         metrics_doc: dict[str, Any] = {
             "model": cfg.model,
             "eval_set_hash": set_hash,
@@ -318,12 +447,15 @@ def run(cfg: EvalConfig) -> StageResult:
             mlflow.set_tags({"thinkflow.eval_set_hash": set_hash, "thinkflow.model": cfg.model})
             mlflow.log_artifacts(str(local), artifact_path="eval")
             storage.publish(local, cfg.output_dir)
+        keep.close()
+        partial.unlink(missing_ok=True)
         artifacts = {
             "metrics": storage.join(cfg.output_dir, METRICS_FILE),
             "predictions": storage.join(cfg.output_dir, PREDICTIONS_FILE),
             **{name: storage.join(cfg.output_dir, p.name) for name, p in paths.items()},
         }
-        headline = {k: v for k, v in flat.items() if k.startswith("overall.") or k.endswith(".score")}
+        before_after = ("overall.", "verifier.", "base.")  # base.*: the base model on the same samples
+        headline = {k: v for k, v in flat.items() if k.startswith(before_after) or k.endswith(".score")}
         return StageResult(
             stage="evaluate",
             output=cfg.output_dir,

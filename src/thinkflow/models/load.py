@@ -1,4 +1,8 @@
-"""Load a model and its processor from a local directory or an ``s3://`` URI (tiny or real)."""
+"""Load a model and its processor from a local directory or an ``s3://`` URI (tiny or real).
+
+Loading is where ThinkFlow's image-only Qwen2-VL / Qwen2.5-VL processors get registered with
+``AutoProcessor`` (`thinkflow.models.processor`), so ``import thinkflow`` stays free of transformers and torch.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +10,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-import torch
-from transformers import AutoModelForImageTextToText, AutoProcessor
-
 from thinkflow import storage
 
-DTYPES: dict[str, Any] = {
-    "auto": "auto",
-    "float32": torch.float32,
-    "bfloat16": torch.bfloat16,
-    "float16": torch.float16,
-}
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 
 
 def resolve(model_uri: str | os.PathLike[str]) -> Path:
@@ -27,29 +25,55 @@ def resolve(model_uri: str | os.PathLike[str]) -> Path:
     return path
 
 
+def processor_problem(path: Path) -> str | None:
+    """Why the model folder ``path`` has no loadable processor (checked on files, nothing loaded), or None."""
+    if not any((path / name).is_file() for name in PROCESSOR_FILES):
+        return (
+            f"no processor in {path} (expected {' or '.join(PROCESSOR_FILES)}); "
+            "save it beside the weights with processor.save_pretrained(folder)"
+        )
+    if not any((path / name).is_file() for name in TOKENIZER_FILES):
+        return f"no tokenizer in {path} (expected {' or '.join(TOKENIZER_FILES)}); save the processor with the model"
+    return None
+
+
+def load_processor(model_dir: str | os.PathLike[str]) -> Any:
+    """``AutoProcessor.from_pretrained(model_dir)`` with ThinkFlow's image-only processors registered first."""
+    from transformers import AutoProcessor
+
+    from thinkflow.models.processor import register_processors
+
+    register_processors()
+    return AutoProcessor.from_pretrained(model_dir)
+
+
 def load(
     model_uri: str | os.PathLike[str],
     *,
-    dtype: str | torch.dtype | None = None,
+    dtype: Any = None,
     device: str | None = None,
     **model_kwargs: Any,
 ) -> tuple[Any, Any]:
     """Load ``(model, processor)`` with ``AutoModelForImageTextToText`` / ``AutoProcessor``.
 
-    ``dtype``: ``auto`` | ``float32`` | ``bfloat16`` | ``float16`` (default: bfloat16 on GPU, float32 on CPU).
-    ``device``: ``cpu`` / ``cuda`` / ``cuda:N`` (default: cuda when available).
+    ``dtype``: ``auto`` | ``float32`` | ``bfloat16`` | ``float16`` or a ``torch.dtype`` (default: bfloat16 on
+    GPU, float32 on CPU). ``device``: ``cpu`` / ``cuda`` / ``cuda:N`` (default: cuda when available).
     """
-    import thinkflow.models  # noqa: F401 - registers the image-only processors with AutoProcessor
+    import torch
+    from transformers import AutoModelForImageTextToText
 
     path = resolve(model_uri)
+    problem = processor_problem(path)
+    if problem:
+        raise FileNotFoundError(f"{model_uri}: {problem}")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if dtype is None:
         dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
     elif isinstance(dtype, str):
         if dtype not in DTYPES:
             raise ValueError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
-        dtype = DTYPES[dtype]
-    processor = AutoProcessor.from_pretrained(path)
+        dtype = dtype if dtype == "auto" else getattr(torch, dtype)
+    processor = load_processor(path)
     if not hasattr(processor, "image_processor"):
         raise ValueError(f"{model_uri}: the processor has no image processor; is this a vision-language model?")
     model: Any = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype, **model_kwargs)

@@ -3,8 +3,10 @@
 transformers 5 builds Qwen2(.5)-VL processors with a video processor that needs torchvision. ThinkFlow
 trains and evaluates on images only, so these subclasses drop the video processor and keep everything
 else (image tokens, chat template, PIL image processor). They are registered with ``AutoProcessor``
-when ``thinkflow`` is imported, so ``AutoProcessor.from_pretrained(dir)`` on a checkpoint saved by
-ThinkFlow returns a full VLM processor, not only the tokenizer.
+when this module is imported (lazily: by `thinkflow.models.load`, `thinkflow.models.tiny` and every stage
+that loads a model; ``import thinkflow`` alone does not import transformers), so afterwards
+``AutoProcessor.from_pretrained(dir)`` on a checkpoint saved by ThinkFlow returns a full VLM processor,
+not only the tokenizer.
 """
 
 from __future__ import annotations
@@ -54,3 +56,6 @@ def register_processors() -> None:
     AutoProcessor.register(Qwen2_5_VLConfig, ImageQwen2_5_VLProcessor, exist_ok=True)
     AutoProcessor.register(Qwen2VLConfig, ImageQwen2VLProcessor, exist_ok=True)
     _registered = True
+
+
+register_processors()  # importing the classes makes AutoProcessor resolve them

@@ -232,3 +232,37 @@ def options_for_images(
         trainer_image=images.image(images.TRAINER_REPOSITORY, reg, version),
         **workspace,
     )
+
+
+# Pipeline parameter prefix -> the stage config its ``<prefix>_overrides`` merge into, and placeholders for the
+# keys the task fills itself (input artifacts), so the overrides are checked before anything runs.
+OVERRIDE_CONFIGS: dict[str, tuple[str, dict[str, str]]] = {
+    "data": ("thinkflow.data.build:BuildConfig", {"output": "<dataset>"}),
+    "validate": ("thinkflow.data.validate:ValidateConfig", {"data": "<dataset>"}),
+    "sft": ("thinkflow.train.sft:SFTConfig", {"model": "<model>", "data": "<dataset>", "output_dir": "<out>"}),
+    "grpo": ("thinkflow.train.grpo:GRPOStageConfig", {"model": "<model>", "data": "<dataset>", "output_dir": "<out>"}),
+    "eval": ("thinkflow.evaluate.stage:EvalConfig", {"model": "<model>", "data": "<dataset>", "output_dir": "<out>"}),
+    "register": ("thinkflow.registry.mlflow:RegisterConfig", {"model": "<model>", "eval": "<evaluation>"}),
+}
+
+
+def check_overrides(arguments: dict[str, Any], defaults: dict[str, Any] | None = None) -> None:
+    """Validate every ``<stage>_overrides`` argument against its stage config (preset + overrides), the way
+    the task will, so a wrong key fails at submit/run time naming the parameter and the key."""
+    import importlib
+
+    from thinkflow.components.runtime import stage_config
+    from thinkflow.config import ConfigError
+
+    merged = {**(defaults or {}), **arguments}
+    for prefix, (target, placeholders) in OVERRIDE_CONFIGS.items():
+        overrides = merged.get(f"{prefix}_overrides")
+        if not overrides:
+            continue
+        module, _, name = target.partition(":")
+        cls = getattr(importlib.import_module(module), name)
+        preset = merged.get(f"{prefix}_preset") or None
+        try:
+            stage_config(cls, preset, overrides, **placeholders)
+        except ConfigError as exc:
+            raise ConfigError(f"pipeline parameter {prefix}_overrides: {exc}") from None

@@ -5,11 +5,13 @@ offline (`thinkflow.models.tiny`), the ``tiny-*`` training and evaluation preset
 store under the root, and every artifact under the root (default ``./.thinkflow``):
 
     .thinkflow/
-      mlflow.db                 MLflow tracking + registry (sqlite)
+      mlflow.db                 MLflow tracking + registry (sqlite); every command's default store
       mlartifacts/              MLflow artifacts (models, reports)
       tiny/                     the tiny base model (built once)
       pipeline-root/            KFP artifacts, one folder per pipeline run and task
       workspace/                the per-run workspace (checkpoints), removed by kfp.local after the run
+      logs/                     every task's full output, one file per run (the console shows it without noise)
+      tiny-warm/, warm-data/    the tiny model after its SFT warm start, and the warm start's data (built once)
       cache/                    downloads (THINKFLOW_CACHE)
 
 Tasks run as subprocesses of this interpreter (``SubprocessRunner(use_venv=False)``), so the installed
@@ -24,8 +26,11 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import io
 import logging
 import os
+import re
+import sys
 import time
 import warnings
 from collections.abc import Iterator
@@ -37,17 +42,19 @@ from pydantic import BaseModel
 
 from thinkflow import storage
 from thinkflow.components import runtime
-from thinkflow.pipelines.common import LOCAL_PRESETS, PipelineOptions
+from thinkflow.config import read_preset
+from thinkflow.errors import ThinkFlowError
+from thinkflow.pipelines.common import LOCAL_PRESETS, PipelineOptions, check_overrides
 from thinkflow.pipelines.registry import DISPLAY_NAMES, build, check_name
+from thinkflow.tracking import DEFAULT_ROOT, artifact_location, store_uri
 
 log = logging.getLogger("thinkflow.pipelines")
 
-DEFAULT_ROOT = ".thinkflow"
 DEFAULT_EXPERIMENT = "thinkflow-local"
 TINY_MODEL_DIR = Path("tiny")  # where the tiny-* presets look for it (.thinkflow/tiny)
 
 
-class LocalRunError(RuntimeError):
+class LocalRunError(ThinkFlowError, RuntimeError):
     """A local pipeline run that failed; the message names the failed task and the MLflow run."""
 
 
@@ -79,6 +86,48 @@ def tiny_model(root: Path) -> Path:
     return path
 
 
+WARM_MODEL_DIR = Path("tiny-warm")  # the tiny model after the SFT warm start (built once, then reused)
+WARM_DATA_DIR = Path("warm-data")  # its synthetic SFT data (another seed than the pipeline's dataset)
+# The warm start measured in issue 18: 200 SFT steps, lr 3e-3, batch 8 on the synthetic SFT split teach the
+# tiny random model the <think>/<answer> format, so GRPO's rule rewards are not all zero.
+WARM_START = {"max_steps": 200, "learning_rate": 3e-3, "per_device_train_batch_size": 8, "scenes": 300, "seed": 1}
+
+
+def warm_model(root: Path) -> Path:
+    """The tiny model after a short SFT warm start on synthetic SFT records, under ``root`` (built once).
+
+    A random model scores 0 on every rule reward, so GRPO has nothing to learn from; the warm start gives
+    it a format to improve on. The SFT run is recorded in the MLflow store like any other stage.
+    """
+    from thinkflow.data.synthetic import generate
+    from thinkflow.train import sft
+
+    path = root / WARM_MODEL_DIR
+    if (path / "lineage.json").is_file():
+        return path
+    base = tiny_model(root)
+    data = root / WARM_DATA_DIR
+    if not (data / "manifest.json").is_file():
+        generate(str(data), int(WARM_START["scenes"]), int(WARM_START["seed"]))
+    cfg = sft.SFTConfig.model_validate(
+        {
+            **read_preset(LOCAL_PRESETS["sft"]),
+            "model": str(base),
+            "data": str(data),
+            "output_dir": str(path),
+            "max_steps": WARM_START["max_steps"],
+            "learning_rate": WARM_START["learning_rate"],
+            "per_device_train_batch_size": WARM_START["per_device_train_batch_size"],
+            "save_steps": WARM_START["max_steps"],
+            "lr_scheduler_type": "constant",
+            "seed": 0,
+        }
+    )
+    log.info("warm start: SFT of the tiny model on %s (once; cached in %s)", data, path)
+    sft.run(cfg)
+    return path
+
+
 def default_arguments(pipeline: str, model: str) -> dict[str, Any]:
     """The embedded default's pipeline arguments: the tiny presets and the tiny model, which is also the
     stand-in reward model that scores open-ended answers (the presets name it by a relative path)."""
@@ -88,7 +137,8 @@ def default_arguments(pipeline: str, model: str) -> dict[str, Any]:
         "grpo_preset": LOCAL_PRESETS["grpo"],
         "grpo_overrides": {"reward": {"scorer_model": model}},
         "eval_preset": LOCAL_PRESETS["eval"],
-        "eval_overrides": {"rewards": {"scorer_model": model}},
+        # base_model: the model GRPO started from is evaluated on the same samples: the summary's "before"
+        "eval_overrides": {"rewards": {"scorer_model": model}, "base_model": "lineage"},
     }
     if pipeline in ("sft_then_grpo", "sft_vs_rl_study"):
         args["sft_preset"] = LOCAL_PRESETS["sft"]
@@ -128,11 +178,51 @@ def _environ(values: dict[str, str]) -> Iterator[None]:
                 os.environ[key] = value
 
 
-def _experiment_id(client: Any, name: str, artifacts: Path) -> str:
+def _experiment_id(client: Any, name: str, tracking: str) -> str:
     exp = client.get_experiment_by_name(name)
     if exp is not None:
         return str(exp.experiment_id)
-    return str(client.create_experiment(name, artifact_location=artifacts.resolve().as_uri()))
+    return str(client.create_experiment(name, artifact_location=artifact_location(tracking)))
+
+
+# Task output that tells a user nothing (it stays in the run's log file under <root>/logs).
+NOISE = re.compile(
+    r"real_accelerator\.py|Setting accelerator to|(Future|User|Deprecation)Warning|^\s*warnings\.warn\(|"
+    r"Wrote executor output file|Looking for component|Loading KFP component|^\s*$"
+)
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+class TaskOutput(io.TextIOBase):
+    """``sys.stdout`` while kfp.local runs the tasks: every line goes to the log file as is; the console gets
+    the lines without third-party noise (accelerator banners, warnings, the executor's JSON) or colour codes."""
+
+    def __init__(self, console: Any, log_file: Any) -> None:
+        self.console, self.log_file, self.pending, self.depth = console, log_file, "", 0
+
+    def write(self, text: str) -> int:
+        self.log_file.write(text)
+        self.pending += text
+        *lines, self.pending = self.pending.split("\n")
+        for line in lines:
+            self._show(line)
+        return len(text)
+
+    def _show(self, line: str) -> None:
+        plain = ANSI.sub("", line)
+        if "Got executor_input" in plain:  # a multi-line JSON document follows: skip it to its closing brace
+            self.depth = -1
+            return
+        if self.depth:
+            opened = plain.count("{") - plain.count("}")
+            self.depth = (opened or -1) if self.depth == -1 else self.depth + opened
+            return
+        if not NOISE.search(plain):
+            self.console.write(plain + "\n")
+
+    def flush(self) -> None:
+        self.log_file.flush()
+        self.console.flush()
 
 
 def run_local(
@@ -148,8 +238,8 @@ def run_local(
     """Run ``pipeline`` end to end with ``kfp.local`` and return its summary.
 
     ``arguments`` override pipeline parameters on top of the embedded default (``*_overrides`` dicts are
-    merged key by key with the default's); ``model`` replaces the tiny base model; ``tracking_uri``
-    replaces the sqlite store under ``root``.
+    merged key by key with the default's); ``model`` replaces the tiny base model; the MLflow store is
+    ``tracking_uri``, else ``MLFLOW_TRACKING_URI``, else the sqlite store under ``root`` (`tracking.store_uri`).
     """
     from kfp import local
     from mlflow.tracking import MlflowClient
@@ -159,7 +249,7 @@ def run_local(
     base = Path(root).resolve()
     base.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    tracking = tracking_uri or f"sqlite:///{base / 'mlflow.db'}"
+    tracking = tracking_uri or store_uri(base)
     workspace = base / "workspace" / f"{key}-{stamp}"
     env = {
         "MLFLOW_TRACKING_URI": tracking,
@@ -172,13 +262,14 @@ def run_local(
         "TOKENIZERS_PARALLELISM": "false",
     }
     with _environ(env):
-        model_path = model or str(tiny_model(base))
+        model_path = model or str(warm_model(base))
         graph = build(key, (options or PipelineOptions()).model_copy(update={"study_parallelism": 1}), local=True)
         args = local_arguments(key, model_path, set(graph.component_spec.inputs or {}), arguments)
         args.setdefault("experiment", experiment)
+        check_overrides(args)  # a wrong key in *_overrides fails now, not minutes later inside a task
         # Explicit URI: an earlier mlflow.set_tracking_uri() in this process must not redirect the parent run.
         client = MlflowClient(tracking_uri=tracking)
-        exp_id = _experiment_id(client, args.get("experiment", experiment), base / "mlartifacts")
+        exp_id = _experiment_id(client, args.get("experiment", experiment), tracking)
         parent = client.create_run(exp_id, run_name=f"{DISPLAY_NAMES[key]}-{stamp}", tags={"thinkflow.local": "true"})
         parent_id = parent.info.run_id
         with _environ({runtime.PARENT_ENV: parent_id}):
@@ -189,7 +280,13 @@ def run_local(
                 raise_on_error=True,
             )
             failure: str | None = None
-            with warnings.catch_warnings():
+            log_path = base / "logs" / f"{key}-{stamp}.log"
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            with (
+                warnings.catch_warnings(),
+                open(log_path, "w", encoding="utf-8") as log_file,
+                contextlib.redirect_stdout(TaskOutput(sys.stdout, log_file)),
+            ):
                 # SubprocessRunner warns that our images' names do not contain "python": they run here.
                 warnings.filterwarnings("ignore", message=".*non-Python base image.*", category=RuntimeWarning)
                 try:
@@ -204,7 +301,7 @@ def run_local(
     result = summarize(key, run, experiment_name, base=base, tracking=tracking, wall_s=time.monotonic() - started)
     if failure:
         raise LocalRunError(
-            f"{failure}\nMLflow parent run {parent_id} ({tracking}); task logs are above, artifacts under "
+            f"{failure}\nMLflow parent run {parent_id} ({tracking}); full task logs in {log_path}, artifacts under "
             f"{base / 'pipeline-root'}"
         )
     return result
@@ -234,6 +331,31 @@ def summarize(pipeline: str, run: Any, experiment: str, *, base: Path, tracking:
     )
 
 
+BEFORE_AFTER = ("format_rate", "accuracy", "mean_reward", "mean_score")
+
+
+def before_after(metrics: dict[str, float]) -> Any:
+    """A table of the base model (before) and the trained model (after) on the same samples: format rate,
+    accuracy per verifier type and mean reward, from the evaluation's ``base.*`` metrics."""
+    from rich.table import Table
+
+    table = Table(title="before -> after (same eval samples)")
+    for col, justify in (("metric", "left"), ("before", "right"), ("after", "right"), ("change", "right")):
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for key in sorted(metrics):
+        prefix, sep, rest = key.partition("evaluate.base.")
+        if not sep:
+            continue
+        after_key = f"{prefix}evaluate.{rest}"
+        leaf = rest.rsplit(".", 1)[-1]
+        if after_key not in metrics or leaf not in BEFORE_AFTER:
+            continue
+        before, after = metrics[key], metrics[after_key]
+        label = f"{prefix}{rest.removeprefix('overall.')}"
+        table.add_row(label, f"{before:.3f}", f"{after:.3f}", f"{after - before:+.3f}")
+    return table
+
+
 def render_summary(result: LocalRunResult) -> Any:
     """A rich renderable of the summary (metrics, report, registered version and alias)."""
     from rich.console import Group
@@ -259,6 +381,8 @@ def render_summary(result: LocalRunResult) -> Any:
         alias = f" @{reg['alias']}" if reg.get("alias") else ""
         gate = f" (gate: {reg['gate']})" if reg.get("gate") else ""
         head.add_row("registered", f"{reg.get('name')} version {reg.get('version')}{alias}{gate}")
+        if reg.get("gate_reason"):
+            head.add_row("gate", reg["gate_reason"])
     table = Table(title="metrics", show_lines=False)
     table.add_column("metric")
     table.add_column("value", justify="right")
@@ -266,6 +390,9 @@ def render_summary(result: LocalRunResult) -> Any:
         if name.startswith("evaluate.") or "/evaluate.overall." in name:
             table.add_row(name, f"{number:.4g}")
     parts: list[Any] = [Text("ThinkFlow run summary", style="bold green"), head]
+    change = before_after(result.metrics)
+    if change.row_count:
+        parts.append(change)
     if table.row_count:
         parts.append(table)
     if result.comparison and not storage.is_remote(result.comparison) and Path(result.comparison).is_file():

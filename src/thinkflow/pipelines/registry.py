@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from kfp.dsl.graph_component import GraphComponent
 
+from thinkflow.errors import UsageError, did_you_mean
 from thinkflow.pipelines import sft_then_grpo, sft_vs_rl_study, vlaa_thinker
 from thinkflow.pipelines.common import PipelineOptions
 
@@ -23,7 +24,7 @@ DISPLAY_NAMES = {
 }
 
 
-class UnknownPipelineError(ValueError):
+class UnknownPipelineError(UsageError, ValueError):
     """A pipeline name that is not one of `PIPELINES`."""
 
 
@@ -31,7 +32,8 @@ def check_name(name: str) -> str:
     """``name`` if it is a known pipeline (``-`` and ``_`` both accepted), else a clear error."""
     key = name.replace("-", "_")
     if key not in PIPELINES:
-        raise UnknownPipelineError(f"unknown pipeline {name!r}; choose one of {', '.join(PIPELINES)}")
+        hint = did_you_mean(key, PIPELINES)
+        raise UnknownPipelineError(f"unknown pipeline {name!r}{hint}; choose one of {', '.join(PIPELINES)}")
     return key
 
 

@@ -18,12 +18,17 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from thinkflow.pipelines.common import PipelineOptions
+from thinkflow.errors import ThinkFlowError, UsageError, did_you_mean
+from thinkflow.pipelines.common import CLUSTER_PRESETS, PipelineOptions, check_overrides
 from thinkflow.pipelines.registry import DISPLAY_NAMES, check_name
 
 
-class SubmitError(ValueError):
+class SubmitError(ThinkFlowError, ValueError):
     """Bad submit arguments (parameters file, parameter names, cron expression)."""
+
+
+class ParamsError(UsageError, SubmitError):
+    """Pipeline parameters that do not fit the pipeline (a usage error: exit code 2)."""
 
 
 class SubmitResult(BaseModel):
@@ -47,18 +52,18 @@ def read_params(path: str | Path) -> dict[str, Any]:
     """Pipeline arguments from a YAML or JSON file holding one mapping (``name: value``)."""
     file = Path(path)
     if not file.is_file():
-        raise SubmitError(f"parameters file not found: {file}")
+        raise ParamsError(f"parameters file not found: {file}")
     size = file.stat().st_size
     if size > MAX_PARAMS_BYTES:
-        raise SubmitError(f"{file}: {size:,} bytes is over the limit of {MAX_PARAMS_BYTES:,} for a parameters file")
+        raise ParamsError(f"{file}: {size:,} bytes is over the limit of {MAX_PARAMS_BYTES:,} for a parameters file")
     try:
         data = yaml.safe_load(file.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        raise SubmitError(f"{file}: invalid YAML/JSON: {exc}") from None
+        raise ParamsError(f"{file}: invalid YAML/JSON: {exc}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise SubmitError(f"{file}: expected a mapping of pipeline parameter names to values")
+        raise ParamsError(f"{file}: expected a mapping of pipeline parameter names to values")
     return data
 
 
@@ -89,14 +94,15 @@ def check_params(package: str | Path, params: dict[str, Any]) -> dict[str, Any]:
     out = dict(params)
     for key, value in params.items():
         if key not in inputs:
-            raise SubmitError(f"unknown pipeline parameter {key!r}; known: {', '.join(sorted(inputs))}")
+            hint = did_you_mean(key, inputs)
+            raise ParamsError(f"unknown pipeline parameter {key!r}{hint}; known: {', '.join(sorted(inputs))}")
         kind = inputs[key].get("parameterType", "")
         if kind == "STRING" and isinstance(value, int | float) and not isinstance(value, bool):
             out[key] = value = str(value)
         allowed = _TYPES.get(kind)
         ok = allowed is None or (isinstance(value, allowed) and not (kind != "BOOLEAN" and isinstance(value, bool)))
         if not ok:
-            raise SubmitError(f"pipeline parameter {key!r} expects {kind}, got {type(value).__name__} {value!r}")
+            raise ParamsError(f"pipeline parameter {key!r} expects {kind}, got {type(value).__name__} {value!r}")
     return out
 
 
@@ -142,6 +148,27 @@ def upload(
     return pipeline_id, version.pipeline_version_id, vname
 
 
+def check_host(host: str | None, timeout: float = 5.0) -> None:
+    """Fail fast unless the KFP API at ``host`` accepts a connection (before compiling or uploading anything)."""
+    import socket
+    from urllib.parse import urlparse
+
+    if not host:
+        return  # kfp.Client finds the in-cluster endpoint itself
+    parsed = urlparse(host if "://" in host else f"http://{host}")
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise SubmitError(f"--host {host!r}: expected a URL such as http://localhost:8080")
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parsed.hostname, port), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise SubmitError(
+            f"--host {host}: KFP does not answer at {parsed.hostname}:{port} ({exc.strerror or type(exc).__name__}); "
+            "check the URL, or forward the UI: kubectl port-forward -n kubeflow svc/ml-pipeline-ui 8080:80"
+        ) from None
+
+
 def submit(
     host: str | None,
     pipeline: str = "vlaa_thinker",
@@ -172,10 +199,13 @@ def submit(
     if client is None:
         import kfp
 
+        check_host(host)
+
         client = kfp.Client(host=host, namespace=namespace) if namespace else kfp.Client(host=host)
     with tempfile.TemporaryDirectory() as tmp:
         package = compile_pipeline(key, Path(tmp) / f"{key}.yaml", options)
         params = check_params(package, params)
+        check_overrides(params, {f"{stage}_preset": name for stage, name in CLUSTER_PRESETS.items()})
         description = build(key, options).description or display
         pipeline_id, version_id, vname = upload(client, display, package, description, namespace)
     exp = client.create_experiment(experiment, namespace=namespace)

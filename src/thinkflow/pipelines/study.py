@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from thinkflow import storage
 from thinkflow.config import StageConfig, StageResult
+from thinkflow.errors import ThinkFlowError
 
 # The recipes the study fans out over (ParallelFor items), in the paper's order of presentation.
 RECIPES: tuple[str, ...] = ("grpo", "sft", "sft_grpo")
@@ -61,7 +62,7 @@ class CompareConfig(StageConfig):
         return self
 
 
-class CompareError(ValueError):
+class CompareError(ThinkFlowError, ValueError):
     """An evaluation that cannot be compared; the message names the label and the file."""
 
 

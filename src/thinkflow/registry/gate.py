@@ -1,5 +1,8 @@
 """The promotion gate: ``@challenger`` becomes ``@champion`` only when it beats the champion on the same eval set.
 
+A first version (no champion yet) must beat the base model it was trained from when the evaluation measured
+that base model on the same samples (``eval.base.<metric>``, from `EvalConfig.base_model`).
+
 Aliases, not stages. The gate reads the challenger's ``eval.<metric>`` tag and the champion's, checks that
 both were evaluated on the same eval set (``eval.set_hash``: same questions and protocol), and moves
 ``@champion`` only when ``challenger > champion + margin`` (or there is no champion yet). The decision and
@@ -29,6 +32,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from thinkflow.errors import ThinkFlowError
+
 log = logging.getLogger(__name__)
 
 CHAMPION = "champion"
@@ -39,7 +44,7 @@ LOCK_SINCE_TAG = "thinkflow.lock.since"
 _RETRYABLE = {"RESOURCE_ALREADY_EXISTS", "INTERNAL_ERROR", "TEMPORARILY_UNAVAILABLE", "ABORTED", "RESOURCE_CONFLICT"}
 
 
-class GateError(RuntimeError):
+class GateError(ThinkFlowError, RuntimeError):
     """The gate could not run (no such version, lock not obtained)."""
 
 
@@ -69,6 +74,7 @@ class GateDecision:
     champion_version: str | None
     champion_value: float | None
     margin: float
+    base_value: float | None = None  # the base model on the same eval set (the floor of a first version)
 
     def tags(self) -> dict[str, str]:
         out = {
@@ -83,6 +89,8 @@ class GateDecision:
             out["gate.challenger_value"] = repr(self.challenger_value)
         if self.champion_value is not None:
             out["gate.champion_value"] = repr(self.champion_value)
+        if self.base_value is not None:
+            out["gate.base_value"] = repr(self.base_value)
         return out
 
 
@@ -186,6 +194,7 @@ def decide(name: str, challenger: Any, champion: Any | None, cfg: GateConfig) ->
     """Compare a challenger version with the champion version (pure: reads their tags, moves nothing)."""
     version = str(challenger.version)
     ours = _metric(challenger.tags or {}, cfg.metric)
+    base = _metric(challenger.tags or {}, f"base.{cfg.metric}")  # eval.base.*: the base model, same eval set
 
     def result(promoted: bool, decision: str, reason: str, champ_value: float | None = None) -> GateDecision:
         return GateDecision(
@@ -199,10 +208,27 @@ def decide(name: str, challenger: Any, champion: Any | None, cfg: GateConfig) ->
             str(champion.version) if champion is not None else None,
             champ_value,
             cfg.margin,
+            base,
         )
 
     if champion is None:
-        return result(True, "promoted", "no champion yet")
+        if base is None:
+            return result(True, "promoted", "no champion yet (no base-model evaluation to compare with)")
+        if ours is None:
+            return result(False, "rejected", f"no champion yet, and the challenger has no eval.{cfg.metric} tag")
+        if ours > base + cfg.margin:
+            return result(
+                True,
+                "promoted",
+                f"no champion yet; {cfg.metric} {ours:.4f} beats the base model ({base:.4f}) on the same eval set "
+                f"by more than {cfg.margin}",
+            )
+        return result(
+            False,
+            "rejected",
+            f"no champion yet, but {cfg.metric} {ours:.4f} does not beat the base model ({base:.4f}) on the same "
+            f"eval set by more than {cfg.margin}; @{CHAMPION} stays unset",
+        )
     theirs = _metric(champion.tags or {}, cfg.metric)
     if str(champion.version) == version:
         return result(False, "already-champion", f"version {version} is already @{CHAMPION}", theirs)

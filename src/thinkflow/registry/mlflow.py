@@ -39,6 +39,7 @@ from pydantic import Field
 
 from thinkflow import storage
 from thinkflow.config import StageConfig, StageResult
+from thinkflow.errors import ThinkFlowError
 from thinkflow.registry.gate import CHALLENGER, GateConfig, GateDecision, current_champion, gate
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ MAX_TAG_CHARS = 5000  # portable across registry backends (MLflow itself allows 
 SKIP_DIRS = ("checkpoints", "checkpoint-*", "runs", "logs", ".*")
 
 
-class RegistryError(RuntimeError):
+class RegistryError(ThinkFlowError, RuntimeError):
     """A registration that cannot proceed; the message names the model, file or version."""
 
 
@@ -378,11 +379,10 @@ def model_card(name: str, source: str, digest: str, fields: dict[str, Any], miss
 def log_model(model_dir: Path, *, task: str, card: Any, metadata_: dict[str, Any]) -> Any:
     """Log the checkpoint directory with the transformers flavor, path-based (weights copied, not loaded)."""
     import mlflow
-    from transformers import AutoProcessor
 
-    import thinkflow  # noqa: F401 - registers the image-only processors with AutoProcessor
+    from thinkflow.models.load import load_processor
 
-    processor = AutoProcessor.from_pretrained(model_dir)
+    processor = load_processor(model_dir)
     with _pipeline_task_classes():
         return mlflow.transformers.log_model(
             str(model_dir),

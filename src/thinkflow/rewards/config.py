@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -82,3 +82,13 @@ class RewardConfig(StageConfig):
 
     def http_api_key(self) -> str | None:
         return os.environ.get(self.scorer_api_key_env) or None if self.scorer_api_key_env else None
+
+def default_scorer_model(data: Any, section: str) -> Any:
+    """A stage config's raw data with ``<section>.scorer_model`` defaulting to the stage's own ``model`` when
+    the scorer is ``logprob`` and no scorer model is set (used as a ``mode="before"`` model validator)."""
+    if not isinstance(data, dict) or not isinstance(data.get(section), dict) or not data.get("model"):
+        return data
+    reward = data[section]
+    if reward.get("scorer") == "logprob" and not reward.get("scorer_model"):
+        return {**data, section: {**reward, "scorer_model": data["model"]}}
+    return data

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from thinkflow.errors import ThinkFlowError
 from thinkflow.format import completion_text, extract_answer, is_well_formed, solution_text
 from thinkflow.records import RecordError, iter_jsonl
 from thinkflow.rewards.config import RewardConfig
@@ -60,7 +61,7 @@ VERIFIERS: dict[str, VerifierSpec] = {
 }
 
 
-class UnknownVerifierError(ValueError):
+class UnknownVerifierError(ThinkFlowError, ValueError):
     """A ``verifier_type`` that no verifier handles."""
 
 

@@ -40,6 +40,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import httpx
 
+from thinkflow.errors import ThinkFlowError
+
 DATA_URI_PREFIX = "data:"
 # Client-side bounds of the HTTP protocol: a request carries one image (base64) and a GRPO group of answers;
 # a reply carries one float per answer.
@@ -49,7 +51,7 @@ MAX_RESPONSE_BYTES = 1024 * 1024
 MAX_ANSWER_CHARS = 32_768
 
 
-class ScorerError(RuntimeError):
+class ScorerError(ThinkFlowError, RuntimeError):
     """The reward model could not score (server down, bad reply): an infrastructure error, not an input."""
 
 

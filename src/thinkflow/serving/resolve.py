@@ -30,6 +30,7 @@ from pydantic import Field, field_validator
 
 from thinkflow import storage
 from thinkflow.config import StageConfig, StageResult
+from thinkflow.errors import ThinkFlowError
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ SERVED_NAME_FILE = "served-model-name"
 CURRENT_LINK = "current"
 
 
-class ServingError(RuntimeError):
+class ServingError(ThinkFlowError, RuntimeError):
     """Serving cannot proceed; the message names the model, version or file."""
 
 

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from thinkflow import storage
 from thinkflow.config import StageConfig, StageResult
+from thinkflow.errors import ThinkFlowError
 from thinkflow.format import SYSTEM_PROMPT
 from thinkflow.train import checkpoints
 from thinkflow.train.launch import LaunchSettings
@@ -33,7 +34,7 @@ VISION_TOWER_PATHS = ("model.visual", "visual", "model.vision_tower", "vision_to
 VISION_MODULE_REGEX = r".*\b(visual|vision_tower|vision_model)\b.*"
 
 
-class TrainError(RuntimeError):
+class TrainError(ThinkFlowError, RuntimeError):
     """A training run that cannot start or finish; the message names the config key, file or record."""
 
 
@@ -71,7 +72,7 @@ class TrainStageConfig(StageConfig):
     system_prompt: str = SYSTEM_PROMPT
     # Length of training: one epoch over the split unless max_steps > 0.
     num_train_epochs: float = Field(default=1.0, gt=0)
-    max_steps: int = -1
+    max_steps: int = Field(default=-1, ge=-1)  # -1: not set (epochs decide)
     # Optimizer and schedule
     learning_rate: float = Field(default=1e-5, gt=0)
     lr_scheduler_type: str = "cosine"
@@ -79,7 +80,7 @@ class TrainStageConfig(StageConfig):
     warmup_ratio: float = Field(default=0.0, ge=0.0, lt=1.0)
     weight_decay: float = Field(default=0.0, ge=0.0)
     max_grad_norm: float = Field(default=1.0, gt=0)
-    seed: int = 42
+    seed: int = Field(default=42, ge=0)
     # Memory and precision
     per_device_train_batch_size: int = Field(default=1, gt=0)
     bf16: bool | None = None  # None: bf16 mixed precision on a bf16-capable GPU, fp32 on CPU
@@ -224,12 +225,10 @@ def common_trl_values(cfg: TrainStageConfig, output_dir: Path) -> dict[str, Any]
 
 
 def load_processor(model_dir: Path, cfg: TrainStageConfig, *, padding_side: str) -> Any:
-    """The model's processor (ThinkFlow's image-only Qwen-VL processors are registered on import)."""
-    from transformers import AutoProcessor
+    """The model's processor (`thinkflow.models.load.load_processor`) with the stage's pixel bounds and padding."""
+    from thinkflow.models.load import load_processor as load_auto_processor
 
-    import thinkflow  # noqa: F401 - registers the image-only processors
-
-    processor = AutoProcessor.from_pretrained(model_dir)
+    processor = load_auto_processor(model_dir)
     if not hasattr(processor, "image_processor") or not hasattr(processor, "tokenizer"):
         raise TrainError(f"model {cfg.model}: its processor has no image processor; is it a vision-language model?")
     if processor.tokenizer.chat_template is None and getattr(processor, "chat_template", None) is None:
@@ -372,7 +371,29 @@ def local_model_dir(cfg: TrainStageConfig) -> Path:
         raise TrainError(f"model {cfg.model}: {exc}") from None
     if not (path / "config.json").is_file():
         raise TrainError(f"model {cfg.model}: not a model directory (no config.json in {path})")
+    from thinkflow.models.load import processor_problem
+
+    problem = processor_problem(path)
+    if problem:
+        raise TrainError(f"model {cfg.model}: {problem}")
     return path
+
+
+def preflight(stage: str, cfg: TrainStageConfig) -> Path:
+    """The checks that run before MLflow, a model or a folder is touched: the base model folder (weights
+    config and processor), the split (exists, JSON lines, valid records, images present, not empty) and the
+    output location (writable). Returns the local model directory."""
+    from thinkflow.data.loader import check_split
+
+    model_dir = local_model_dir(cfg)
+    try:
+        check_split(cfg.data, cfg.split)
+    except (OSError, ValueError) as exc:  # RecordError is a ValueError
+        raise TrainError(f"data {cfg.data}: {exc}") from None
+    storage.check_writable(cfg.output_dir, "output_dir")
+    if cfg.checkpoint_dir or not storage.is_remote(cfg.output_dir):
+        storage.check_writable(checkpoint_root(stage, cfg), "checkpoint_dir")
+    return model_dir
 
 
 def run_stage(
@@ -389,7 +410,7 @@ def run_stage(
     from thinkflow.train.callbacks import MLflowMetricsCallback
 
     ensure_log_handler()
-    model_dir = local_model_dir(cfg)  # fail on a bad model before anything is created
+    model_dir = preflight(stage, cfg)  # fail on bad inputs before anything is created
     root = checkpoint_root(stage, cfg)
     main = rank() == 0
     if main:

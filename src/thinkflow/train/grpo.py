@@ -66,7 +66,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from thinkflow.config import StageResult
-from thinkflow.rewards.config import RewardConfig
+from thinkflow.rewards.config import RewardConfig, default_scorer_model
 from thinkflow.train.common import (
     Prepared,
     TrainError,
@@ -118,10 +118,15 @@ class GRPOStageConfig(TrainStageConfig):
     mask_truncated_completions: bool = False
     # Rewards: "mixed" (the configured mixed reward) and/or import paths "package.module:function"
     reward_funcs: list[str] = Field(default_factory=lambda: [MIXED], min_length=1)
-    reward: RewardConfig = Field(default_factory=RewardConfig)  # the mixed reward's settings
+    reward: RewardConfig = Field(default_factory=RewardConfig)  # the mixed reward's settings (scorer_model: model)
     reward_weights: list[float] | None = None
     reward_kwargs: dict[str, Any] = Field(default_factory=dict)  # keyword arguments for imported reward functions
     reward_offload: bool = True  # in-process reward model on the CPU except while scoring (GPU only)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _scorer_defaults_to_model(cls, data: Any) -> Any:
+        return default_scorer_model(data, "reward")
     # Rollout engine
     rollout_engine: Literal["auto", "hf", "vllm"] = "auto"
     vllm_mode: Literal["colocate", "server"] = "colocate"

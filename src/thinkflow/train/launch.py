@@ -41,6 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from thinkflow import storage
 from thinkflow.config import StageResult
+from thinkflow.errors import ThinkFlowError
 
 if TYPE_CHECKING:
     from thinkflow.train.common import TrainStageConfig
@@ -56,7 +57,7 @@ NODE_JOB = "node"  # the replicated job / container name of the torch-distribute
 LAUNCHED_ENV = "THINKFLOW_LAUNCHED"
 
 
-class LaunchError(RuntimeError):
+class LaunchError(ThinkFlowError, RuntimeError):
     """A launch that could not start, or a launched job that failed; the message says why."""
 
 

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from thinkflow import images, storage
+from thinkflow.errors import ThinkFlowError
 from thinkflow.images import ImageLimits
 from thinkflow.records import RecordError, iter_jsonl_lines
 
@@ -21,7 +22,7 @@ logger = logging.getLogger(__name__)
 SplitChoice = Literal["auto", "sft", "rl", "eval"]
 
 
-class SourceError(ValueError):
+class SourceError(ThinkFlowError, ValueError):
     """A source that cannot be read at all (missing file, bad format); the message names the file."""
 
 
