@@ -301,7 +301,7 @@ def run(cfg: EvalConfig) -> StageResult:
             keep.flush()
 
         started = time.monotonic()
-        _, _, backend = (
+        texts, counts, backend = (
             generate_answers(
                 cfg.model,
                 [samples[i].image for i in todo],
@@ -324,6 +324,8 @@ def run(cfg: EvalConfig) -> StageResult:
             else ([], [], "reused")
         )
         gen_seconds = time.monotonic() - started
+        for i, text, n in zip(todo, texts, counts, strict=True):  # what on_batch already kept stays as kept
+            done.setdefault((samples[i].benchmark, samples[i].id), (text, n))
         completions = [done[(s.benchmark, s.id)][0] for s in samples]
         lengths = [done[(s.benchmark, s.id)][1] for s in samples]
         scored = score_predictions(
