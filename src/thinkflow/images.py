@@ -29,6 +29,7 @@ from urllib.parse import unquote
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from thinkflow import storage
 from thinkflow.errors import ThinkFlowError
 
 # Real benchmark and VLAA-Thinking images are at most a few megapixels (the largest MathVista/ChartQA pictures
@@ -74,18 +75,6 @@ def _size(n: int) -> str:
     return str(n)
 
 
-def _escapes(parts: tuple[str, ...]) -> bool:
-    depth = 0
-    for part in parts:
-        if part == "..":
-            depth -= 1
-            if depth < 0:
-                return True
-        elif part not in ("", "."):
-            depth += 1
-    return False
-
-
 def resolve(ref: str, root: str | os.PathLike[str]) -> Path:
     """The real path of image ``ref`` inside ``root``; `ImageError` when it would lead outside (or is not there).
 
@@ -97,7 +86,9 @@ def resolve(ref: str, root: str | os.PathLike[str]) -> Path:
         raise ImageError(f"image reference {ref!r} contains a NUL byte")
     decoded = unquote(ref)
     if decoded != ref and (
-        "\x00" in decoded or _escapes(Path(decoded.lstrip("/")).parts) or decoded.startswith("/") != ref.startswith("/")
+        "\x00" in decoded
+        or storage.climbs_out(Path(decoded.lstrip("/")).parts)
+        or decoded.startswith("/") != ref.startswith("/")
     ):
         raise ImageError(f"image reference {ref!r} leaves the image root once URL-decoded ({decoded!r})")
     base = Path(os.path.abspath(root))
@@ -112,7 +103,7 @@ def resolve(ref: str, root: str | os.PathLike[str]) -> Path:
             outside = True
     else:
         rel_parts = path.parts
-    if _escapes(rel_parts):
+    if storage.climbs_out(rel_parts):
         raise ImageError(f"image reference {ref!r} leaves the image root with '..'")
     candidate = Path(os.path.normpath(base.joinpath(*rel_parts))) if rel_parts else base
     real_base = base.resolve()

@@ -11,6 +11,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -40,10 +41,11 @@ def split_uri(uri: str) -> tuple[str, str]:
     return parsed.netloc, parsed.path.lstrip("/")
 
 
-def _escapes(key: str) -> bool:
-    """True when a ``/``-separated relative key climbs above its start with ``..``."""
+def climbs_out(parts: Iterable[str]) -> bool:
+    """True when relative path ``parts`` climb above their start with ``..`` (keys here, image refs in
+    `thinkflow.images`)."""
     depth = 0
-    for part in key.split("/"):
+    for part in parts:
         if part == "..":
             depth -= 1
             if depth < 0:
@@ -51,6 +53,11 @@ def _escapes(key: str) -> bool:
         elif part not in ("", "."):
             depth += 1
     return False
+
+
+def _escapes(key: str) -> bool:
+    """True when a ``/``-separated relative key climbs above its start with ``..``."""
+    return climbs_out(key.split("/"))
 
 
 def join(uri: str | os.PathLike[str], *parts: str) -> str:

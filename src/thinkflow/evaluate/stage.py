@@ -300,24 +300,28 @@ def run(cfg: EvalConfig) -> StageResult:
                 done[(s.benchmark, s.id)] = (text, n)
             keep.flush()
 
+        # one generation protocol for the model and its "before" (the base model)
+        protocol: dict[str, Any] = {
+            "backend": cfg.backend,
+            "max_new_tokens": cfg.max_new_tokens,
+            "system_prompt": cfg.system_prompt,
+            "max_pixels": cfg.max_pixels,
+            "min_pixels": cfg.min_pixels,
+            "temperature": cfg.temperature,
+            "batch_size": cfg.batch_size,
+            "dtype": cfg.dtype,
+            "device": cfg.device,
+            "seed": cfg.seed,
+            "progress": cfg.progress,
+            "vllm_args": cfg.vllm_args,
+        }
         started = time.monotonic()
         texts, counts, backend = (
             generate_answers(
                 cfg.model,
                 [samples[i].image for i in todo],
                 [samples[i].question for i in todo],
-                backend=cfg.backend,
-                max_new_tokens=cfg.max_new_tokens,
-                system_prompt=cfg.system_prompt,
-                max_pixels=cfg.max_pixels,
-                min_pixels=cfg.min_pixels,
-                temperature=cfg.temperature,
-                batch_size=cfg.batch_size,
-                dtype=cfg.dtype,
-                device=cfg.device,
-                seed=cfg.seed,
-                progress=cfg.progress,
-                vllm_args=cfg.vllm_args,
+                **protocol,
                 on_batch=kept,
             )
             if todo
@@ -368,18 +372,7 @@ def run(cfg: EvalConfig) -> StageResult:
                 base_model,
                 [s.image for s in samples],
                 [s.question for s in samples],
-                backend=cfg.backend,
-                max_new_tokens=cfg.max_new_tokens,
-                system_prompt=cfg.system_prompt,
-                max_pixels=cfg.max_pixels,
-                min_pixels=cfg.min_pixels,
-                temperature=cfg.temperature,
-                batch_size=cfg.batch_size,
-                dtype=cfg.dtype,
-                device=cfg.device,
-                seed=cfg.seed,
-                progress=cfg.progress,
-                vllm_args=cfg.vllm_args,
+                **protocol,
             )
             base_scored = score_predictions(
                 base_texts,
