@@ -135,10 +135,14 @@ def ask(
 
 def _run_build(cfg: StageConfig) -> None:
     """Run a dataset build and print its counts; build errors exit 1."""
-    from thinkflow.data.build import run
+    from thinkflow import storage
+    from thinkflow.data.build import BuildError, rejection_summary, run
 
     use_store()
     result = run(cfg)  # type: ignore[arg-type]
+    if "candidates" not in result.metrics and not result.metrics.get("records"):
+        rejected = storage.localize(result.artifacts["rejected"])
+        raise BuildError(f"no records built into {result.output}: {rejection_summary(rejected, result.output)}")
     m = {k: int(v) for k, v in result.metrics.items() if k.startswith("records") or k in ("rejected", "candidates")}
     if "candidates" in m:
         console.print(

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from thinkflow.config import load_config
+from thinkflow.format import SYSTEM_PROMPT
 from thinkflow.train.sft import SFTConfig, build_trainer, run
 
 IGNORE = -100
@@ -48,7 +49,7 @@ def test_only_the_response_is_supervised(tiny_model: Path, data: str, tmp_path: 
         assert (labels[mask == 0] == IGNORE).all()  # padding
         assert (labels[ids == image_token] == IGNORE).all()  # image tokens
         prompt_text = tokenizer.decode(ids[(~supervised) & (mask == 1)])
-        assert "A conversation between User and Assistant" in prompt_text  # the paper's system prompt
+        assert SYSTEM_PROMPT in prompt_text  # the VLAA-Thinker system prompt (thinkflow.format)
         assert rows[i]["prompt"][1]["content"][1]["text"] in prompt_text  # the question, unsupervised
 
 

@@ -940,9 +940,9 @@ def _run(cfg: BuildConfig, stage: Path, work: Path) -> dict[str, Any]:
     return manifest
 
 
-def _rejection_summary(stage: Path, output: str, top: int = 5) -> str:
-    """The rejections of a build counted by step and reason (the reason's text up to its first colon)."""
-    path = stage / "rejected.jsonl"
+def rejection_summary(path: Path, output: str, top: int = 5) -> str:
+    """Why a build kept nothing: its rejections (``path``, the local ``rejected.jsonl`` of ``output``) counted by
+    step and reason (the reason's text up to its first colon)."""
     reasons: Counter[str] = Counter()
     if path.is_file():
         for row in read_jsonl(path):
@@ -979,8 +979,6 @@ def run(cfg: BuildConfig) -> StageResult:
                 mlflow.log_artifact(str(stage / (SHARD_MANIFEST if cfg.shard else "manifest.json")))
         else:
             manifest = _run(cfg, stage, work)
-    if not cfg.shard and manifest["counts"]["total"] == 0:
-        raise BuildError(f"no records built into {cfg.output}: {_rejection_summary(stage, cfg.output)}")
     if cfg.shard:
         artifacts = {
             "shard": storage.join(cfg.output, SHARD_FILE),
