@@ -117,8 +117,9 @@ def client(http_client: Any = None) -> Minio:
     )
 
 
-def check_remote(uri: str, *, timeout: float = 5.0) -> None:
-    """Fail fast unless the endpoint of ``uri`` answers, the credentials are accepted and the bucket exists."""
+def check_remote(uri: str, *, timeout: float = 5.0, bucket_may_be_missing: bool = False) -> None:
+    """Fail fast unless the endpoint of ``uri`` answers, the credentials are accepted and the bucket exists (or,
+    for an output, ``bucket_may_be_missing``: `upload` creates it)."""
     import urllib3
 
     bucket, _ = split_uri(uri)
@@ -134,15 +135,16 @@ def check_remote(uri: str, *, timeout: float = 5.0) -> None:
         raise StorageError(
             f"{uri}: the S3 endpoint {host} does not answer ({type(exc).__name__}); check AWS_ENDPOINT_URL"
         ) from None
-    if not found:
+    if not found and not bucket_may_be_missing:
         raise StorageError(f"{uri}: bucket {bucket!r} does not exist at {host}; create it first")
 
 
 def check_writable(uri: str | os.PathLike[str], what: str = "output") -> None:
     """Fail fast unless ``uri`` can be written: a local folder (or its nearest existing parent) writable by
-    this user, or a reachable bucket (`check_remote`). Creates nothing."""
+    this user, or a reachable S3 endpoint (`check_remote`; a missing bucket is created by `upload`). Creates
+    nothing."""
     if is_remote(uri):
-        check_remote(str(uri))
+        check_remote(str(uri), bucket_may_be_missing=True)
         return
     path = Path(uri).expanduser().absolute()
     if path.exists() and not path.is_dir():
