@@ -88,8 +88,11 @@ def _trainjob_cfg(*sets: str) -> GRPOStageConfig:
     )
 
 
-def test_trainjob_renders_and_validates_against_trainer_api() -> None:
+def test_trainjob_renders_and_validates_against_trainer_api(monkeypatch: pytest.MonkeyPatch) -> None:
     from kubeflow_trainer_api.models import TrainerV1alpha1TrainJob
+
+    # outside a pipeline run (a component test in the same worker may have exported the run id): no chain label
+    monkeypatch.delenv("THINKFLOW_PIPELINE_RUN_ID", raising=False)
 
     cfg = _trainjob_cfg()
     body = render_trainjob("grpo", cfg)
