@@ -405,6 +405,29 @@ def evaluate_command(config: ConfigOpt = None, sets: SetOpt = None, print_config
     console.print(f"[green]evaluate done[/green]: {result.output} {scores}")
 
 
+@app.command("evaluate-merge")
+def evaluate_merge_command(
+    parts: Annotated[list[str], typer.Argument(help="Outputs (dirs or s3:// URIs) of `evaluate --set part=NAME`.")],
+    output: Annotated[str, typer.Option("--output", "-o", help="Output dir or s3:// URI of the whole evaluation.")],
+    print_config: PrintOpt = False,
+) -> None:
+    """Join the per-benchmark parts of one evaluation: the metrics.json and reports one `evaluate` task writes."""
+    import json
+
+    from thinkflow.evaluate.merge import MergeEvalConfig, run
+
+    overrides = [f"parts={json.dumps(parts)}", f"output_dir={json.dumps(output)}"]
+    cfg = resolve_config(MergeEvalConfig, None, overrides, print_config)
+    use_store()
+    try:
+        result = run(cfg)
+    except ValueError as exc:
+        console.print(f"[red]evaluate-merge failed:[/red] {exc}")
+        raise typer.Exit(1) from None
+    scores = {k: round(v, 4) for k, v in result.metrics.items() if k.endswith("score") or k == "overall.format_rate"}
+    console.print(f"[green]evaluate merged[/green]: {result.output} {scores}")
+
+
 @app.command("register")
 def register_command(config: ConfigOpt = None, sets: SetOpt = None, print_config: PrintOpt = False) -> None:
     """Register a model version in MLflow (lineage + eval tags, @challenger), then run the promotion gate."""

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.json"
 PREDICTIONS_FILE = "predictions.jsonl"
+BASE_PREDICTIONS_FILE = "base_predictions.jsonl"  # the base model's answers (with `base_model`)
 
 
 class BenchmarkSpec(BaseModel):
@@ -112,6 +113,10 @@ class EvalConfig(StageConfig):
 
     train_run_id: str | None = None  # MLflow run of the training stage (default: lineage.json's mlflow_run_id)
     progress: bool = True
+    # One task of a fanned-out evaluation: only the benchmark of this name (`dataset`: the built dataset's split).
+    # Its output is a normal evaluation of that benchmark; `thinkflow.evaluate.merge` joins the parts into what
+    # the whole evaluation in one task writes.
+    part: str | None = None
 
     @field_validator("data", mode="before")
     @classmethod
@@ -123,10 +128,17 @@ class EvalConfig(StageConfig):
     def benchmarks(self) -> list[BenchmarkSpec]:
         """The benchmarks this config evaluates (a string ``data`` is the built dataset's split)."""
         if isinstance(self.data, str):
-            return [BenchmarkSpec(name="dataset", path=self.data, split=self.split, limit=self.limit)]
-        if not self.data:
+            specs = [BenchmarkSpec(name="dataset", path=self.data, split=self.split, limit=self.limit)]
+        elif not self.data:
             raise ValueError("data: the benchmark list is empty")
-        return [b if b.limit or not self.limit else b.model_copy(update={"limit": self.limit}) for b in self.data]
+        else:
+            specs = [b if b.limit or not self.limit else b.model_copy(update={"limit": self.limit}) for b in self.data]
+        if self.part is None:
+            return specs
+        mine = [b for b in specs if b.name == self.part]
+        if not mine:
+            raise ValueError(f"part: {self.part!r} is not among the benchmarks ({', '.join(b.name for b in specs)})")
+        return mine
 
 
 def eval_set_hash(samples: list[Any], cfg: EvalConfig) -> str:
@@ -145,14 +157,21 @@ def eval_set_hash(samples: list[Any], cfg: EvalConfig) -> str:
         "correct_thresholds": cfg.correct_thresholds,
         "max_answer_chars": cfg.rewards.max_answer_chars,
     }
-    if any(s.verifier_type == "open" for s in samples):  # the reward model judges open-ended answers
+    if any(_identity(s)[4] == "open" for s in samples):  # the reward model judges open-ended answers
         protocol["open"] = cfg.rewards.model_dump(mode="json", include={"scorer", "scorer_url", "scorer_model", "beta"})
     if cfg.judge is not None:  # the judge model is part of the protocol
         protocol["judge"] = {"model": cfg.judge.model, "benchmarks": sorted(cfg.judge.benchmarks)}
     h.update(json.dumps(protocol, sort_keys=True).encode())
-    for s in sorted(samples, key=lambda s: (s.benchmark, s.id)):
-        h.update(json.dumps([s.benchmark, s.id, s.question, s.solution, s.verifier_type]).encode())
+    for row in sorted(map(_identity, samples)):
+        h.update(json.dumps(list(row)).encode())
     return h.hexdigest()
+
+
+def _identity(sample: Any) -> tuple[str, str, str, str, str]:
+    """(benchmark, id, question, solution, verifier_type) of a loaded sample or of a prediction row."""
+    keys = ("benchmark", "id", "question", "solution", "verifier_type")
+    b, i, q, s, v = (sample[k] if isinstance(sample, dict) else getattr(sample, k) for k in keys)
+    return b, i, q, s, v
 
 
 def _model_lineage(model: str) -> dict[str, Any] | None:
@@ -252,13 +271,10 @@ def preflight(cfg: EvalConfig) -> None:
 
 def run(cfg: EvalConfig) -> StageResult:
     """Evaluate ``cfg.model``; returns the output dir, headline metrics and the report artifacts."""
-    import mlflow
-
-    from thinkflow.evaluate.benchmarks import adapter, load_benchmark
+    from thinkflow.evaluate.benchmarks import load_benchmark
     from thinkflow.evaluate.generate import generate_answers
     from thinkflow.evaluate.judge import check_reachable, rescore_with_judge
-    from thinkflow.evaluate.metrics import flatten_metrics, summarize
-    from thinkflow.evaluate.report import load_baseline, load_reference, training_curves, write_report
+    from thinkflow.evaluate.report import load_reference
     from thinkflow.evaluate.score import score_predictions
     from thinkflow.rewards import MixedReward
     from thinkflow.tracking import stage_run
@@ -357,15 +373,7 @@ def run(cfg: EvalConfig) -> StageResult:
                 reward=reward,
             )
         predictions = _predictions(samples, completions, lengths, scored, cfg)
-        kinds = {spec.name: adapter(spec.name).score_kind for spec in specs}
-        judged = set(cfg.judge.benchmarks) if cfg.judge is not None else set()
-        scoring = {
-            spec.name: f"judge ({cfg.judge.model})" if cfg.judge is not None and spec.name in judged else "rules"
-            for spec in specs
-        }
-        summary = summarize(predictions, kinds, cfg.aha_keywords, scoring)
-        if cfg.judge is not None:
-            summary["overall"]["judge_failures"] = float(judge_failures)
+        base = None
         base_model = _base_model(cfg, lineage)
         if base_model:  # the "before": the base model on the same samples, same protocol
             base_texts, base_lengths, _ = generate_answers(
@@ -384,77 +392,123 @@ def run(cfg: EvalConfig) -> StageResult:
                 thresholds=cfg.correct_thresholds,
                 reward=reward,
             )
-            base_summary = summarize(_predictions(samples, base_texts, base_lengths, base_scored, cfg), kinds, [])
-            summary["base"] = {"model": base_model, **{k: base_summary[k] for k in ("overall", "per_verifier")}}
-        metrics_doc: dict[str, Any] = {
-            "model": cfg.model,
-            "eval_set_hash": set_hash,
-            "backend": backend,
-            "benchmarks_spec": [s.model_dump(mode="json") for s in specs],
-            **summary,
-            "generation_seconds": gen_seconds,
-            "lineage": {k: lineage.get(k) for k in ("stage", "git_sha", "mlflow_run_id")} if lineage else None,
-            "config": cfg.model_dump(mode="json"),
-        }
-        baseline = None
-        if cfg.baseline:
-            try:
-                baseline = load_baseline(cfg.baseline)
-            except Exception as exc:  # a missing baseline must not fail the evaluation itself
-                log.warning("baseline %s not used: %s", cfg.baseline, exc)
-        curves = None
-        train_run = cfg.train_run_id or (lineage or {}).get("mlflow_run_id")
-        if train_run:
-            try:
-                curves = training_curves(str(train_run))
-            except Exception as exc:  # the training run may live in another tracking server
-                log.warning("training curves of run %s not available: %s", train_run, exc)
-        flat = flatten_metrics(summary)
-        with tempfile.TemporaryDirectory() as tmp:
-            local = Path(cfg.output_dir) if not storage.is_remote(cfg.output_dir) else Path(tmp, "eval")
-            local.mkdir(parents=True, exist_ok=True)
-            from thinkflow.records import write_jsonl
-
-            write_jsonl(local / PREDICTIONS_FILE, predictions)
-            (local / METRICS_FILE).write_text(json.dumps(metrics_doc, indent=2, default=str) + "\n", encoding="utf-8")
-            facts = [
-                ("eval set", set_hash[:16]),
-                ("samples", str(len(samples))),
-                (
-                    "generation",
-                    f"{backend}, max_new_tokens={cfg.max_new_tokens}, "
-                    f"{'greedy' if cfg.temperature == 0 else f'temperature={cfg.temperature}'}, "
-                    f"max_pixels={cfg.max_pixels}",
-                ),
-                (
-                    "system prompt",
-                    "the VLAA-Thinker prompt"
-                    if cfg.system_prompt == SYSTEM_PROMPT
-                    else ("none" if not cfg.system_prompt else "custom"),
-                ),
-            ]
-            if train_run and curves:
-                facts.append(("training run", str(train_run)))
-            paths = write_report(
-                summary, local, model=cfg.model, baseline=baseline, curves=curves, facts=facts, reference=reference
-            )
-            mlflow.log_metrics(flat)
-            mlflow.set_tags({"thinkflow.eval_set_hash": set_hash, "thinkflow.model": cfg.model})
-            mlflow.log_artifacts(str(local), artifact_path="eval")
-            storage.publish(local, cfg.output_dir)
+            base = (base_model, _predictions(samples, base_texts, base_lengths, base_scored, cfg))
+        result = finish(
+            cfg,
+            specs,
+            predictions,
+            base,
+            set_hash=set_hash,
+            backend=backend,
+            generation_seconds=gen_seconds,
+            judge_failures=judge_failures,
+            lineage=lineage,
+            reference=reference,
+            run_id=active.info.run_id,
+        )
         keep.close()
         partial.unlink(missing_ok=True)
-        artifacts = {
-            "metrics": storage.join(cfg.output_dir, METRICS_FILE),
-            "predictions": storage.join(cfg.output_dir, PREDICTIONS_FILE),
-            **{name: storage.join(cfg.output_dir, p.name) for name, p in paths.items()},
-        }
-        before_after = ("overall.", "verifier.", "base.")  # base.*: the base model on the same samples
-        headline = {k: v for k, v in flat.items() if k.startswith(before_after) or k.endswith(".score")}
-        return StageResult(
-            stage="evaluate",
-            output=cfg.output_dir,
-            metrics=headline,
-            artifacts=artifacts,
-            mlflow_run_id=active.info.run_id,
+        return result
+
+
+def finish(
+    cfg: EvalConfig,
+    specs: list[BenchmarkSpec],
+    predictions: list[dict[str, Any]],
+    base: tuple[str, list[dict[str, Any]]] | None,
+    *,
+    set_hash: str,
+    backend: str,
+    generation_seconds: float,
+    judge_failures: int,
+    lineage: dict[str, Any] | None,
+    reference: Any,
+    run_id: str,
+) -> StageResult:
+    """Summarize scored predictions and write ``metrics.json``, the predictions and the reports to
+    ``cfg.output_dir`` (and the active MLflow run): the end of `run` and of `thinkflow.evaluate.merge.run`."""
+    import mlflow
+
+    from thinkflow.evaluate.benchmarks import adapter
+    from thinkflow.evaluate.metrics import flatten_metrics, summarize
+    from thinkflow.evaluate.report import load_baseline, training_curves, write_report
+    from thinkflow.records import write_jsonl
+
+    kinds = {spec.name: adapter(spec.name).score_kind for spec in specs}
+    judged = set(cfg.judge.benchmarks) if cfg.judge is not None else set()
+    scoring = {
+        spec.name: f"judge ({cfg.judge.model})" if cfg.judge is not None and spec.name in judged else "rules"
+        for spec in specs
+    }
+    summary = summarize(predictions, kinds, cfg.aha_keywords, scoring)
+    if cfg.judge is not None:
+        summary["overall"]["judge_failures"] = float(judge_failures)
+    if base is not None:
+        base_summary = summarize(base[1], kinds, [])
+        summary["base"] = {"model": base[0], **{k: base_summary[k] for k in ("overall", "per_verifier")}}
+    metrics_doc: dict[str, Any] = {
+        "model": cfg.model,
+        "eval_set_hash": set_hash,
+        "backend": backend,
+        "benchmarks_spec": [s.model_dump(mode="json") for s in specs],
+        **summary,
+        "generation_seconds": generation_seconds,
+        "lineage": {k: lineage.get(k) for k in ("stage", "git_sha", "mlflow_run_id")} if lineage else None,
+        "config": cfg.model_dump(mode="json"),
+    }
+    baseline = None
+    if cfg.baseline:
+        try:
+            baseline = load_baseline(cfg.baseline)
+        except Exception as exc:  # a missing baseline must not fail the evaluation itself
+            log.warning("baseline %s not used: %s", cfg.baseline, exc)
+    curves = None
+    train_run = cfg.train_run_id or (lineage or {}).get("mlflow_run_id")
+    if train_run:
+        try:
+            curves = training_curves(str(train_run))
+        except Exception as exc:  # the training run may live in another tracking server
+            log.warning("training curves of run %s not available: %s", train_run, exc)
+    flat = flatten_metrics(summary)
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(cfg.output_dir) if not storage.is_remote(cfg.output_dir) else Path(tmp, "eval")
+        local.mkdir(parents=True, exist_ok=True)
+        write_jsonl(local / PREDICTIONS_FILE, predictions)
+        if base is not None:
+            write_jsonl(local / BASE_PREDICTIONS_FILE, base[1])
+        (local / METRICS_FILE).write_text(json.dumps(metrics_doc, indent=2, default=str) + "\n", encoding="utf-8")
+        facts = [
+            ("eval set", set_hash[:16]),
+            ("samples", str(len(predictions))),
+            (
+                "generation",
+                f"{backend}, max_new_tokens={cfg.max_new_tokens}, "
+                f"{'greedy' if cfg.temperature == 0 else f'temperature={cfg.temperature}'}, "
+                f"max_pixels={cfg.max_pixels}",
+            ),
+            (
+                "system prompt",
+                "the VLAA-Thinker prompt"
+                if cfg.system_prompt == SYSTEM_PROMPT
+                else ("none" if not cfg.system_prompt else "custom"),
+            ),
+        ]
+        if train_run and curves:
+            facts.append(("training run", str(train_run)))
+        paths = write_report(
+            summary, local, model=cfg.model, baseline=baseline, curves=curves, facts=facts, reference=reference
         )
+        mlflow.log_metrics(flat)
+        mlflow.set_tags({"thinkflow.eval_set_hash": set_hash, "thinkflow.model": cfg.model})
+        mlflow.log_artifacts(str(local), artifact_path="eval")
+        storage.publish(local, cfg.output_dir)
+    artifacts = {
+        "metrics": storage.join(cfg.output_dir, METRICS_FILE),
+        "predictions": storage.join(cfg.output_dir, PREDICTIONS_FILE),
+        **{name: storage.join(cfg.output_dir, p.name) for name, p in paths.items()},
+    }
+    before_after = ("overall.", "verifier.", "base.")  # base.*: the base model on the same samples
+    headline = {k: v for k, v in flat.items() if k.startswith(before_after) or k.endswith(".score")}
+    return StageResult(
+        stage="evaluate", output=cfg.output_dir, metrics=headline, artifacts=artifacts, mlflow_run_id=run_id
+    )
