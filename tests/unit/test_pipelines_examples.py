@@ -40,6 +40,7 @@ def _config(component: str) -> tuple[type[Any], dict[str, Any]]:
         "sft": (SFTConfig, train),
         "grpo": (GRPOStageConfig, train),
         "evaluate": (EvalConfig, {"model": "/m", "output_dir": "/r"}),
+        "plan_eval": (EvalConfig, {"model": "<model>", "output_dir": "<out>"}),  # the evaluate tasks' config
         "register": (RegisterConfig, {"model": "/m", "eval": "/r"}),
     }[component]
 

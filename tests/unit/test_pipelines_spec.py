@@ -299,7 +299,7 @@ def test_vlaa_thinker_build_fans_out_when_asked(compiled: Path) -> None:
     param = spec["root"]["inputDefinitions"]["parameters"]["build_shards"]
     assert (param["defaultValue"], param["parameterType"]) == ("1", "STRING")
     tasks = all_tasks(spec)
-    loop = next(t for t in tasks.values() if "parameterIterator" in t)
+    loop = next(t for t in tasks.values() if t.get("componentRef", {}).get("name") == "comp-for-loop-2")
     assert loop["iteratorPolicy"]["parallelismLimit"] == PipelineOptions().build_parallelism
     assert loop["parameterIterator"]["items"]["inputParameter"].endswith("plan-shards-Output")
     comps = {executor_component("exec-" + t["componentRef"]["name"].removeprefix("comp-")) for t in tasks.values()}
@@ -309,3 +309,23 @@ def test_vlaa_thinker_build_fans_out_when_asked(compiled: Path) -> None:
     assert shard_specs(" 3 ") == ["0/3", "1/3", "2/3"]
     with pytest.raises(ValueError, match="build_shards must be a whole number >= 1"):
         shard_specs("0")
+
+
+def test_vlaa_thinker_evaluates_one_task_per_benchmark_then_merges(compiled: Path) -> None:
+    """ParallelFor over plan_eval's benchmark names: one GPU ``evaluate`` task per name (``part``), then
+    ``merge_eval`` over the collected results feeds ``register`` (thinkflow.evaluate.merge: the one-task metrics)."""
+    spec, _ = docs(compiled / "vlaa_thinker.yaml")
+    tasks = all_tasks(spec)
+    loop = next(t for t in tasks.values() if "plan-eval-Output" in str(t.get("parameterIterator", "")))
+    body = spec["components"][loop["componentRef"]["name"]]["dag"]["tasks"]
+    part = body["evaluate"]["inputs"]["parameters"]["part"]
+    assert part["componentInputParameter"] == loop["parameterIterator"]["itemInput"]
+    merge = spec["components"]["comp-merge-eval"]["inputDefinitions"]["artifacts"]["parts"]
+    assert merge["isArtifactList"] is True
+    register = tasks["register"]["inputs"]["artifacts"]["evaluation"]["taskOutputArtifact"]
+    assert register == {"outputArtifactKey": "results", "producerTask": "merge-eval"}
+    from thinkflow.components.plan_eval import plan_eval
+
+    names = plan_eval.python_func(preset="paper-eval", overrides=None)
+    assert names == ["mathvista", "mathvision", "mathverse", "dynamath", "wemath", "logicvista", "dataset"]
+    assert plan_eval.python_func(preset="tiny-eval", overrides=None) == ["dataset"]

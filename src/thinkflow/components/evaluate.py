@@ -20,11 +20,13 @@ def evaluate(
     model: Optional[Input[Model]] = None,
     model_uri: str = "",
     label: str = "",
+    part: str = "",
     workspace: str = dsl.WORKSPACE_PATH_PLACEHOLDER,
 ):
     """Generate and score with the ``model`` artifact (else ``model_uri``) on the eval split of ``data``
     (added to the preset's benchmarks when it lists some). ``results`` holds metrics.json, report.md/html,
-    predictions.jsonl."""
+    predictions.jsonl. With ``part``, only that benchmark (one task of a fanned-out evaluation; ``merge_eval``
+    joins the parts)."""
     from thinkflow.components import runtime
     from thinkflow.evaluate import EvalConfig, run
 
@@ -35,6 +37,8 @@ def evaluate(
         model=model.path if model is not None else (model_uri or None),
         output_dir=results.path,
     )
+    if part:
+        cfg = cfg.model_copy(update={"part": part})
     cfg = runtime.with_eval_dataset(cfg, data.path if data is not None else None)
     result = runtime.run_stage(run, cfg, workspace)
     runtime.copy_output(result.output, results.path)

@@ -73,6 +73,8 @@ class PipelineOptions(BaseModel):
             "sft": True,
             "grpo": True,
             "evaluate": True,
+            "plan_eval": True,
+            "merge_eval": True,
             "compare_study": True,
         }
     )

@@ -6,6 +6,8 @@ from thinkflow.components.compare_study import compare_study
 from thinkflow.components.evaluate import evaluate
 from thinkflow.components.grpo import grpo
 from thinkflow.components.merge_dataset import merge_dataset
+from thinkflow.components.merge_eval import merge_eval
+from thinkflow.components.plan_eval import plan_eval
 from thinkflow.components.plan_shards import plan_shards
 from thinkflow.components.register import register
 from thinkflow.components.run_context import close_run, open_run
@@ -20,7 +22,9 @@ __all__ = [
     "evaluate",
     "grpo",
     "merge_dataset",
+    "merge_eval",
     "open_run",
+    "plan_eval",
     "plan_shards",
     "register",
     "sft",

@@ -1,4 +1,4 @@
-"""``vlaa_thinker``: build -> validate -> grpo -> evaluate -> register (the paper's recipe)."""
+"""``vlaa_thinker``: build -> validate -> grpo -> evaluate (per benchmark, merged) -> register (the paper's recipe)."""
 
 from typing import Any
 
@@ -37,6 +37,24 @@ def build_dataset(
         part = place(c.build_shard(spec=spec, preset=preset, overrides=overrides), opts, local=local)
     merged = place(c.merge_dataset(shards=dsl.Collected(part.outputs["shard"])), opts, local=local)
     return merged.outputs["dataset"]
+
+
+def evaluate_fanned_out(
+    opts: PipelineOptions, local: bool, model: Any, dataset: Any, preset: Any, overrides: Any, resources: Any
+) -> Any:
+    """The evaluation: ``plan_eval`` -> a ``ParallelFor`` of ``evaluate`` GPU tasks, one per benchmark (``part``)
+    -> ``merge_eval``, whose ``results`` is the one-task evaluation's metrics.json and report on the same
+    predictions (`thinkflow.evaluate.merge`). One graph for any number of benchmarks, as the build's."""
+    plan = place(c.plan_eval(preset=preset, overrides=overrides), opts, local=local)
+    with dsl.ParallelFor(plan.output, name="eval-benchmarks") as name:
+        part = place_gpu(
+            c.evaluate(data=dataset, model=model, preset=preset, overrides=overrides, part=name),
+            opts,
+            local=local,
+            **resources,
+        )
+    merged = place(c.merge_eval(parts=dsl.Collected(part.outputs["results"])), opts, local=local)
+    return merged.outputs["results"]
 
 
 def make(options: PipelineOptions | None = None, *, local: bool = False) -> GraphComponent:
@@ -93,6 +111,7 @@ def make(options: PipelineOptions | None = None, *, local: bool = False) -> Grap
             build_shards: Build the dataset in this many parallel shards, then merge them ("1": one shard).
         """
         gpu = dict(accelerator=accelerator, node_selector=gpu_node_selector, tolerations=gpu_tolerations)
+        eval_resources = dict(gpus=eval_gpus, cpu=eval_cpu, memory=eval_memory, **gpu)
         finish = place(c.close_run(), opts, local=local)
         with dsl.ExitHandler(finish, name="mlflow-parent-run"):
             start = place(
@@ -124,24 +143,13 @@ def make(options: PipelineOptions | None = None, *, local: bool = False) -> Grap
                 memory=train_memory,
                 **gpu,
             )
-            evaluation = place_gpu(
-                c.evaluate(
-                    data=dataset,
-                    model=train.outputs["model"],
-                    preset=eval_preset,
-                    overrides=eval_overrides,
-                ),
-                opts,
-                local=local,
-                gpus=eval_gpus,
-                cpu=eval_cpu,
-                memory=eval_memory,
-                **gpu,
+            evaluation = evaluate_fanned_out(
+                opts, local, train.outputs["model"], dataset, eval_preset, eval_overrides, eval_resources
             )
             place(
                 c.register(
                     model=train.outputs["model"],
-                    evaluation=evaluation.outputs["results"],
+                    evaluation=evaluation,
                     name=model_name,
                     overrides=register_overrides,
                 ),
