@@ -1054,3 +1054,25 @@ def test_in_cluster_teachers_of_a_build_preset_reach_the_code(preset: str, monke
         deployment = r.get("Deployment", f"{RELEASE}-{name}")
         (vllm,) = [c for c in containers(deployment["spec"]["template"]["spec"]) if c["name"] == "vllm"]
         assert f"--served-model-name={t.model}" in vllm["args"], f"teacher {teacher}: {name} serves another model"
+
+
+def test_presets_take_the_bucket_from_the_chart(rendered: Rendering, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 12 item 9: thinkflow-env carries `s3.bucket` as THINKFLOW_BUCKET, and every shipped preset read where
+    it is set names only that bucket (none of the presets' default `s3://thinkflow/` is left)."""
+    from thinkflow.config import BUCKET_ENV, PRESET_BUCKET, preset_names, read_preset
+
+    bucket = rendered.values.get("s3", {}).get("bucket") or load_values(CHART / "values.yaml")["s3"]["bucket"]
+    env = rendered.get("ConfigMap", ENV_CONFIGMAP, rendered.pipelines_namespace)["data"]
+    assert env[BUCKET_ENV] == bucket
+    monkeypatch.setenv(BUCKET_ENV, "acme-ml")  # whatever the release names it
+    moved = 0
+    for name in preset_names():
+        text = json.dumps(read_preset(name))
+        assert f"s3://{PRESET_BUCKET}/" not in text, name
+        moved += text.count("s3://acme-ml/")
+    assert moved >= 10  # the presets do name S3 locations
+    monkeypatch.setenv(BUCKET_ENV, "s3://not-a-name")
+    from thinkflow.config import ConfigError
+
+    with pytest.raises(ConfigError, match="THINKFLOW_BUCKET='s3://not-a-name' is not an S3 bucket name"):
+        read_preset("vlaa-distill-open")
