@@ -160,8 +160,12 @@ def run(cfg: PreflightConfig) -> list[str]:
     if not checks:
         return []
     with ThreadPoolExecutor(max_workers=min(16, len(checks)), thread_name_prefix="preflight") as pool:
-        futures = [pool.submit(check) for check in checks.values()]
-        problems = [p for f in futures if (p := f.result())]
-    if problems:
-        raise PreflightError(f"preflight: {len(problems)} of {len(checks)} checks failed: " + "; ".join(problems))
+        futures = {what: pool.submit(check) for what, check in checks.items()}
+        failed = {what: p for what, f in futures.items() if (p := f.result())}
+    if failed:
+        by_reason: dict[str, list[str]] = {}  # one S3 endpoint missing is said once, with every URI it hides
+        for what, problem in failed.items():
+            by_reason.setdefault(problem.removeprefix(f"{what}: "), []).append(what)
+        problems = [f"{', '.join(whats)}: {reason}" for reason, whats in by_reason.items()]
+        raise PreflightError(f"preflight: {len(failed)} of {len(checks)} checks failed: " + "; ".join(problems))
     return list(checks)

@@ -96,9 +96,8 @@ def test_one_message_names_every_missing_endpoint_source_bucket_and_bad_token(
         f"teacher rewrite: {dead} does not answer",
         "teacher caption: teacher model qwen-vl: base_url is unset and the THINKFLOW_CAPTIONER_BASE_URL",
         "refused the token in $THINKFLOW_REWARD_API_KEY (HTTP 401)",
-        "source s3://raw/missing.jsonl: not found",
+        f"source s3://raw/missing.jsonl, source {tmp_path / 'absent.jsonl'}: not found",  # one reason, said once
         "bucket 'nobucket' does not exist",
-        f"source {tmp_path / 'absent.jsonl'}: not found",
         "bucket 'no-such-bucket' does not exist",
     ):
         assert expected in message, (expected, message)
@@ -134,7 +133,7 @@ def test_a_teacher_serving_another_model_and_a_missing_reward_url_are_named(
 
 def test_a_build_preset_brings_its_teachers_and_sources(monkeypatch: pytest.MonkeyPatch) -> None:
     """`build: vlaa-distill-open` outside the cluster: its in-cluster teachers' env keys are unset and there is
-    no S3 endpoint; one message names each (the judge shares the rewriter's key and is named too)."""
+    no S3 endpoint; one message names each (the judge shares the rewriter's endpoint: one reason, both named)."""
     for key in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "THINKFLOW_CAPTIONER_BASE_URL"):
         monkeypatch.delenv(key, raising=False)
     monkeypatch.delenv("THINKFLOW_REASONER_BASE_URL", raising=False)
@@ -142,7 +141,12 @@ def test_a_build_preset_brings_its_teachers_and_sources(monkeypatch: pytest.Monk
     with pytest.raises(PreflightError) as caught:
         run(PreflightConfig(build="vlaa-distill-open"))
     message = str(caught.value)
-    for name, key in (("caption", "CAPTIONER"), ("reason", "REASONER"), ("rewrite", "REWRITER"), ("judge", "REWRITER")):
+    for name, key in (("caption", "CAPTIONER"), ("reason", "REASONER")):
         assert f"teacher {name}: teacher model" in message and f"THINKFLOW_{key}_BASE_URL" in message
-    assert "source s3://thinkflow/raw/clevr_math.jsonl: no S3 endpoint configured" in message
-    assert "source s3://thinkflow/raw/geoqa170k/: no S3 endpoint configured" in message
+    assert (
+        "teacher rewrite, teacher judge: teacher model Qwen/Qwen2.5-72B-Instruct: base_url is unset and the "
+        "THINKFLOW_REWRITER_BASE_URL" in message
+    )  # the same endpoint, said once
+    assert "source s3://thinkflow/raw/clevr_math.jsonl, source s3://thinkflow/raw/clevr_math/, " in message
+    assert "source s3://thinkflow/raw/docvqa/: no S3 endpoint configured" in message
+    assert message.count("no S3 endpoint configured") == 1
