@@ -381,6 +381,17 @@ def _interrupted(root: Path) -> None:
     raise typer.Exit(130)
 
 
+@app.command("preflight")
+def preflight_command(config: ConfigOpt = None, sets: SetOpt = None, print_config: PrintOpt = False) -> None:
+    """Check in seconds that teacher/reward endpoints answer, data sources and buckets exist, credentials work."""
+    from thinkflow.preflight import PreflightConfig, run
+
+    cfg = resolve_config(PreflightConfig, config, sets, print_config)
+    checked = run(cfg)
+    listed = f" ({', '.join(checked)})" if checked else ""
+    console.print(f"[green]preflight ok[/green]: {len(checked)} checks{listed}", soft_wrap=True, highlight=False)
+
+
 @app.command("sft")
 def sft_command(config: ConfigOpt = None, sets: SetOpt = None, print_config: PrintOpt = False) -> None:
     """Supervised fine-tuning on the sft split (TRL SFTTrainer; response-only loss, vision tower frozen)."""

@@ -9,6 +9,8 @@ Unknown keys are errors that name the key.
 from __future__ import annotations
 
 import logging
+import os
+import re
 import warnings
 from importlib import resources
 from pathlib import Path
@@ -24,6 +26,21 @@ C = TypeVar("C", bound="StageConfig")
 PRESET_DIR = "presets"
 # Old preset names that still load, with a warning naming the new one.
 DEPRECATED_PRESETS = {"vlaa-distill": "vlaa-distill-open"}
+# The shipped presets name their S3 locations in the bucket `thinkflow`; where $THINKFLOW_BUCKET is set (the chart
+# publishes its `s3.bucket` in the thinkflow-env ConfigMap) they read and write that bucket instead.
+PRESET_BUCKET = "thinkflow"
+BUCKET_ENV = "THINKFLOW_BUCKET"
+_BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")  # S3 bucket naming rules (the safe subset)
+
+
+def preset_bucket(text: str) -> str:
+    """A shipped preset's text with ``s3://thinkflow/`` pointed at ``$THINKFLOW_BUCKET`` when that is set."""
+    bucket = os.environ.get(BUCKET_ENV, "").strip()
+    if not bucket or bucket == PRESET_BUCKET:
+        return text
+    if not _BUCKET_NAME.fullmatch(bucket):
+        raise ConfigError(f"{BUCKET_ENV}={bucket!r} is not an S3 bucket name (3-63 of a-z 0-9 . -)")
+    return text.replace(f"s3://{PRESET_BUCKET}/", f"s3://{bucket}/")
 
 
 class ConfigError(UsageError, ValueError):
@@ -82,7 +99,7 @@ def read_preset(config: str) -> dict[str, Any]:
             raise ConfigError(
                 f"unknown preset {config!r}{did_you_mean(config, names)}; shipped presets: {', '.join(names)}"
             )
-        text = res.read_text(encoding="utf-8")
+        text = preset_bucket(res.read_text(encoding="utf-8"))
         where = f"preset {config}"
     try:
         data = yaml.safe_load(text) or {}

@@ -1017,3 +1017,62 @@ def test_helm_test_smoke_requests_every_alias(production: Rendering) -> None:
             "--name=thinkflow-vlm",
             "--max-tokens=1024",
         ]
+
+
+@pytest.mark.parametrize("preset", ["vlaa-distill-open", "vlaa-distill-paper"])
+def test_in_cluster_teachers_of_a_build_preset_reach_the_code(preset: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 12 item 4: for every teacher of a cluster build preset that takes its endpoint from the environment,
+    an `inference.models` entry named after it (servedModelName left to the chart's default) publishes the very
+    env key the code reads in thinkflow-env (a URL to that entry's Service) and serves the preset's model id."""
+    from thinkflow.config import load_config
+    from thinkflow.data.build import BuildConfig
+
+    cfg = load_config(BuildConfig, preset)
+    in_cluster = {name: t for name, t in cfg.teachers if t is not None and t.base_url is None}
+    assert in_cluster, f"{preset} has no in-cluster teacher"
+    template = copy.deepcopy(load_values(PRODUCTION)["inference"]["models"][0])
+    template.pop("servedModelName")
+    models: dict[str, dict[str, Any]] = {}
+    for t in in_cluster.values():
+        assert t.base_url_env is not None
+        m = re.fullmatch(r"THINKFLOW_([A-Z0-9_]+)_BASE_URL", t.base_url_env)
+        assert m, f"{t.base_url_env} is not a key the chart publishes (THINKFLOW_<NAME>_BASE_URL)"
+        name = m.group(1).lower().replace("_", "-")
+        models[name] = {**template, "name": name}
+    values = load_values(PRODUCTION)
+    values["inference"] = {"enabled": True, "models": list(models.values())}
+    r = render(values)
+    env = r.get("ConfigMap", ENV_CONFIGMAP, r.pipelines_namespace)["data"]
+    for teacher, t in in_cluster.items():
+        name = next(n for n in models if t.base_url_env == f"THINKFLOW_{n.upper().replace('-', '_')}_BASE_URL")
+        service = r.get("Service", f"{RELEASE}-{name}")
+        port = service["spec"]["ports"][0]["port"]
+        assert t.base_url_env in env, f"teacher {teacher}: {t.base_url_env} missing from {ENV_CONFIGMAP}"
+        assert env[t.base_url_env] == f"http://{RELEASE}-{name}.{NAMESPACE}.svc.cluster.local:{port}/v1"
+        monkeypatch.setenv(t.base_url_env, env[t.base_url_env])
+        assert t.url() == env[t.base_url_env]
+        deployment = r.get("Deployment", f"{RELEASE}-{name}")
+        (vllm,) = [c for c in containers(deployment["spec"]["template"]["spec"]) if c["name"] == "vllm"]
+        assert f"--served-model-name={t.model}" in vllm["args"], f"teacher {teacher}: {name} serves another model"
+
+
+def test_presets_take_the_bucket_from_the_chart(rendered: Rendering, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 12 item 9: thinkflow-env carries `s3.bucket` as THINKFLOW_BUCKET, and every shipped preset read where
+    it is set names only that bucket (none of the presets' default `s3://thinkflow/` is left)."""
+    from thinkflow.config import BUCKET_ENV, PRESET_BUCKET, preset_names, read_preset
+
+    bucket = rendered.values.get("s3", {}).get("bucket") or load_values(CHART / "values.yaml")["s3"]["bucket"]
+    env = rendered.get("ConfigMap", ENV_CONFIGMAP, rendered.pipelines_namespace)["data"]
+    assert env[BUCKET_ENV] == bucket
+    monkeypatch.setenv(BUCKET_ENV, "acme-ml")  # whatever the release names it
+    moved = 0
+    for name in preset_names():
+        text = json.dumps(read_preset(name))
+        assert f"s3://{PRESET_BUCKET}/" not in text, name
+        moved += text.count("s3://acme-ml/")
+    assert moved >= 10  # the presets do name S3 locations
+    monkeypatch.setenv(BUCKET_ENV, "s3://not-a-name")
+    from thinkflow.config import ConfigError
+
+    with pytest.raises(ConfigError, match="THINKFLOW_BUCKET='s3://not-a-name' is not an S3 bucket name"):
+        read_preset("vlaa-distill-open")

@@ -212,6 +212,16 @@ Inference model helpers
 {{- printf "THINKFLOW_%s_BASE_URL" (. | upper | replace "-" "_") }}
 {{- end }}
 
+{{/* An inference model's served name: its servedModelName, else inference.servedModelNames[name]. (list $ model) */}}
+{{- define "thinkflow.inference.servedModelName" -}}
+{{- $root := index . 0 }}{{- $m := index . 1 }}
+{{- $name := $m.servedModelName | default (index ($root.Values.inference.servedModelNames | default dict) $m.name) }}
+{{- if not $name }}
+{{- fail (printf "inference.models[%s].servedModelName is required (no default in inference.servedModelNames for %q)" $m.name $m.name) }}
+{{- end }}
+{{- $name }}
+{{- end }}
+
 {{/*
 Cross-field checks with messages that name the value to set.
 */}}

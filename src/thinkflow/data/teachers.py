@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 import openai
 from openai._constants import RAW_RESPONSE_HEADER
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from thinkflow.errors import ThinkFlowError
 
@@ -36,7 +36,16 @@ class TeacherConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    base_url: str = Field(description="Endpoint base URL, e.g. http://vllm:8000/v1.")
+    base_url: str | None = Field(
+        default=None,
+        description="Endpoint base URL, e.g. http://vllm:8000/v1. Unset: the URL in the `base_url_env` variable.",
+    )
+    base_url_env: str | None = Field(
+        default=None,
+        description="Environment variable with the base URL when `base_url` is unset, e.g. "
+        "THINKFLOW_REASONER_BASE_URL: the chart publishes one per inference model in the thinkflow-env ConfigMap "
+        "(`inference.models[].name` upper-cased, '-' to '_').",
+    )
     model: str = Field(description="Model id sent in every request.")
     api_key_env: str = Field(default="OPENAI_API_KEY", description="Environment variable holding the API key.")
     concurrency: int = Field(default=16, ge=1, description="Requests in flight at most.")
@@ -70,6 +79,23 @@ class TeacherConfig(BaseModel):
         description="Largest reply body read; a longer one (or a stream that never ends) is cut off and the "
         "record rejected. The whole reply must also arrive within `timeout`.",
     )
+
+    @model_validator(mode="after")
+    def _check_url(self) -> TeacherConfig:
+        if not self.base_url and not self.base_url_env:
+            raise ValueError("set base_url, or base_url_env (the environment variable that holds it)")
+        return self
+
+    def url(self) -> str:
+        """The endpoint: ``base_url``, else ``$<base_url_env>`` (the chart sets ``THINKFLOW_<NAME>_BASE_URL``)."""
+        url = self.base_url or (os.environ.get(self.base_url_env) if self.base_url_env else None)
+        if not url:
+            raise ValueError(
+                f"teacher model {self.model}: base_url is unset and the {self.base_url_env} environment variable "
+                "is empty (the chart's thinkflow-env ConfigMap sets it when inference.models has that model; "
+                "or set base_url)"
+            )
+        return url
 
 
 class BadReply(ValueError):
@@ -163,7 +189,7 @@ class Teacher:
         self._sem = asyncio.Semaphore(cfg.concurrency)
         self._paused_until = 0.0  # event-loop time before which no request is sent (a Retry-After)
         self._client = openai.AsyncOpenAI(
-            base_url=cfg.base_url,
+            base_url=cfg.url(),
             api_key=os.environ.get(cfg.api_key_env) or "EMPTY",
             timeout=cfg.timeout,
             max_retries=0,  # retries are ours: counted, with our backoff
@@ -181,7 +207,7 @@ class Teacher:
         except openai.APIStatusError:
             return None  # it answered: some servers have no /models
         except (openai.APIConnectionError, TimeoutError) as exc:
-            return f"teacher {self.name}: cannot reach {self.cfg.base_url} ({exc.__cause__ or exc or 'timed out'})"
+            return f"teacher {self.name}: cannot reach {self.cfg.url()} ({exc.__cause__ or exc or 'timed out'})"
         return None
 
     async def _once(self, body: dict[str, Any]) -> Any:
