@@ -348,16 +348,20 @@ def run(cfg: EvalConfig) -> StageResult:
             done.setdefault((samples[i].benchmark, samples[i].id), (text, n))
         completions = [done[(s.benchmark, s.id)][0] for s in samples]
         lengths = [done[(s.benchmark, s.id)][1] for s in samples]
-        scored = score_predictions(
-            completions,
-            [s.solution for s in samples],
-            [s.verifier_type for s in samples],
-            images=[s.image for s in samples],
-            questions=[s.question for s in samples],
-            fallback_to_raw=cfg.fallback_to_raw,
-            thresholds=cfg.correct_thresholds,
-            reward=reward,
-        )
+
+        def score(texts: list[str]) -> list[Any]:  # the model's and the base model's answers alike
+            return score_predictions(
+                texts,
+                [s.solution for s in samples],
+                [s.verifier_type for s in samples],
+                images=[s.image for s in samples],
+                questions=[s.question for s in samples],
+                fallback_to_raw=cfg.fallback_to_raw,
+                thresholds=cfg.correct_thresholds,
+                reward=reward,
+            )
+
+        scored = score(completions)
         judge_failures = 0
         if cfg.judge is not None:
             scored, judge_failures = rescore_with_judge(
@@ -382,16 +386,7 @@ def run(cfg: EvalConfig) -> StageResult:
                 [s.question for s in samples],
                 **protocol,
             )
-            base_scored = score_predictions(
-                base_texts,
-                [s.solution for s in samples],
-                [s.verifier_type for s in samples],
-                images=[s.image for s in samples],
-                questions=[s.question for s in samples],
-                fallback_to_raw=cfg.fallback_to_raw,
-                thresholds=cfg.correct_thresholds,
-                reward=reward,
-            )
+            base_scored = score(base_texts)
             base = (base_model, _predictions(samples, base_texts, base_lengths, base_scored, cfg))
         result = finish(
             cfg,
