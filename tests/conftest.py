@@ -51,3 +51,19 @@ def mlflow_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     artifacts = (tmp_path / "mlartifacts").as_uri()
     MlflowClient(tracking_uri=uri).create_experiment("train-tests", artifact_location=artifacts)
     yield uri
+
+
+@pytest.fixture(scope="session")
+def db_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An MLflow sqlite database with its schema, made once; `mlflow_local` copies it."""
+    from eval_fixtures import mlflow_db_template
+
+    return mlflow_db_template(tmp_path_factory.mktemp("mlflow-template"))
+
+
+@pytest.fixture
+def mlflow_local(db_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """MLflow pointed at a fresh copy of the template in tmp_path (and the test run from there)."""
+    from eval_fixtures import use_mlflow_db
+
+    return use_mlflow_db(db_template, tmp_path, monkeypatch)

@@ -25,16 +25,6 @@ from thinkflow.evaluate.merge import run as merge
 NOT_COMPARED = ("generation_seconds",)
 
 
-@pytest.fixture(scope="module")
-def db_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return fx.mlflow_db_template(tmp_path_factory.mktemp("mlflow-template"))
-
-
-@pytest.fixture
-def mlflow_local(db_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    return fx.use_mlflow_db(db_template, tmp_path, monkeypatch)
-
-
 @pytest.fixture
 def stand_in(monkeypatch: pytest.MonkeyPatch) -> None:
     """Answers that depend on the model and the question only (some right, some wrong, some malformed)."""

@@ -23,16 +23,6 @@ from thinkflow.evaluate.stage import eval_set_hash
 
 
 @pytest.fixture(scope="module")
-def db_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return fx.mlflow_db_template(tmp_path_factory.mktemp("mlflow-template"))
-
-
-@pytest.fixture
-def mlflow_local(db_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    return fx.use_mlflow_db(db_template, tmp_path, monkeypatch)
-
-
-@pytest.fixture(scope="module")
 def synthetic_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from thinkflow.data.synthetic import generate
 

@@ -13,7 +13,6 @@ from typer.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import eval_fixtures as fx
 from thinkflow.cli import app
 from thinkflow.config import load_config
 from thinkflow.registry import RegisterConfig, RegistryError, list_versions, register
@@ -74,16 +73,6 @@ def train_lineage() -> dict[str, Any]:
         }
     )
     return lin
-
-
-@pytest.fixture(scope="module")
-def db_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return fx.mlflow_db_template(tmp_path_factory.mktemp("mlflow-template"))
-
-
-@pytest.fixture
-def mlflow_local(db_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    return fx.use_mlflow_db(db_template, tmp_path, monkeypatch)
 
 
 def test_content_hash_ignores_lineage_and_checkpoints(tiny_model: Path, tmp_path: Path) -> None:
