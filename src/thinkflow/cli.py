@@ -279,22 +279,17 @@ def serve_model(
 ) -> None:
     """Serve a VLM as an OpenAI-compatible chat endpoint (images included) for teachers and judges."""
     from thinkflow.data.serve import serve
-    from thinkflow.serving.resolve import ServingError
 
-    try:
-        serve(
-            model_dir,
-            host=host,
-            port=port,
-            name=name,
-            device=device,
-            dtype=dtype,
-            default_max_tokens=max_tokens,
-            version_file=version_file,
-        )
-    except ServingError as exc:
-        console.print(f"[red]serve-model failed:[/red] {exc}")
-        raise typer.Exit(1) from None
+    serve(
+        model_dir,
+        host=host,
+        port=port,
+        name=name,
+        device=device,
+        dtype=dtype,
+        default_max_tokens=max_tokens,
+        version_file=version_file,
+    )
 
 
 @app.command("serve-reward")
@@ -498,14 +493,10 @@ def promote_command(
 @app.command("serve-init")
 def serve_init_command(config: ConfigOpt = None, sets: SetOpt = None, print_config: PrintOpt = False) -> None:
     """Resolve models:/NAME@ALIAS in MLflow and stage that version's weights (the serving init container)."""
-    from thinkflow.serving.resolve import ServeInitConfig, ServingError, serve_init
+    from thinkflow.serving.resolve import ServeInitConfig, serve_init
 
     cfg = resolve_config(ServeInitConfig, config, sets, print_config)
-    try:
-        result = serve_init(cfg)
-    except ServingError as exc:
-        console.print(f"[red]serve-init failed:[/red] {exc}")
-        raise typer.Exit(1) from None
+    result = serve_init(cfg)
     how = "downloaded" if result.metrics["downloaded"] else "cached"
     console.print(f"[green]serving {result.artifacts['model_uri']}[/green] ({how}) at {result.output}")
 
@@ -518,19 +509,14 @@ def serve_sync_command(
     once: Annotated[bool, typer.Option("--once", help="One pass over the watched aliases, then exit.")] = False,
 ) -> None:
     """Roll serving Deployments to the version their alias names; smoke-test, pause on failure, record."""
-    from thinkflow.serving.resolve import ServingError
     from thinkflow.serving.sync import SyncConfig, run, sync_once
 
     cfg = resolve_config(SyncConfig, config, sets, print_config)
-    try:
-        if once:
-            for plan in sync_once(cfg):
-                console.print(f"{plan.action}: {plan.reason}")
-        else:
-            run(cfg)
-    except ServingError as exc:
-        console.print(f"[red]serve-sync failed:[/red] {exc}")
-        raise typer.Exit(1) from None
+    if once:
+        for plan in sync_once(cfg):
+            console.print(f"{plan.action}: {plan.reason}")
+    else:
+        run(cfg)
 
 
 @app.command("serve-smoke")
