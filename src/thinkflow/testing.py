@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import httpx
 
@@ -73,3 +77,29 @@ def s3_server() -> Iterator[str]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+@contextmanager
+def loopback_kube_api(handler: type[BaseHTTPRequestHandler], kubeconfig: Path, user: str = "tester") -> Iterator[Path]:
+    """A scripted Kubernetes API (``handler``) on loopback, and a kubeconfig at ``kubeconfig`` that points the
+    kubernetes client at it with a bearer token; yields the kubeconfig's path."""
+    port = free_port()
+    server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    kubeconfig.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "loopback", "cluster": {"server": f"http://127.0.0.1:{port}"}}],
+                "users": [{"name": user, "user": {"token": "not-a-secret"}}],
+                "contexts": [{"name": "test", "context": {"cluster": "loopback", "user": user}}],
+                "current-context": "test",
+            }
+        )
+    )
+    try:
+        yield kubeconfig
+    finally:
+        server.shutdown()
+        server.server_close()

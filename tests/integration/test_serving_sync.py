@@ -21,7 +21,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,7 @@ from thinkflow.serving.sync import (
     served_history,
     wait_serving,
 )
-from thinkflow.testing import free_port, s3_server, wait_http
+from thinkflow.testing import free_port, loopback_kube_api, s3_server, wait_http
 
 NAME = "served-vlm"
 NS = "ml"
@@ -223,29 +223,10 @@ def _handler(api: DeploymentAPI) -> type[BaseHTTPRequestHandler]:
 @pytest.fixture
 def kube(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[DeploymentAPI]:
     api = DeploymentAPI()
-    port = free_port()
-    server = ThreadingHTTPServer(("127.0.0.1", port), _handler(api))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(
-        json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "loopback", "cluster": {"server": f"http://127.0.0.1:{port}"}}],
-                "users": [{"name": "serve-sync", "user": {"token": "not-a-secret"}}],
-                "contexts": [{"name": "test", "context": {"cluster": "loopback", "user": "serve-sync"}}],
-                "current-context": "test",
-            }
-        )
-    )
-    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
-    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-    try:
+    with loopback_kube_api(_handler(api), tmp_path / "kubeconfig", user="serve-sync") as kubeconfig:
+        monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+        monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
         yield api
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 # --- the stand-in for vLLM and the kubelet ----------------------------------------------------------------------

@@ -16,7 +16,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -24,7 +24,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 
 from thinkflow.config import load_config
-from thinkflow.testing import free_port
+from thinkflow.testing import loopback_kube_api
 from thinkflow.train.grpo import GRPOStageConfig
 from thinkflow.train.launch import (
     CHAIN_LABEL,
@@ -203,31 +203,11 @@ def _handler(api: KubeAPI) -> type[BaseHTTPRequestHandler]:
 @pytest.fixture
 def kube(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[KubeAPI]:
     api = KubeAPI()
-    port = free_port()
-    server = ThreadingHTTPServer(("127.0.0.1", port), _handler(api))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(
-        json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "loopback", "cluster": {"server": f"http://127.0.0.1:{port}"}}],
-                "users": [{"name": "tester", "user": {"token": "not-a-secret"}}],
-                "contexts": [{"name": "test", "context": {"cluster": "loopback", "user": "tester"}}],
-                "current-context": "test",
-            }
-        )
-    )
-    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
-    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-    monkeypatch.delenv("THINKFLOW_PIPELINE_RUN_ID", raising=False)
-    try:
+    with loopback_kube_api(_handler(api), tmp_path / "kubeconfig") as kubeconfig:
+        monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+        monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+        monkeypatch.delenv("THINKFLOW_PIPELINE_RUN_ID", raising=False)
         yield api
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def _cfg(tmp_path: Path, name: str, *sets: str) -> GRPOStageConfig:
