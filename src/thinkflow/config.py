@@ -14,10 +14,10 @@ import re
 import warnings
 from importlib import resources
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from thinkflow.errors import UsageError, did_you_mean
 
@@ -51,6 +51,25 @@ class StageConfig(BaseModel):
     """Base class for every stage config: unknown keys are errors, assignments are validated."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    # Old key -> its one current spelling. The old key still loads (presets, --set, pipeline overrides) with a
+    # DeprecationWarning naming the new one; giving both is an error. Subclasses list their renames here.
+    renamed_keys: ClassVar[dict[str, str]] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _accept_renamed_keys(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not cls.renamed_keys or not set(data) & set(cls.renamed_keys):
+            return data
+        data = dict(data)
+        for old, new in cls.renamed_keys.items():
+            if old not in data:
+                continue
+            if new in data:
+                raise ConfigError(f"{cls.__name__}: both {old!r} (deprecated) and {new!r} are set; keep only {new!r}")
+            warnings.warn(f"{cls.__name__}: key {old!r} is deprecated, use {new!r}", DeprecationWarning, stacklevel=2)
+            data[new] = data.pop(old)
+        return data
 
     def to_yaml(self) -> str:
         """The resolved config as YAML (what `--print-config` prints and what runs log)."""
