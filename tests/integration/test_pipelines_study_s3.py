@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from thinkflow import storage
-from thinkflow.pipelines.study import CompareConfig, compare
+from thinkflow.evaluate.compare import CompareConfig, compare
 
 
 def test_compare_on_s3(tmp_path: Path, s3: str, monkeypatch: pytest.MonkeyPatch) -> None:

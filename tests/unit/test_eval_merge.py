@@ -67,7 +67,7 @@ def test_parts_then_merge_equal_one_task(
             split="eval",
             max_new_tokens=8,
             progress=False,
-            rewards={"scorer": "logprob"},
+            reward={"scorer": "logprob"},
             judge={"base_url": judge.url, "model": "judge-mini", "benchmarks": ["mathvista", "mathverse"]},
             base_model=f"{tiny_model}/",  # another name for the same weights: the stand-in answers differ
             reference=str(tmp_path / "ref.yaml"),

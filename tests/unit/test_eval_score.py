@@ -127,7 +127,7 @@ def test_summarize_headline_scores_and_flat_keys() -> None:
     assert summary["benchmarks"]["mathvista"]["score"] == 0.5
     assert summary["benchmarks"]["dynamath"]["score"] == 0.0
     assert summary["overall"]["mean_score"] == 0.25 and summary["overall"]["accuracy"] == 0.5
-    assert summary["per_verifier"]["mcq"] == {"accuracy": 2 / 3, "n": 3.0}
+    assert summary["per_verifier"]["mcq"] == {"accuracy": 2 / 3, "format_rate": 2 / 3, "mean_reward": 2 / 3, "n": 3.0}
     assert summary["aha"]["count.wait"] == 2 and summary["aha"]["responses_with_cue"] == 1
     flat = flatten_metrics(summary)
     assert flat["overall.mean_score"] == 0.25 and flat["mathvista.score"] == 0.5

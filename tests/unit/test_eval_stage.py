@@ -19,7 +19,7 @@ from thinkflow.evaluate import EvalConfig, run
 from thinkflow.evaluate.benchmarks import load_benchmark
 from thinkflow.evaluate.metrics import summarize
 from thinkflow.evaluate.report import training_curves
-from thinkflow.evaluate.stage import eval_set_hash
+from thinkflow.evaluate.config import eval_set_hash
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,7 @@ def test_config_forms() -> None:
     with pytest.raises(ValueError, match="unknown benchmark 'mmmu'"):
         EvalConfig(data=["mmmu=/x"])
     tiny = load_config(EvalConfig, "tiny-eval", ["max_new_tokens=4"])
-    assert tiny.max_new_tokens == 4 and tiny.rewards.scorer == "logprob" and tiny.split == "eval"
+    assert tiny.max_new_tokens == 4 and tiny.reward.scorer == "logprob" and tiny.split == "eval"
     paper = load_config(EvalConfig, "paper-eval")
     assert [b.name for b in paper.benchmarks()] == [
         "mathvista",
@@ -51,6 +51,15 @@ def test_config_forms() -> None:
         "logicvista",
     ]
     assert EvalConfig().max_new_tokens == 800 and EvalConfig().temperature == 0.0  # the paper's settings
+
+
+def test_old_key_spellings_load_with_a_warning() -> None:
+    """`rewards` -> `reward` (GRPO's spelling), `aha_keywords` -> `aha_cues` (the build's)."""
+    with pytest.warns(DeprecationWarning, match="'rewards' is deprecated, use 'reward'"):
+        cfg = EvalConfig.model_validate({"model": "/m", "rewards": {"scorer": "logprob"}})
+    assert cfg.reward.scorer_model == "/m"  # the scorer still defaults to the evaluated model
+    with pytest.warns(DeprecationWarning, match="'aha_keywords' is deprecated, use 'aha_cues'"):
+        assert EvalConfig.model_validate({"aha_keywords": ["wait"]}).aha_cues == ["wait"]
 
 
 def test_run_on_benchmarks(tiny_model: Path, tmp_path: Path, mlflow_local: str) -> None:
@@ -84,7 +93,7 @@ def test_run_on_benchmarks(tiny_model: Path, tmp_path: Path, mlflow_local: str) 
     again = summarize(
         preds,
         {"mathvista": "accuracy", "dynamath": "worst_case", "wemath": "wemath_strict", "logicvista": "accuracy"},
-        cfg.aha_keywords,
+        cfg.aha_cues,
     )
     assert metrics["benchmarks"] == json.loads(json.dumps(again["benchmarks"]))
     assert (
@@ -103,8 +112,11 @@ def test_run_on_benchmarks(tiny_model: Path, tmp_path: Path, mlflow_local: str) 
     logged = {f.path for f in mlflow.artifacts.list_artifacts(run_id=result.mlflow_run_id, artifact_path="eval")}
     assert {"eval/metrics.json", "eval/report.html", "eval/report.md"} <= logged
     # the training run named in the model's lineage.json gives the reward / length curves
-    assert (out / "training_curves.png").is_file()
-    assert "- **training run**: " + train_run in (out / "report.md").read_text()
+    assert (out / "training_reward.png").is_file() and (out / "training_length.png").is_file()
+    assert "- **training run**: runs:/" + train_run in (out / "report.md").read_text()
+    # a handful of example predictions, each with its image's thumbnail
+    md = (out / "report.md").read_text()
+    assert md.count("**Verdict**: ") == cfg.examples and len(list((out / "examples").iterdir())) == cfg.examples
     # same questions and settings -> same eval set hash; another protocol -> another hash
     samples = [s for spec in cfg.benchmarks() for s in load_benchmark(spec.name, spec.path)]
     assert eval_set_hash(samples, cfg) == metrics["eval_set_hash"]
@@ -129,7 +141,7 @@ def test_cli_evaluate_built_dataset_with_open_records(
 ) -> None:
     (tmp_path / "eval.yaml").write_text(
         f"model: {tiny_model}\ndata: {synthetic_data}\noutput_dir: {tmp_path / 'out'}\nmax_new_tokens: 6\n"
-        f"rewards:\n  scorer: logprob\n  scorer_model: {tiny_model}\nprogress: false\n"
+        f"reward:\n  scorer: logprob\n  scorer_model: {tiny_model}\nprogress: false\n"
     )
     baseline = tmp_path / "base"
     baseline.mkdir()
@@ -176,7 +188,7 @@ def test_open_records_without_a_reward_model_fail_early(tiny_model: Path, synthe
     )
     assert result.exit_code == 1
     output = " ".join(result.output.split())
-    assert "'open' records but no reward model is configured" in output and "rewards.scorer" in output
+    assert "'open' records but no reward model is configured" in output and "reward.scorer" in output
     assert not (tmp_path / "o").exists()
 
 
@@ -241,7 +253,7 @@ def test_a_late_failure_keeps_the_answers_and_a_rerun_reuses_them(
         output_dir=str(tmp_path / "out"),
         max_new_tokens=4,
         batch_size=2,
-        rewards={"scorer": "logprob"},  # scorer_model defaults to the evaluated model
+        reward={"scorer": "logprob"},  # scorer_model defaults to the evaluated model
         progress=False,
     )
 

@@ -27,7 +27,7 @@ def test_embedded_default_arguments() -> None:
         "grpo_preset": "tiny-grpo",
         "grpo_overrides": {"reward": {"scorer_model": "/m/tiny"}},
         "eval_preset": "tiny-eval",
-        "eval_overrides": {"rewards": {"scorer_model": "/m/tiny"}, "base_model": "lineage"},
+        "eval_overrides": {"reward": {"scorer_model": "/m/tiny"}, "base_model": "lineage"},
     }
     study = local_arguments("sft_vs_rl_study", "/m/tiny", inputs("sft_vs_rl_study"))
     assert study["sft_preset"] == "tiny-sft"

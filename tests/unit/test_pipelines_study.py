@@ -1,4 +1,4 @@
-"""`thinkflow.pipelines.study.compare`: the paper-style comparison table of the SFT-or-RL study."""
+"""`thinkflow.evaluate.compare.compare`: the paper-style comparison table of the SFT-or-RL study."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from thinkflow.config import ConfigError
-from thinkflow.pipelines.study import CompareConfig, CompareError, compare
+from thinkflow.evaluate.compare import CompareConfig, CompareError, compare
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -1,4 +1,4 @@
-"""``compare_study``: `thinkflow.pipelines.study.compare` over the study's evaluations -> the comparison table."""
+"""``compare_study``: `thinkflow.evaluate.compare.compare` over the study's evaluations -> the comparison table."""
 
 from typing import List, Optional
 
@@ -20,7 +20,7 @@ def compare_study(
 ):
     """One row per evaluation (labelled by the recipe the evaluate task recorded), paper-style columns."""
     from thinkflow.components import runtime
-    from thinkflow.pipelines.study import CompareConfig, compare
+    from thinkflow.evaluate.compare import CompareConfig, compare
 
     rows = [{"label": e.metadata.get("label") or f"run{i}", "results": e.path} for i, e in enumerate(evaluations)]
     cfg = runtime.stage_config(

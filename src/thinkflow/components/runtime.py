@@ -207,7 +207,7 @@ def close_parent_run(state: str, error: str = "", *, workspace: str | None = Non
 
 def check_recipes(recipes: list[Any] | None) -> None:
     """Fail the first task early, naming the value, when the study's ``recipes`` parameter is wrong."""
-    from thinkflow.pipelines.study import RECIPES
+    from thinkflow.evaluate.compare import RECIPES
 
     if recipes is None:
         return

@@ -7,7 +7,7 @@ parallel GPU tasks). The merge
 1. checks the parts: one evaluation config (apart from ``part``), every benchmark of that config exactly once;
 2. concatenates their scored predictions in the config's benchmark order (the order one task answers them in);
 3. re-summarizes and writes ``metrics.json``, ``predictions.jsonl`` and the reports with
-   `thinkflow.evaluate.stage.finish`, the code the single-task evaluation ends with.
+   `thinkflow.evaluate.outputs.finish`, the code the single-task evaluation ends with.
 
 So the merged ``metrics.json`` is the one-task evaluation's on the same predictions, except for what is not a
 function of the predictions: ``generation_seconds`` (the sum of the parts' generation times), ``backend``
@@ -19,11 +19,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from PIL import Image
 from pydantic import Field
 
 from thinkflow import storage
 from thinkflow.config import StageConfig, StageResult
-from thinkflow.evaluate.stage import BASE_PREDICTIONS_FILE, METRICS_FILE, PREDICTIONS_FILE, EvalConfig
+from thinkflow.evaluate.config import EvalConfig, eval_set_hash
+from thinkflow.evaluate.outputs import BASE_PREDICTIONS_FILE, METRICS_FILE, PREDICTIONS_FILE
 
 
 class MergeEvalConfig(StageConfig):
@@ -31,6 +33,21 @@ class MergeEvalConfig(StageConfig):
 
     parts: list[str] = Field(min_length=1)  # output dirs (or s3:// URIs) of `thinkflow evaluate` with `part`
     output_dir: str = Field(default=".thinkflow/eval", min_length=1)
+
+
+def _thumbnails(uri: str, preds: list[dict[str, Any]]) -> dict[tuple[str, str], Image.Image]:
+    """The example thumbnails a part's report wrote, by (benchmark, id): the merged report picks among them."""
+    from thinkflow.evaluate.report import EXAMPLES_DIR, thumbnail_name
+
+    local = storage.localize(uri) / EXAMPLES_DIR
+    found = {}
+    for p in preds:
+        key = (str(p["benchmark"]), str(p["id"]))
+        path = local / thumbnail_name(*key)
+        if path.is_file():
+            with Image.open(path) as im:
+                found[key] = im.copy()
+    return found
 
 
 def _read_part(uri: str) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]] | None]:
@@ -55,8 +72,8 @@ def _read_part(uri: str) -> tuple[dict[str, Any], list[dict[str, Any]], list[dic
 
 def run(cfg: MergeEvalConfig) -> StageResult:
     """Merge ``cfg.parts`` into ``cfg.output_dir``; returns what `thinkflow.evaluate.run` returns."""
+    from thinkflow.evaluate.outputs import finish
     from thinkflow.evaluate.report import load_reference
-    from thinkflow.evaluate.stage import eval_set_hash, finish
     from thinkflow.tracking import stage_run
 
     storage.check_writable(cfg.output_dir, "output_dir")
@@ -110,4 +127,5 @@ def run(cfg: MergeEvalConfig) -> StageResult:
             lineage=lineage if isinstance(lineage, dict) else None,
             reference=reference,
             run_id=active.info.run_id,
+            thumbnails={k: v for uri, _, preds, _ in ordered for k, v in _thumbnails(uri, preds).items()},
         )

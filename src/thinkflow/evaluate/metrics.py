@@ -96,11 +96,17 @@ def aha_summary(preds: list[dict[str, Any]], keywords: Iterable[str]) -> dict[st
 
 
 def per_verifier(preds: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Accuracy, format rate (well-formed share) and mean verifier reward of each verifier type."""
     by_type: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for p in preds:
         by_type[str(p["verifier_type"])].append(p)
     return {
-        t: {"accuracy": _mean(float(p["correct"]) for p in ps), "n": float(len(ps))}
+        t: {
+            "accuracy": _mean(float(p["correct"]) for p in ps),
+            "format_rate": _mean(float(p["well_formed"]) for p in ps),
+            "mean_reward": _mean(float(p["reward"]) for p in ps),
+            "n": float(len(ps)),
+        }
         for t, ps in sorted(by_type.items())
     }
 

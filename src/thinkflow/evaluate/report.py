@@ -1,44 +1,50 @@
-"""The evaluation report: ``metrics.json``, ``report.md`` and a self-contained ``report.html`` with plots.
+"""The evaluation report: ``report.md`` and a self-contained ``report.html`` with its panels and examples.
 
-Plots (matplotlib, no display needed): per-benchmark scores against a baseline (e.g. the base model or the
-current ``@champion``), reward and completion-length curves from the training run's MLflow metrics when one
-is given, and the counts of the aha cues (the build's eight split cues; note the paper's Fig. 7 plots four
-other keywords' counts, one of them "i should check"). ``report.md`` links the PNG files beside it;
-``report.html`` embeds them, so it renders alone as a KFP HTML artifact or an MLflow artifact.
+Panels (`thinkflow.evaluate.plots`, one PNG each): benchmark scores against a baseline (e.g. the current
+``@champion``); accuracy, format failure and mean reward per verifier type against the base model's on the
+same samples (the "before") or the baseline; the aha-cue counts (the build's eight split cues; note the paper's
+Fig. 7 plots four other keywords' counts, one of them "i should check"); and, when the training run is known,
+its accuracy per verifier, format failure, mean reward and completion length at every logged step. A panel
+with nothing but zeros is a sentence instead. Then a handful of example predictions: question, image
+thumbnail, completion and verdict. ``report.md`` links the PNG files beside it (so a copy of the folder
+renders anywhere); ``report.html`` embeds them, so it renders alone as a KFP HTML artifact or an MLflow
+artifact. Everything the report names outside its folder is an absolute path or a URI.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import html
 import json
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from PIL import Image
 
 from thinkflow import storage
+from thinkflow.evaluate.plots import Curves, Panel, curve_panel, evaluation_panels, training_panels
 
 log = logging.getLogger(__name__)
 
-Curves = dict[str, list[tuple[int, float]]]
+EXAMPLES_DIR = "examples"  # thumbnails of the example predictions, beside the report
+THUMBNAIL_PX = 192
+MAX_QUESTION_CHARS = 600
+MAX_COMPLETION_CHARS = 1200
 
 
 # --- inputs ----------------------------------------------------------------------------------
 
 
 def load_baseline(ref: str) -> tuple[str, dict[str, Any]]:
-    """``(label, summary)`` of a baseline: a ``metrics.json`` (file, directory or ``s3://``) or ``models:/NAME@alias``.
-
-    For a registered model version the summary is rebuilt from its ``eval.*`` version tags.
-    """
+    """``(label, summary)`` of a baseline: a ``metrics.json`` (file, directory or ``s3://``) or a registered
+    version ``models:/NAME@alias`` / ``models:/NAME/VERSION``, whose evaluation is the ``eval/metrics.json``
+    its registration run logged (read through MLflow, not the registry package, which imports evaluate)."""
     if ref.startswith("models:/"):
-        from thinkflow.registry.mlflow import version_eval_summary
-
-        return ref.removeprefix("models:/"), version_eval_summary(ref)
+        return ref.removeprefix("models:/"), _registered_metrics(ref)
     uri = ref
     if not uri.endswith(".json"):
         uri = storage.join(uri, "metrics.json")
@@ -50,6 +56,30 @@ def load_baseline(ref: str) -> tuple[str, dict[str, Any]]:
         raise ValueError(f"baseline {ref}: {uri} is not an evaluation metrics.json (no 'benchmarks' key)")
     label = str(data.get("model") or ref)
     return label, data
+
+
+def _registered_metrics(ref: str) -> dict[str, Any]:
+    from mlflow import MlflowClient
+    from mlflow.artifacts import download_artifacts
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient()
+    name, sep, alias = ref.removeprefix("models:/").partition("@")
+    try:
+        if sep:
+            mv = client.get_model_version_by_alias(name, alias)
+        else:
+            name, _, version = name.rpartition("/")
+            mv = client.get_model_version(name, version)
+        if not mv.run_id:
+            raise ValueError(f"baseline {ref}: version {mv.version} has no registration run")
+        path = download_artifacts(run_id=mv.run_id, artifact_path="eval/metrics.json")
+    except (MlflowException, OSError) as exc:
+        raise ValueError(f"baseline {ref}: no evaluation logged with that version ({exc})") from None
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    if not isinstance(data, dict) or "overall" not in data:
+        raise ValueError(f"baseline {ref}: the version's eval/metrics.json is not an evaluation summary")
+    return data
 
 
 @dataclass
@@ -102,126 +132,68 @@ def _reference_table(summary: dict[str, Any], reference: ReferenceTable) -> tupl
     return (f"Reference ({reference.source})", ["model", *columns], rows)
 
 
-REWARD_KEYS = ("reward",)
-LENGTH_KEYS = ("length",)
-
-
-def training_curves(run_id: str, *, max_keys: int = 8) -> Curves:
-    """Reward and completion-length histories of a training run (metric keys containing ``reward``/``length``)."""
+def training_curves(run_id: str) -> Curves:
+    """Every logged step of the training run's metrics that the report plots (`plots.curve_panel`)."""
     from mlflow import MlflowClient
 
     client = MlflowClient()
     run = client.get_run(run_id)
-    keys = sorted(
-        k for k in run.data.metrics if any(s in k.lower() for s in (*REWARD_KEYS, *LENGTH_KEYS)) and "std" not in k
-    )[: max_keys * 2]
     curves: Curves = {}
-    for key in keys:
-        history = client.get_metric_history(run_id, key)
-        points = sorted((int(m.step), float(m.value)) for m in history)
+    for key in sorted(k for k in run.data.metrics if curve_panel(k)):
+        points = sorted((int(m.step), float(m.value)) for m in client.get_metric_history(run_id, key))
         if points:
             curves[key] = points
     return curves
 
 
-# --- plots -------------------------------------------------------------------------------------
+def run_location(run_id: str) -> str:
+    """Where a person finds an MLflow run: its UI address on a tracking server, else ``runs:/ID`` and the store."""
+    import mlflow
+
+    tracking = mlflow.get_tracking_uri()
+    if tracking.startswith(("http://", "https://")):
+        experiment = mlflow.MlflowClient().get_run(run_id).info.experiment_id
+        return f"{tracking.rstrip('/')}/#/experiments/{experiment}/runs/{run_id}"
+    for prefix in ("sqlite:///", "file://"):
+        if tracking.startswith(prefix) and not tracking.startswith(prefix + "/"):
+            tracking = prefix + str(Path(tracking.removeprefix(prefix)).resolve())
+    if "://" not in tracking:
+        tracking = str(Path(tracking).resolve())
+    return f"runs:/{run_id} in {tracking}"
 
 
-def plot_benchmarks(
-    summary: dict[str, Any], path: Path, baseline: dict[str, Any] | None = None, baseline_label: str = "baseline"
-) -> Path:
-    """Grouped bars: each benchmark's headline score (and the overall mean), this model vs the baseline."""
-    names = [*summary["benchmarks"].keys(), "mean"]
-    ours = [summary["benchmarks"][n]["score"] for n in names[:-1]] + [summary["overall"]["mean_score"]]
-    theirs: list[float | None] = []
-    if baseline:
-        for n in names[:-1]:
-            b = baseline.get("benchmarks", {}).get(n, {})
-            theirs.append(float(b["score"]) if "score" in b else None)
-        theirs.append(baseline.get("overall", {}).get("mean_score"))
-    fig = Figure(figsize=(max(6.0, 1.1 * len(names) + 2), 4.0), layout="constrained")
-    ax = fig.subplots()
-    width = 0.38 if baseline else 0.6
-    xs = list(range(len(names)))
-    bars = ax.bar(
-        [x - (width / 2 if baseline else 0) for x in xs],
-        [100 * v for v in ours],
-        width,
-        label="this model",
-        color="#3b6fb6",
-    )
-    ax.bar_label(bars, fmt="%.1f", fontsize=8)
-    if baseline:
-        vals = [100 * float(v) if v is not None else 0.0 for v in theirs]
-        bbars = ax.bar([x + width / 2 for x in xs], vals, width, label=baseline_label, color="#b0b0b0")
-        ax.bar_label(
-            bbars,
-            labels=[f"{v:.1f}" if t is not None else "n/a" for v, t in zip(vals, theirs, strict=True)],
-            fontsize=8,
+@dataclass
+class Example:
+    """One example prediction as the report shows it."""
+
+    benchmark: str
+    id: str
+    question: str
+    completion: str
+    verdict: str
+    image: Image.Image
+
+    @classmethod
+    def of(cls, p: dict[str, Any], image: Image.Image) -> Example:
+        """From a ``predictions.jsonl`` row and the sample's image."""
+        answer = p.get("answer")
+        got = f"answer {answer!r}" if answer is not None else "no answer found"
+        form = "well-formed" if p.get("well_formed") else "not well-formed"
+        verdict = (
+            f"{'correct' if p['correct'] else 'wrong'}: {got}, solution {p['solution']!r} "
+            f"({p['verifier_type']} verifier, reward {float(p['reward']):.2f}, {form})"
         )
-    ax.set_xticks(xs, names, rotation=20, ha="right")
-    ax.set_ylabel("score (%)")
-    ax.set_ylim(0, 105)
-    ax.set_title("Benchmark scores")
-    ax.legend(loc="upper right", fontsize=8)
-    fig.savefig(path, dpi=110)
-    return path
+        return cls(str(p["benchmark"]), str(p["id"]), str(p["question"]), str(p["completion"]), verdict, image)
 
 
-def plot_curves(curves: Curves, path: Path) -> Path:
-    """Two panels: reward curves and completion-length curves over training steps."""
-    fig = Figure(figsize=(10.0, 3.8), layout="constrained")
-    ax_r, ax_l = fig.subplots(1, 2)
-    for key, points in curves.items():
-        ax = ax_l if any(s in key.lower() for s in LENGTH_KEYS) else ax_r
-        ax.plot([p[0] for p in points], [p[1] for p in points], label=key, linewidth=1.2)
-    for ax, title in ((ax_r, "Reward"), (ax_l, "Completion length")):
-        ax.set_title(title)
-        ax.set_xlabel("step")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7)
-    fig.savefig(path, dpi=110)
-    return path
+def thumbnail_name(benchmark: str, sample_id: str) -> str:
+    """The file of a sample's thumbnail under ``examples/`` (stable, so a merge finds the parts' thumbnails)."""
+    safe = re.sub(r"[^A-Za-z0-9_-]", "_", benchmark)[:40]
+    return f"{safe}-{hashlib.sha256(sample_id.encode()).hexdigest()[:12]}.png"
 
 
-def plot_aha(
-    summary: dict[str, Any], path: Path, baseline: dict[str, Any] | None = None, baseline_label: str = "baseline"
-) -> Path:
-    """Bars of aha-cue counts per keyword (the configured cues), against the baseline's when it has them."""
-    counts = {k.removeprefix("count."): v for k, v in summary["aha"].items() if k.startswith("count.")}
-    keys = list(counts)
-    fig = Figure(figsize=(max(6.0, 0.9 * len(keys) + 2), 3.8), layout="constrained")
-    ax = fig.subplots()
-    base_counts = {
-        k.removeprefix("count."): v for k, v in (baseline or {}).get("aha", {}).items() if k.startswith("count.")
-    }
-    xs = list(range(len(keys)))
-    width = 0.38 if base_counts else 0.6
-    bars = ax.bar(
-        [x - (width / 2 if base_counts else 0) for x in xs],
-        [counts[k] for k in keys],
-        width,
-        label="this model",
-        color="#c9733a",
-    )
-    ax.bar_label(bars, fmt="%d", fontsize=8)
-    if base_counts:
-        ax.bar(
-            [x + width / 2 for x in xs],
-            [base_counts.get(k, 0) for k in keys],
-            width,
-            label=baseline_label,
-            color="#b0b0b0",
-        )
-        ax.legend(fontsize=8)
-    ax.set_xticks(xs, keys, rotation=20, ha="right")
-    ax.set_ylabel("occurrences")
-    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-    n = int(summary["overall"].get("n", 0))
-    ax.set_title(f"Aha cues ({int(summary['aha']['responses_with_cue'])} of {n} responses have one)")
-    fig.savefig(path, dpi=110)
-    return path
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text) - limit} more characters)"
 
 
 # --- documents ---------------------------------------------------------------------------------
@@ -229,6 +201,10 @@ def plot_aha(
 
 def _pct(v: Any) -> str:
     return f"{100 * float(v):.1f}" if isinstance(v, int | float) else "n/a"
+
+
+def _num(v: Any) -> str:
+    return f"{float(v):.3f}" if isinstance(v, int | float) else "n/a"
 
 
 def _tables(
@@ -273,9 +249,12 @@ def _tables(
     tables.append(("Benchmarks (scores in %)", header, rows))
     tables.append(
         (
-            "Accuracy per verifier type (%)",
-            ["verifier", "accuracy", "n"],
-            [[t, _pct(v["accuracy"]), str(int(v["n"]))] for t, v in summary["per_verifier"].items()],
+            "Per verifier type",
+            ["verifier", "accuracy (%)", "format (%)", "mean reward", "n"],
+            [
+                [t, _pct(v["accuracy"]), _pct(v.get("format_rate")), _num(v.get("mean_reward")), str(int(v["n"]))]
+                for t, v in summary["per_verifier"].items()
+            ],
         )
     )
     wemath = [(b, m["wemath"]) for b, m in summary["benchmarks"].items() if "wemath" in m]
@@ -309,27 +288,61 @@ def _tables(
     return tables
 
 
+def _fence(text: str) -> str:
+    """A Markdown code fence longer than any backtick run in ``text``."""
+    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
+    return "`" * max(3, longest + 1)
+
+
 def _markdown(
     title: str,
     facts: list[tuple[str, str]],
     tables: list[tuple[str, list[str], list[list[str]]]],
-    images: list[tuple[str, str]],
+    panels: list[Panel],
+    examples: list[tuple[Example, str]],
 ) -> str:
     lines = [f"# {title}", ""]
     lines += [f"- **{k}**: {v}" for k, v in facts]
-    for caption, src in images:
-        lines += ["", f"![{caption}]({src})"]
+    for panel in panels:
+        lines += ["", f"![{panel.title}]({panel.image.name})" if panel.image else f"**{panel.title}**: {panel.note}."]
     for name, header, rows in tables:
         lines += ["", f"## {name}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         lines += ["| " + " | ".join(r) + " |" for r in rows]
+    if examples:
+        lines += ["", "## Example predictions"]
+    for i, (ex, thumb) in enumerate(examples, 1):
+        completion = _clip(ex.completion, MAX_COMPLETION_CHARS)
+        fence = _fence(completion)
+        lines += [
+            "",
+            f"### {i}. {ex.benchmark} / {ex.id}",
+            "",
+            f"![image of {ex.benchmark} / {ex.id}]({thumb})",
+            "",
+            "**Question**: " + " ".join(_clip(ex.question, MAX_QUESTION_CHARS).split()),
+            "",
+            "**Completion**:",
+            "",
+            f"{fence}text",
+            completion,
+            fence,
+            "",
+            f"**Verdict**: {ex.verdict}",
+        ]
     return "\n".join(lines) + "\n"
+
+
+def _img(path: Path, alt: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f"<img alt='{html.escape(alt)}' src='data:image/png;base64,{data}'>"
 
 
 def _html(
     title: str,
     facts: list[tuple[str, str]],
     tables: list[tuple[str, list[str], list[list[str]]]],
-    images: list[tuple[str, Path]],
+    panels: list[Panel],
+    examples: list[tuple[Example, Path]],
 ) -> str:
     e = html.escape
     parts = [
@@ -337,24 +350,47 @@ def _html(
         f"<title>{e(title)}</title>",
         "<style>body{font-family:sans-serif;margin:24px;max-width:1100px}table{border-collapse:collapse;"
         "margin:8px 0 20px}td,th{border:1px solid #ccc;padding:4px 10px;text-align:right}"
-        "td:first-child,th:first-child{text-align:left}th{background:#f3f3f3}img{max-width:100%}</style>",
+        "td:first-child,th:first-child{text-align:left}th{background:#f3f3f3}img{max-width:100%}"
+        ".example{display:flex;gap:16px;margin:12px 0;border-top:1px solid #ddd;padding-top:12px}"
+        ".example img{max-width:192px;align-self:flex-start}pre{white-space:pre-wrap;background:#f7f7f7;"
+        "padding:8px}</style>",
         f"</head><body><h1>{e(title)}</h1><ul>",
         *(f"<li><b>{e(k)}</b>: {e(v)}</li>" for k, v in facts),
         "</ul>",
     ]
-    for caption, path in images:
-        data = base64.b64encode(path.read_bytes()).decode("ascii")
-        parts.append(
-            f"<figure><img alt='{e(caption)}' src='data:image/png;base64,{data}'>"
-            f"<figcaption>{e(caption)}</figcaption></figure>"
-        )
+    for panel in panels:
+        if panel.image:
+            parts.append(f"<figure>{_img(panel.image, panel.title)}<figcaption>{e(panel.title)}</figcaption></figure>")
+        else:
+            parts.append(f"<p class='note'><b>{e(panel.title)}</b>: {e(panel.note)}.</p>")
     for name, header, rows in tables:
         parts.append(f"<h2>{e(name)}</h2><table><tr>" + "".join(f"<th>{e(h)}</th>" for h in header) + "</tr>")
         for r in rows:
             parts.append("<tr>" + "".join(f"<td>{e(c.replace('**', ''))}</td>" for c in r) + "</tr>")
         parts.append("</table>")
+    if examples:
+        parts.append("<h2>Example predictions</h2>")
+    for i, (ex, thumb) in enumerate(examples, 1):
+        parts.append(
+            f"<div class='example'>{_img(thumb, f'image of {ex.benchmark} / {ex.id}')}<div>"
+            f"<h3>{i}. {e(ex.benchmark)} / {e(ex.id)}</h3>"
+            f"<p><b>Question</b>: {e(_clip(ex.question, MAX_QUESTION_CHARS))}</p>"
+            f"<p><b>Completion</b>:</p><pre>{e(_clip(ex.completion, MAX_COMPLETION_CHARS))}</pre>"
+            f"<p><b>Verdict</b>: {e(ex.verdict)}</p></div></div>"
+        )
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def save_thumbnail(image: Image.Image, out: Path, benchmark: str, sample_id: str) -> Path:
+    """A sample's image, at most `THUMBNAIL_PX` on a side, as ``out/examples/<thumbnail_name>``."""
+    folder = out / EXAMPLES_DIR
+    folder.mkdir(exist_ok=True)
+    small = image.convert("RGB")
+    small.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
+    path = folder / thumbnail_name(benchmark, sample_id)
+    small.save(path, format="PNG")
+    return path
 
 
 def write_report(
@@ -366,20 +402,18 @@ def write_report(
     curves: Curves | None = None,
     facts: list[tuple[str, str]] | None = None,
     reference: ReferenceTable | None = None,
+    examples: list[Example] | None = None,
 ) -> dict[str, Path]:
-    """Write the plots, ``report.md`` and ``report.html`` into ``out_dir``; returns ``{name: path}``."""
+    """Write the panels, the example thumbnails, ``report.md`` and ``report.html`` into ``out_dir``;
+    returns ``{name: path}`` of the report files and of each drawn panel."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     label, base = baseline if baseline else ("baseline", None)
-    images: list[tuple[str, Path]] = [
-        (
-            f"Benchmark scores{' vs ' + label if base else ''}",
-            plot_benchmarks(summary, out / "benchmarks.png", base, label),
-        ),
-    ]
-    if curves:
-        images.append(("Training reward and completion length", plot_curves(curves, out / "training_curves.png")))
-    images.append(("Aha cues per keyword", plot_aha(summary, out / "aha.png", base, label)))
+    panels = evaluation_panels(summary, out, base, label)
+    if curves is not None:
+        panels += training_panels(curves, out)
+    shown = list(examples or [])
+    thumbs = [save_thumbnail(ex.image, out, ex.benchmark, ex.id) for ex in shown]
     all_facts = [("model", model), *(facts or [])]
     if base:
         all_facts.append(("baseline", label))
@@ -388,9 +422,10 @@ def write_report(
         tables.insert(1, _reference_table(summary, reference))
     title = "ThinkFlow evaluation report"
     md = out / "report.md"
-    md.write_text(_markdown(title, all_facts, tables, [(c, p.name) for c, p in images]), encoding="utf-8")
+    linked = [(ex, f"{EXAMPLES_DIR}/{p.name}") for ex, p in zip(shown, thumbs, strict=True)]
+    md.write_text(_markdown(title, all_facts, tables, panels, linked), encoding="utf-8")
     page = out / "report.html"
-    page.write_text(_html(title, all_facts, tables, images), encoding="utf-8")
+    page.write_text(_html(title, all_facts, tables, panels, list(zip(shown, thumbs, strict=True))), encoding="utf-8")
     paths = {"report_md": md, "report_html": page}
-    paths.update({p.stem: p for _, p in images})
+    paths.update({p.image.stem: p.image for p in panels if p.image})
     return paths

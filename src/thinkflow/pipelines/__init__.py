@@ -4,10 +4,9 @@
 - `compile_all(out_dir)` / `compile_pipeline(name, path)`: the packages committed in ``pipelines/``;
 - `run_local(...)`: a whole pipeline with ``kfp.local`` on the embedded default (``thinkflow run``);
 - `submit(...)`: upload a version and start a run or a recurring run on a KFP server (``thinkflow submit``);
-- `compare(cfg)`: the study's comparison table (the ``compare_study`` component's stage function).
 
-Names are imported lazily, so that a running component (where ``kfp.dsl`` has no decorators) can import
-`thinkflow.pipelines.study` without building the pipelines.
+Names are imported lazily, so that importing one module of the package (in a running component ``kfp.dsl``
+has no decorators) does not build the pipelines.
 """
 
 from __future__ import annotations
@@ -21,7 +20,6 @@ if TYPE_CHECKING:
     from thinkflow.pipelines.local import LocalRunResult, run_local
     from thinkflow.pipelines.registry import DISPLAY_NAMES, PIPELINES, UnknownPipelineError, build
     from thinkflow.pipelines.remote import SubmitResult, submit
-    from thinkflow.pipelines.study import RECIPES, CompareConfig, compare
 
 _WHERE = {
     "PipelineOptions": "common",
@@ -34,9 +32,6 @@ _WHERE = {
     "PIPELINES": "registry",
     "UnknownPipelineError": "registry",
     "build": "registry",
-    "RECIPES": "study",
-    "CompareConfig": "study",
-    "compare": "study",
     "SubmitResult": "remote",
     "submit": "remote",
 }
@@ -44,14 +39,11 @@ _WHERE = {
 __all__ = [
     "DISPLAY_NAMES",
     "PIPELINES",
-    "RECIPES",
-    "CompareConfig",
     "LocalRunResult",
     "PipelineOptions",
     "SubmitResult",
     "UnknownPipelineError",
     "build",
-    "compare",
     "compile_all",
     "compile_pipeline",
     "load_package",

@@ -138,7 +138,7 @@ def default_arguments(pipeline: str, model: str) -> dict[str, Any]:
         "grpo_overrides": {"reward": {"scorer_model": model}},
         "eval_preset": LOCAL_PRESETS["eval"],
         # base_model: the model GRPO started from is evaluated on the same samples: the summary's "before"
-        "eval_overrides": {"rewards": {"scorer_model": model}, "base_model": "lineage"},
+        "eval_overrides": {"reward": {"scorer_model": model}, "base_model": "lineage"},
     }
     if pipeline in ("sft_then_grpo", "sft_vs_rl_study"):
         args["sft_preset"] = LOCAL_PRESETS["sft"]

@@ -4,6 +4,7 @@ eval set, and write the paper-style comparison table (``compare_study``)."""
 from kfp import dsl
 from kfp.dsl.graph_component import GraphComponent
 
+from thinkflow.evaluate.compare import RECIPES
 from thinkflow.pipelines import steps as c
 from thinkflow.pipelines.common import (
     ACCELERATOR,
@@ -14,7 +15,6 @@ from thinkflow.pipelines.common import (
     place,
     place_gpu,
 )
-from thinkflow.pipelines.study import RECIPES
 
 NAME = "sft-vs-rl-study"
 DESCRIPTION = (

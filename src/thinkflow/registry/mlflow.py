@@ -163,7 +163,7 @@ def lineage_fields(lineage: dict[str, Any] | None) -> dict[str, Any]:
     reward_mix = lin.get("reward_mix")
     if reward_mix is None:  # GRPO lineage: the reward functions used and the reward config
         parts = {k: lin[k] for k in ("reward_funcs",) if lin.get(k)}
-        parts.update({k: config[k] for k in ("reward", "rewards", "reward_funcs") if config and config.get(k)})
+        parts.update({k: config[k] for k in ("reward", "reward_funcs") if config and config.get(k)})
         reward_mix = parts or ("none (sft)" if lin.get("stage") == "sft" else None)
     out: dict[str, Any] = {
         "dataset_uri": lin.get("dataset_uri") or dataset.get("uri"),

@@ -1,10 +1,11 @@
-"""The SFT-or-RL study's last stage: one paper-style comparison table from several evaluations.
+"""The SFT-or-RL study's comparison: one paper-style table from several evaluations (an evaluation stage).
 
-`compare(cfg)` reads the ``metrics.json`` of each evaluation (an evaluate output directory, local or
+`compare(cfg: CompareConfig)` reads the ``metrics.json`` of each evaluation (an evaluate output directory, local or
 ``s3://``), and writes ``comparison.md`` (rows: recipes; columns: the per-benchmark headline scores, their
 average, format compliance and response length; best value per column in bold; a delta column against a
 baseline recipe) and ``comparison.json`` (the same numbers). It logs them to MLflow as the
-``compare_study`` stage run, nested under the pipeline's parent run.
+``compare_study`` stage run, nested under the pipeline's parent run. The ``compare_study`` component calls it;
+the ``sft_vs_rl_study`` pipeline fans out over `RECIPES`.
 """
 
 from __future__ import annotations
@@ -32,24 +33,30 @@ class Evaluation(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    label: str = Field(min_length=1)
-    results: str = Field(min_length=1)
+    label: str = Field(min_length=1, description="Row label: the recipe (grpo, sft, sft_grpo) or any name.")
+    results: str = Field(min_length=1, description="An evaluate output directory (local or s3://) with metrics.json.")
 
 
 class CompareConfig(StageConfig):
     """What to compare and where the table goes."""
 
-    evaluations: list[Evaluation] = Field(min_length=1)
-    output_dir: str = Field(min_length=1)
-    # Label of the row the others are compared against (a "Δ" column on the average); None: no delta.
-    baseline: str | None = None
-    # Dotted metric keys of metrics.json to tabulate (e.g. "benchmarks.mathvista.score"); None: the
-    # per-benchmark headline scores, then overall.mean_score, overall.format_rate, overall.mean_length.
-    columns: list[str] | None = None
-    percent: bool = True
-    # Refuse to compare evaluations of different eval sets (metrics.json's eval_set_hash differs).
-    same_eval_set: bool = True
-    title: str = "SFT or RL? Recipes compared on the same evaluation set"
+    evaluations: list[Evaluation] = Field(min_length=1, description="The evaluations to compare, one row each.")
+    output_dir: str = Field(min_length=1, description="Where comparison.md and comparison.json go (dir or s3://).")
+    baseline: str | None = Field(
+        default=None, description='Label of the row the others are compared against (a "Δ" column on the average).'
+    )
+    columns: list[str] | None = Field(
+        default=None,
+        description='Dotted metric keys of metrics.json to tabulate (e.g. "benchmarks.mathvista.score"); null: the '
+        "per-benchmark headline scores, then overall.mean_score, overall.format_rate, overall.mean_length.",
+    )
+    percent: bool = Field(default=True, description="Show fractions as percentages (as the paper's tables).")
+    same_eval_set: bool = Field(
+        default=True, description="Refuse to compare evaluations of different eval sets (eval_set_hash differs)."
+    )
+    title: str = Field(
+        default="SFT or RL? Recipes compared on the same evaluation set", description="Heading of the table."
+    )
 
     @model_validator(mode="after")
     def _check(self) -> CompareConfig:
