@@ -198,3 +198,21 @@ def test_reference_rows_beside_this_run_and_the_scoring_mode(tmp_path: Path) -> 
     ref.write_text("source: s\nrows: {a: {mathvista: high}}\n")
     with pytest.raises(ValueError, match="row 'a' has a score that is not a number"):
         load_reference(str(ref))
+
+
+def test_baseline_of_a_registered_version_is_its_logged_evaluation(mlflow_local: str) -> None:
+    """``models:/NAME@alias``: the eval/metrics.json the version's registration run logged (read through MLflow)."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    with mlflow.start_run() as run:
+        mlflow.log_dict({"model": "/m", **_summary(0.3)}, "eval/metrics.json")
+    client = MlflowClient()
+    client.create_registered_model("vlm")
+    mv = client.create_model_version("vlm", f"runs:/{run.info.run_id}/model", run_id=run.info.run_id)
+    client.set_registered_model_alias("vlm", "champion", mv.version)
+    for ref in ("models:/vlm@champion", f"models:/vlm/{mv.version}"):
+        label, data = load_baseline(ref)
+        assert label == ref.removeprefix("models:/") and data["benchmarks"]["mathvista"]["score"] == 0.3
+    with pytest.raises(ValueError, match="baseline models:/vlm@nobody: no evaluation logged"):
+        load_baseline("models:/vlm@nobody")

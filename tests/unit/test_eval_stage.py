@@ -83,9 +83,14 @@ def test_run_on_benchmarks(tiny_model: Path, tmp_path: Path, mlflow_local: str) 
     )
     result = run(cfg)
     out = tmp_path / "eval"
-    for name in ("metrics.json", "predictions.jsonl", "report.md", "report.html", "benchmarks.png", "aha.png"):
+    for name in ("metrics.json", "predictions.jsonl", "report.md", "report.html"):
         assert (out / name).is_file(), name
     metrics = json.loads((out / "metrics.json").read_text())
+    # a panel is a chart unless all its values are 0: then the report says so in words
+    scored = any(m["score"] for m in metrics["benchmarks"].values())
+    assert (out / "benchmarks.png").is_file() == scored
+    assert ("every benchmark scored 0" in (out / "report.md").read_text()) == (not scored)
+    assert (out / "aha.png").is_file() == bool(metrics["aha"]["total"])
     preds = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
     assert len(preds) == 3 + 6 + 7 + 2 and {p["benchmark"] for p in preds} == set(paths)
     assert all(0 < p["length_tokens"] <= 8 and p["completion"] is not None for p in preds)
