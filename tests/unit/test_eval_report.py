@@ -154,9 +154,10 @@ def test_all_zero_series_are_words_not_plots(tmp_path: Path) -> None:
 
 def test_report_without_baseline_or_curves(tmp_path: Path) -> None:
     paths = write_report(_summary(0.5), tmp_path, model="m")
-    assert not any(name.startswith("training_") for name in paths) and "## Example predictions" not in (
-        tmp_path / "report.md"
-    ).read_text()
+    assert (
+        not any(name.startswith("training_") for name in paths)
+        and "## Example predictions" not in (tmp_path / "report.md").read_text()
+    )
     md = (tmp_path / "report.md").read_text()
     assert "| benchmark | score | metric |" in md and "delta" not in md
 

@@ -17,9 +17,9 @@ from thinkflow.cli import app
 from thinkflow.config import load_config
 from thinkflow.evaluate import EvalConfig, run
 from thinkflow.evaluate.benchmarks import load_benchmark
+from thinkflow.evaluate.config import eval_set_hash
 from thinkflow.evaluate.metrics import summarize
 from thinkflow.evaluate.report import training_curves
-from thinkflow.evaluate.config import eval_set_hash
 
 
 @pytest.fixture(scope="module")
