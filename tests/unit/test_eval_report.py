@@ -54,7 +54,11 @@ def _summary(score: float) -> dict[str, Any]:
 
 
 def _example(i: int, correct: bool) -> Example:
-    pred = {
+    return Example.of(_pred_row(i, correct), Image.new("RGB", (640, 480), (200, 30 * i, 90)))
+
+
+def _pred_row(i: int, correct: bool) -> dict[str, Any]:
+    return {
         "benchmark": "mathvista",
         "id": f"q{i}",
         "question": f"What is {i} + 1?",
@@ -66,7 +70,6 @@ def _example(i: int, correct: bool) -> Example:
         "correct": correct,
         "well_formed": True,
     }
-    return Example.of(pred, Image.new("RGB", (640, 480), (200, 30 * i, 90)))
 
 
 def test_report_panels_examples_and_embedded_images(tmp_path: Path) -> None:
@@ -80,6 +83,7 @@ def test_report_panels_examples_and_embedded_images(tmp_path: Path) -> None:
         "completions/mean_length": [(1, 50.0), (2, 80.0), (3, 90.0)],
     }
     examples = [_example(i, i % 2 == 0) for i in range(4)]
+    examples[3].completion = Example.of({**_pred_row(3, False), "completion": "\n\n\n"}, examples[3].image).completion
     paths = write_report(
         summary,
         tmp_path,
@@ -110,6 +114,7 @@ def test_report_panels_examples_and_embedded_images(tmp_path: Path) -> None:
     assert section.count("**Verdict**: correct: answer '1', solution '1'") == 1
     assert section.count("**Verdict**: wrong: answer '0', solution '2'") == 1
     assert "````text\n<think>add ```one```" in section  # a fence longer than the completion's backticks
+    assert "(nothing but whitespace: 3 characters)" in section  # a blank completion is said, not left blank
     for thumb in thumbs:
         assert f"](examples/{thumb.name})" in section
     html = (tmp_path / "report.html").read_text()

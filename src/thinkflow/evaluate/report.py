@@ -183,7 +183,9 @@ class Example:
             f"{'correct' if p['correct'] else 'wrong'}: {got}, solution {p['solution']!r} "
             f"({p['verifier_type']} verifier, reward {float(p['reward']):.2f}, {form})"
         )
-        return cls(str(p["benchmark"]), str(p["id"]), str(p["question"]), str(p["completion"]), verdict, image)
+        text = str(p["completion"])
+        shown = text if text.strip() else f"(nothing but whitespace: {len(text)} characters)"
+        return cls(str(p["benchmark"]), str(p["id"]), str(p["question"]), shown, verdict, image)
 
 
 def thumbnail_name(benchmark: str, sample_id: str) -> str:
