@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 
@@ -234,3 +236,22 @@ def test_large_batches_are_judged_in_the_pool() -> None:
     answers = [f"\\sin(x) \\cdot {k}" if k % 2 else f"{k}\\cos x" for k in range(1, 41)]
     assert v.score_many(answers, golds) == [float(k % 2) for k in range(1, 41)]
     assert v.stats["verified"] == 40 and v.pool.size == 2
+
+
+def _score_in_child(queue: Any) -> None:
+    queue.put(MathVerifier(workers=1).score_many(["\\sin(x) \\cdot 2"], ["2\\sin x"]))
+
+
+def test_a_multiprocessing_child_with_a_pool_exits() -> None:
+    """multiprocessing children skip atexit and join their non-daemon children: the pool must stop first."""
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_score_in_child, args=(queue,))
+    child.start()
+    try:
+        assert queue.get(timeout=120) == [1.0]
+        child.join(60)
+        assert child.exitcode == 0
+    finally:
+        if child.is_alive():
+            child.kill()

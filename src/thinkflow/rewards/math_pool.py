@@ -15,9 +15,9 @@ worker's warm-up.
 
 from __future__ import annotations
 
-import atexit
 import logging
 import multiprocessing
+import multiprocessing.util
 import os
 import threading
 import time
@@ -52,6 +52,7 @@ class MathPool:
         self.pid = os.getpid()
         self.stats: Counter[str] = Counter()
         self._executor: ProcessPool | None = None
+        self._finalizer: multiprocessing.util.Finalize | None = None
         self._lock = threading.Lock()
 
     @property
@@ -66,6 +67,10 @@ class MathPool:
                     initializer=worker.warm_up,
                     context=multiprocessing.get_context("spawn"),
                 )
+                # pebble's workers are not daemons: stop them at exit, before multiprocessing joins its
+                # children. A finalizer runs at the exit of the main process and of multiprocessing children
+                # alike (which skip atexit), as multiprocessing.Pool registers its own.
+                self._finalizer = multiprocessing.util.Finalize(None, _stop, args=(self._executor,), exitpriority=100)
             return self._executor
 
     def start(self) -> None:
@@ -81,10 +86,10 @@ class MathPool:
     def close(self) -> None:
         """Stop every worker."""
         with self._lock:
-            executor, self._executor = self._executor, None
-        if executor is not None:
-            executor.stop()
-            executor.join()
+            self._executor = None
+            finalizer, self._finalizer = self._finalizer, None
+        if finalizer is not None:
+            finalizer()  # stops the executor, once
 
     def judge(self, pairs: Sequence[tuple[str, str]], timeout_s: float) -> list[tuple[bool, str]]:
         """math-verify's ``(verdict, status)`` for each prepared ``(gold, answer)``, each within ``timeout_s``."""
@@ -110,9 +115,9 @@ class MathPool:
         results = [self._outcome(future) for future in futures]
         if any(result is None for result in results):
             with self._lock:
-                if self._executor is executor:
-                    self._executor = None
-            executor.stop()
+                stale = self._executor is executor
+            if stale:
+                self.close()
         return results
 
     @staticmethod
@@ -151,8 +156,6 @@ def get_pool(workers: int = 2) -> MathPool:
         return pool
 
 
-@atexit.register
-def _close_pools() -> None:
-    for pool in list(_POOLS.values()):
-        if pool.pid == os.getpid():
-            pool.close()
+def _stop(executor: ProcessPool) -> None:
+    executor.stop()
+    executor.join()
