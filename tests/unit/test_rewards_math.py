@@ -205,10 +205,10 @@ def test_a_crashed_worker_is_replaced() -> None:
     pool = MathPool(1)
     try:
         assert pool.judge([("$1$", "$1$")], 1.0) == [(True, "ok")]
-        pid = pool.executor.schedule(os.getpid).result()
+        pid = pool.executor(0).schedule(os.getpid).result()
         os.kill(pid, signal.SIGKILL)  # dies while idle
         assert pool.judge([("$1$", "$2-1$")], 5.0) == [(True, "ok")]
-        assert pool.executor.schedule(os.getpid).result() != pid
+        assert pool.executor(0).schedule(os.getpid).result() != pid
     finally:
         pool.close()
 

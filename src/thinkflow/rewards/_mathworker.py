@@ -1,8 +1,8 @@
 """What runs inside a math-verify worker process: the only place ThinkFlow runs sympy on model output.
 
 `thinkflow.rewards.math_pool.MathPool` starts the workers (pebble, ``spawn``) with ``warm_up`` as their
-initializer and schedules ``judge`` once per ``(gold, answer)`` pair. Both sides arrive prepared
-(``math_fast.prepare``: LaTeX wrapped in ``$…$``). math-verify's own timeouts are off
+initializer and schedules ``judge`` once per ``(gold, answer)`` pair, on the worker the gold hashes to. Both
+sides arrive prepared (``math_fast.prepare``: LaTeX wrapped in ``$…$``). math-verify's own timeouts are off
 (``parsing_timeout=None``, ``timeout_seconds=None``: they use ``signal.alarm``, main thread only, 1 s
 resolution); the pool bounds each pair with pebble's per-task timeout, which stops this process and starts a
 fresh one. This module imports nothing from ThinkFlow itself (a worker imports only the ``thinkflow`` and
@@ -15,7 +15,6 @@ import functools
 import logging
 import os
 import sys
-import time
 from typing import Any
 
 CACHE_SIZE = 4096
@@ -31,8 +30,7 @@ def warm_up() -> None:
 
 
 def ready() -> int:
-    """This worker's pid, after a pause so that the pool hands the next ``ready`` to another worker."""
-    time.sleep(0.05)
+    """This worker's pid: answered once the initializer has warmed it up (``MathPool.start``)."""
     return os.getpid()
 
 

@@ -8,6 +8,11 @@ scores 0 with status ``timeout`` or ``crashed``. So a call is bounded from the m
 threads (TRL, HTTP servers) and from processes alike, which math-verify's own ``signal.alarm`` timeouts
 are not (they are off in the workers, see `thinkflow.rewards._mathworker`).
 
+Each worker is a one-process pebble pool and a pair goes to the worker its gold hashes to: every worker
+caches the golds it parsed, so a gold is parsed by one worker only (GRPO scores the same gold for a whole
+group, step after step; with a shared queue each worker parsed it again, 1.4x the worker CPU in
+``bench/rewards.py``). A batch with several golds is spread over the workers.
+
 Workers are started with ``spawn`` (a fresh interpreter: no forked copy of a training process holding a
 model, CUDA state or locked threads); pebble times a task from the moment a worker takes it, after the
 worker's warm-up.
@@ -20,7 +25,7 @@ import multiprocessing
 import multiprocessing.util
 import os
 import threading
-import time
+import zlib
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -51,43 +56,44 @@ class MathPool:
         self.size = workers
         self.pid = os.getpid()
         self.stats: Counter[str] = Counter()
-        self._executor: ProcessPool | None = None
-        self._finalizer: multiprocessing.util.Finalize | None = None
+        self._executors: list[ProcessPool | None] = [None] * workers
+        self._finalizers: list[multiprocessing.util.Finalize | None] = [None] * workers
         self._lock = threading.Lock()
 
-    @property
-    def executor(self) -> ProcessPool:
-        """The pebble pool, created on first use (and again after it broke)."""
+    def executor(self, k: int) -> ProcessPool:
+        """Worker ``k``'s one-process pebble pool, created on first use (and again after it broke)."""
         if os.getpid() != self.pid:  # forked: the parent's pipes are not ours
             raise RuntimeError("MathPool used after fork; create a new pool in the child")
         with self._lock:
-            if self._executor is None:
-                self._executor = ProcessPool(
-                    max_workers=self.size,
-                    initializer=worker.warm_up,
-                    context=multiprocessing.get_context("spawn"),
+            executor = self._executors[k]
+            if executor is None:
+                executor = self._executors[k] = ProcessPool(
+                    max_workers=1, initializer=worker.warm_up, context=multiprocessing.get_context("spawn")
                 )
                 # pebble's workers are not daemons: stop them at exit, before multiprocessing joins its
                 # children. A finalizer runs at the exit of the main process and of multiprocessing children
                 # alike (which skip atexit), as multiprocessing.Pool registers its own.
-                self._finalizer = multiprocessing.util.Finalize(None, _stop, args=(self._executor,), exitpriority=100)
-            return self._executor
+                self._finalizers[k] = multiprocessing.util.Finalize(None, _stop, args=(executor,), exitpriority=100)
+            return executor
 
     def start(self) -> None:
-        """Start the workers and wait until every one has warmed up (each has answered a ``ready`` task)."""
-        seen: set[int] = set()
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while len(seen) < self.size:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"math-verify workers: {len(seen)} of {self.size} started in {STARTUP_TIMEOUT_S} s")
-            futures = [self.executor.schedule(worker.ready) for _ in range(self.size)]
-            seen.update(future.result(timeout=STARTUP_TIMEOUT_S) for future in futures)
+        """Start the workers and wait until every one has warmed up."""
+        futures = [self.executor(k).schedule(worker.ready) for k in range(self.size)]
+        for future in futures:
+            future.result(timeout=STARTUP_TIMEOUT_S)
 
     def close(self) -> None:
         """Stop every worker."""
+        for k in range(self.size):
+            self._close(k)
+
+    def _close(self, k: int, executor: ProcessPool | None = None) -> None:
+        """Stop worker ``k`` (only if it still is ``executor``, when given)."""
         with self._lock:
-            self._executor = None
-            finalizer, self._finalizer = self._finalizer, None
+            if executor is not None and self._executors[k] is not executor:
+                return
+            finalizer = self._finalizers[k]
+            self._executors[k] = self._finalizers[k] = None
         if finalizer is not None:
             finalizer()  # stops the executor, once
 
@@ -97,7 +103,7 @@ class MathPool:
         broken = [k for k, result in enumerate(results) if result is None]
         if broken:
             # pebble fails every pending task of a pool whose worker died while idle: once more on a fresh pool
-            log.warning("math-verify pool broken (a worker died); starting a new one")
+            log.warning("math-verify worker pool broken (its worker died); starting a new one")
             retried = self._judge([pairs[k] for k in broken], timeout_s)
             for k, result in zip(broken, retried, strict=True):
                 results[k] = result
@@ -107,17 +113,16 @@ class MathPool:
         return outcomes
 
     def _judge(self, pairs: Sequence[tuple[str, str]], timeout_s: float) -> list[tuple[bool, str] | None]:
-        """One attempt; ``None`` for the pairs lost to a broken pool (the pool is then dropped)."""
-        if not pairs:
-            return []
-        executor = self.executor
-        futures = [executor.schedule(worker.judge, args=tuple(pair), timeout=timeout_s) for pair in pairs]
+        """One attempt; ``None`` for the pairs lost to a broken worker pool (which is then dropped)."""
+        routes = [zlib.crc32(gold.encode()) % self.size for gold, _ in pairs]
+        executors = {k: self.executor(k) for k in sorted(set(routes))}
+        futures = [
+            executors[k].schedule(worker.judge, args=tuple(pair), timeout=timeout_s)
+            for k, pair in zip(routes, pairs, strict=True)
+        ]
         results = [self._outcome(future) for future in futures]
-        if any(result is None for result in results):
-            with self._lock:
-                stale = self._executor is executor
-            if stale:
-                self.close()
+        for k in {k for k, result in zip(routes, results, strict=True) if result is None}:
+            self._close(k, executors[k])
         return results
 
     @staticmethod
@@ -142,6 +147,11 @@ class MathPool:
             return False, "error"
 
 
+def _stop(executor: ProcessPool) -> None:
+    executor.stop()
+    executor.join()
+
+
 _POOLS: dict[int, MathPool] = {}
 _POOLS_LOCK = threading.Lock()
 
@@ -154,8 +164,3 @@ def get_pool(workers: int = 2) -> MathPool:
             pool = MathPool(workers)
             _POOLS[workers] = pool
         return pool
-
-
-def _stop(executor: ProcessPool) -> None:
-    executor.stop()
-    executor.join()
