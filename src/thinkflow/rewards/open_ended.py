@@ -324,7 +324,6 @@ class OpenEndedReward:
         self.beta = beta
         self.max_answer_chars = max_answer_chars
         self._reference: LRUCache[Hashable, float] = LRUCache(maxsize=cache_size)
-        self.calls = 0
 
     def rewards(
         self,
@@ -348,7 +347,6 @@ class OpenEndedReward:
             reference = str(references[first])
             cached = self._reference.get(key)
             query = list(wanted) + ([reference] if cached is None else [])
-            self.calls += 1
             scores = self.scorer.score(images[first], str(questions[first]), query)
             if len(scores) != len(query):
                 raise ScorerError(f"scorer returned {len(scores)} scores for {len(query)} answers")
