@@ -210,7 +210,7 @@ def _run_raw(items: list[Item], batch: int) -> list[float | None]:
     from math_verify import parse, verify
 
     from thinkflow.rewards.extract import extract_answer
-    from thinkflow.rewards.math import prepare
+    from thinkflow.rewards.math_fast import prepare
 
     logging.disable(logging.WARNING)
     out: list[float | None] = []
@@ -240,7 +240,7 @@ def _contender(name: str, items: list[Item], batch: int, workers: int, queue: An
     from trl.rewards import accuracy_reward
 
     import thinkflow.rewards  # noqa: F401
-    from thinkflow.rewards.math import get_pool
+    from thinkflow.rewards.math_pool import get_pool
 
     stats: dict[str, int] = {}
     # Warm-up outside the timed region, on inputs that are not in the corpus.
@@ -279,7 +279,7 @@ def explain_vs_trl(it: Item, ours: float, trl: float | None) -> str:
     from math_verify import parse
 
     from thinkflow.rewards import extract_answer
-    from thinkflow.rewards.math import prepare
+    from thinkflow.rewards.math_fast import prepare
 
     answer = extract_answer(it.completion)
     if trl is None:

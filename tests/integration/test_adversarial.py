@@ -37,7 +37,8 @@ from thinkflow.images import ImageLimits
 from thinkflow.pipelines.remote import SubmitError, read_params
 from thinkflow.records import RecordError, iter_jsonl, read_jsonl
 from thinkflow.rewards.mixed import MixedReward, score
-from thinkflow.rewards.open_ended import HTTPScorer, OpenEndedReward, ScorerError, ScorerServer
+from thinkflow.rewards.open_ended import HTTPScorer, OpenEndedReward, ScorerError
+from thinkflow.rewards.serve import ScorerServer
 from thinkflow.testing import free_port
 
 # Peak RSS allowed for a whole `thinkflow data import-vlaa` subprocess that meets the 40000×40000 bomb. Decoding

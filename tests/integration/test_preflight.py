@@ -17,7 +17,7 @@ from thinkflow.cli import app
 from thinkflow.data.scripted import ScriptedTeacher
 from thinkflow.data.teachers import TeacherConfig
 from thinkflow.preflight import PreflightConfig, PreflightError, run
-from thinkflow.rewards import ScorerServer
+from thinkflow.rewards.serve import ScorerServer
 from thinkflow.testing import free_port
 
 TOKEN = "reward-token"

@@ -17,9 +17,9 @@ from thinkflow.rewards import (
     MixedReward,
     RewardConfig,
     ScorerError,
-    ScorerServer,
     score_file,
 )
+from thinkflow.rewards.serve import ScorerServer
 from thinkflow.testing import free_port
 
 QUESTION = "Describe the image."

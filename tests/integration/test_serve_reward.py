@@ -18,8 +18,8 @@ import httpx
 import pytest
 from PIL import Image
 
-from thinkflow.rewards import HTTPScorer, LogProbScorer, MixedReward, RewardConfig, ScorerError, ScorerServer
-from thinkflow.rewards.serve import IXCRewardScorer, ServeError, load_scorer
+from thinkflow.rewards import HTTPScorer, LogProbScorer, MixedReward, RewardConfig, ScorerError
+from thinkflow.rewards.serve import IXCRewardScorer, ScorerServer, ServeError, load_scorer
 from thinkflow.testing import free_port, wait_http
 
 QUESTION = "What is in the image?"

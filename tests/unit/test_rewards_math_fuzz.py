@@ -27,7 +27,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
-from thinkflow.rewards.math import analyze, fast_verdict, prepare
+from thinkflow.rewards.math_fast import analyze, fast_verdict, prepare
 
 SEED = int(os.environ.get("THINKFLOW_FUZZ_SEED", "0"))
 EXAMPLES = int(os.environ.get("THINKFLOW_FUZZ_EXAMPLES", "700"))

@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 from thinkflow.rewards import MixedReward, extract_answer, score
 from thinkflow.rewards.iou import iou_reward, parse_box
-from thinkflow.rewards.math import MathVerifier, analyze, fast_verdict
+from thinkflow.rewards.math import MathVerifier
+from thinkflow.rewards.math_fast import analyze, fast_verdict
 from thinkflow.rewards.mcq import mcq_reward
 
 RULE_TYPES = ["digit", "mcq", "iou"]

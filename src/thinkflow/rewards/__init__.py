@@ -8,22 +8,20 @@ all of them score only the ``<answer>`` content and give 0 when there is none (i
 
 from thinkflow.format import completion_text, extract_answer, is_well_formed
 from thinkflow.rewards.config import RewardConfig
-from thinkflow.rewards.math import MathVerifier, math_reward
+from thinkflow.rewards.files import RewardInputError, ScoreSummary, score_file
+from thinkflow.rewards.math import MathVerifier
 from thinkflow.rewards.mixed import (
     VERIFIERS,
     BatchScores,
     MixedReward,
-    RewardInputError,
-    ScoreSummary,
     UnknownVerifierError,
     VerifierSpec,
     check_solution,
     mixed_reward,
     score,
-    score_file,
     validate_verifier_type,
 )
-from thinkflow.rewards.open_ended import HTTPScorer, LogProbScorer, Scorer, ScorerError, ScorerServer, open_reward
+from thinkflow.rewards.open_ended import HTTPScorer, LogProbScorer, Scorer, ScorerError, open_reward
 
 __all__ = [
     "VERIFIERS",
@@ -37,14 +35,12 @@ __all__ = [
     "ScoreSummary",
     "Scorer",
     "ScorerError",
-    "ScorerServer",
     "UnknownVerifierError",
     "VerifierSpec",
     "check_solution",
     "completion_text",
     "extract_answer",
     "is_well_formed",
-    "math_reward",
     "mixed_reward",
     "open_reward",
     "score",

@@ -5,7 +5,7 @@
   → ``list[float]``) that also reports per-verifier accuracy and the format-failure rate through TRL's
   ``log_metric`` hook, and the extracted answers through ``log_extra``. ``mixed_reward`` is the default
   instance (paper defaults, no reward model: records of type ``open`` need a configured scorer).
-- ``score_file(in, out, config)``: the ``thinkflow rewards score`` command.
+- ``score_file(in, out, config)`` (`thinkflow.rewards.files`): the ``thinkflow rewards score`` command.
 
 An unknown ``verifier_type`` is reported at dataset validation (``validate_verifier_type``,
 ``check_solution``, ``MixedReward.check``); inside a training step it raises ``UnknownVerifierError`` naming
@@ -14,17 +14,14 @@ the type, which validation makes unreachable.
 
 from __future__ import annotations
 
-import json
 import logging
-import math
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from thinkflow.errors import ThinkFlowError
 from thinkflow.format import completion_text, extract_answer, is_well_formed, solution_text
-from thinkflow.records import RecordError, iter_jsonl
 from thinkflow.rewards.config import RewardConfig
 from thinkflow.rewards.digit import check_digit_solution, digit_reward
 from thinkflow.rewards.iou import check_iou_solution, iou_reward
@@ -65,10 +62,6 @@ class UnknownVerifierError(ThinkFlowError, ValueError):
     """A ``verifier_type`` that no verifier handles."""
 
 
-class RewardInputError(ValueError):
-    """A reward input (a JSON line of ``thinkflow rewards score``) that cannot be scored; names file and line."""
-
-
 def validate_verifier_type(value: Any, *, where: str = "") -> str:
     """Return ``value`` if it names a verifier, else raise ``UnknownVerifierError`` naming it and ``where``."""
     if isinstance(value, str) and value in VERIFIERS:
@@ -80,8 +73,8 @@ def validate_verifier_type(value: Any, *, where: str = "") -> str:
 def check_solution(verifier_type: str, solution: Any) -> str | None:
     """A problem with ``solution`` for ``verifier_type`` (e.g. an mcq gold that is no letter), or ``None``.
 
-    For ``math`` this only checks the gold is not empty; ``MathVerifier.check_solutions`` also asks
-    math-verify whether it parses (a worker process, slower).
+    For ``math`` this only checks the gold is not empty (a gold math-verify cannot parse scores 0 for every
+    answer, as with raw math-verify).
     """
     return VERIFIERS[validate_verifier_type(verifier_type)].check_solution(solution)
 
@@ -401,155 +394,3 @@ def score(completion: Any, solution: Any, verifier_type: str, **ctx: Any) -> flo
         lengths=[ctx.get("completion_length")],
     )
     return result.rewards[0]
-
-
-# ---------------------------------------------------------------------------------------------------
-# Files: `thinkflow rewards score IN.jsonl -o OUT.jsonl`
-# ---------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class ScoreSummary:
-    """Per-verifier counts and means of a scored file."""
-
-    rows: int = 0
-    by_type: dict[str, dict[str, float]] = field(default_factory=dict)
-    output: str = ""
-
-    def add(self, batch: BatchScores) -> None:
-        self.rows += len(batch.rewards)
-        for vt, reward, answer in zip(batch.verifier_types, batch.rewards, batch.answers, strict=True):
-            entry = self.by_type.setdefault(vt, {"count": 0, "reward_sum": 0.0, "format_failures": 0})
-            entry["count"] += 1
-            entry["reward_sum"] += reward
-            entry["format_failures"] += answer is None
-
-    def to_dict(self) -> dict[str, Any]:
-        """``{verifier_type: {count, mean_reward, format_failure_rate}}`` plus ``all``."""
-        out: dict[str, Any] = {}
-        total = {"count": 0, "reward_sum": 0.0, "format_failures": 0}
-        for vt in sorted(self.by_type):
-            e = self.by_type[vt]
-            out[vt] = {
-                "count": int(e["count"]),
-                "mean_reward": e["reward_sum"] / e["count"],
-                "format_failure_rate": e["format_failures"] / e["count"],
-            }
-            for k in total:
-                total[k] += e[k]
-        if total["count"]:
-            out["all"] = {
-                "count": int(total["count"]),
-                "mean_reward": total["reward_sum"] / total["count"],
-                "format_failure_rate": total["format_failures"] / total["count"],
-            }
-        return out
-
-    def table(self) -> Any:
-        """A rich table of ``to_dict()``."""
-        from rich.table import Table
-
-        table = Table(title=f"rewards: {self.rows} rows → {self.output}")
-        for column in ("verifier_type", "count", "mean reward", "format failures"):
-            table.add_column(column, justify="left" if column == "verifier_type" else "right")
-        for vt, e in self.to_dict().items():
-            table.add_row(vt, str(e["count"]), f"{e['mean_reward']:.4f}", f"{100 * e['format_failure_rate']:.1f}%")
-        return table
-
-
-def _read_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    try:
-        yield from iter_jsonl(path)
-    except RecordError as exc:
-        raise RewardInputError(str(exc)) from None
-
-
-def _validate_row(path: Path, lineno: int, row: dict[str, Any], reward: MixedReward) -> None:
-    where = f"{path}:{lineno}"
-    for name in ("completion", "solution", "verifier_type"):
-        if name not in row:
-            raise RewardInputError(f"{where}: missing field {name!r} (each line needs completion, solution, "
-                                   "verifier_type)")
-    if not isinstance(row["completion"], str | list):
-        raise RewardInputError(f"{where}: field 'completion' must be a string or a list of messages")
-    try:
-        vt = validate_verifier_type(row["verifier_type"], where=where)
-    except UnknownVerifierError as exc:
-        raise RewardInputError(str(exc)) from None
-    if vt == "open":
-        if not reward.has_scorer():
-            raise RewardInputError(
-                f"{where}: verifier_type 'open' needs a reward model; set scorer=http (scorer_url=...) or "
-                "scorer=logprob (scorer_model=...) in the reward config"
-            )
-        if not isinstance(row.get("question"), str):
-            raise RewardInputError(f"{where}: verifier_type 'open' needs a 'question' string (and usually 'image')")
-    if reward.config.overlong_max_tokens is not None and not isinstance(row.get("completion_length"), int):
-        raise RewardInputError(f"{where}: the overlong penalty needs an integer 'completion_length' (tokens)")
-
-
-def score_file(
-    input_path: str | Path,
-    output_path: str | Path,
-    config: RewardConfig | None = None,
-    *,
-    scorer: Scorer | None = None,
-    progress: bool = True,
-    chunk_size: int = 256,
-) -> ScoreSummary:
-    """Score every line of a JSON-lines file; write each line plus ``reward`` (same order, same count).
-
-    Lines need ``completion``, ``solution``, ``verifier_type``; ``open`` lines also ``question`` (and
-    ``image``, relative to the input's directory unless ``config.image_root``); ``iou`` lines may give
-    ``image_size`` ``[w, h]``. Every line is validated before anything is scored; errors name file and line.
-    The output is written atomically.
-    """
-    src, dst = Path(input_path), Path(output_path)
-    if not src.is_file():
-        raise FileNotFoundError(f"input file not found: {src}")
-    reward = MixedReward(config, scorer=scorer)
-    total = 0
-    for lineno, row in _read_rows(src):
-        _validate_row(src, lineno, row, reward)
-        total += 1
-    summary = ScoreSummary(output=str(dst))
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(dst.name + ".tmp")
-    from tqdm import tqdm
-
-    bar = tqdm(total=total, unit="line", desc="scoring", disable=not progress)
-    try:
-        with open(tmp, "w", encoding="utf-8") as out:
-            chunk: list[dict[str, Any]] = []
-
-            def flush() -> None:
-                sizes = [r.get("image_size") if isinstance(r.get("image_size"), list) else None for r in chunk]
-                result = reward.score_batch(
-                    [r["completion"] for r in chunk],
-                    [r["solution"] for r in chunk],
-                    [r["verifier_type"] for r in chunk],
-                    images=[r.get("image") for r in chunk],
-                    questions=[r.get("question") or "" for r in chunk],
-                    image_sizes=sizes,
-                    lengths=[r.get("completion_length") for r in chunk],
-                    image_root=src.parent,
-                )
-                for r, value in zip(chunk, result.rewards, strict=True):
-                    out.write(json.dumps({**r, "reward": value if math.isfinite(value) else 0.0}, ensure_ascii=False))
-                    out.write("\n")
-                summary.add(result)
-                bar.update(len(chunk))
-                chunk.clear()
-
-            for _, row in _read_rows(src):
-                chunk.append(row)
-                if len(chunk) >= chunk_size:
-                    flush()
-            if chunk:
-                flush()
-        tmp.replace(dst)
-    finally:
-        bar.close()
-        if tmp.exists():
-            tmp.unlink()
-    return summary

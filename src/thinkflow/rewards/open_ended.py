@@ -7,7 +7,7 @@ the answers of one sample (a GRPO group) are scored in one batched call.
 Scorers are pluggable (anything with ``score(image, question, answers) -> list[float]``):
 
 - ``HTTPScorer``: a served reward model speaking the protocol below (vLLM/KServe wrappers, or
-  ``ScorerServer`` around any in-process scorer);
+  `thinkflow.rewards.serve.ScorerServer` around any in-process scorer);
 - ``LogProbScorer``: an in-process Hugging Face VLM; S = mean log-probability of the answer's tokens given
   the image and the question (a generative reward model; the tiny model in tests);
 - your own object, e.g. one calling an InternLM-XComposer2.5-Reward style ``model.get_score(chat, image)``,
@@ -20,7 +20,7 @@ HTTP protocol (JSON, UTF-8):
 or ``s3://`` URI the server can read, or a ``data:image/...;base64,...`` URI (local files and in-memory
 images are sent this way). Errors answer 4xx/5xx with ``{"error": "..."}``. ``GET {url}/health`` answers
 ``{"status": "ok"}``. A server may require ``Authorization: Bearer <key>`` (``HTTPScorer(api_key=...)``).
-``thinkflow serve-reward`` (`thinkflow.rewards.serve`) is the server of this protocol; `ScorerServer` runs
+``thinkflow serve-reward`` (`thinkflow.rewards.serve`) is the server of this protocol; its `ScorerServer` runs
 the same app in a thread around any in-process scorer.
 """
 
@@ -33,12 +33,12 @@ import json
 import math
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Hashable, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import httpx
+from cachetools import LRUCache
 
 from thinkflow.errors import ThinkFlowError
 
@@ -310,58 +310,6 @@ class LogProbScorer:
 
 
 # ---------------------------------------------------------------------------------------------------
-# Serving a scorer over HTTP (the reference server for the protocol)
-# ---------------------------------------------------------------------------------------------------
-
-
-class ScorerServer:
-    """Serve any in-process scorer over the HTTP protocol (`thinkflow.rewards.serve`'s app, in a thread).
-
-    ``with ScorerServer(scorer, port=0) as server: HTTPScorer(server.url)``; ``port=0`` picks a free port.
-    ``options`` go to `thinkflow.rewards.serve.create_app` (``api_key``, ``max_queue``, ``max_body_bytes``…).
-    """
-
-    def __init__(self, scorer: Scorer, host: str = "127.0.0.1", port: int = 0, **options: Any) -> None:
-        import socket
-
-        import uvicorn
-
-        from thinkflow.rewards.serve import create_app
-
-        self.socket = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
-        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.socket.bind((host, port))
-        self.host, self.port = host, int(self.socket.getsockname()[1])
-        config = uvicorn.Config(create_app(scorer, **options), log_level="warning")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}/score"
-
-    def start(self) -> ScorerServer:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise ScorerError(f"scorer server on {self.url} did not start")
-            time.sleep(0.02)
-        return self
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-        self.socket.close()
-
-    def __enter__(self) -> ScorerServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
-# ---------------------------------------------------------------------------------------------------
 # The reward
 # ---------------------------------------------------------------------------------------------------
 
@@ -374,10 +322,8 @@ class OpenEndedReward:
     ) -> None:
         self.scorer = scorer
         self.beta = beta
-        self.cache_size = cache_size
         self.max_answer_chars = max_answer_chars
-        self._reference: OrderedDict[Hashable, float] = OrderedDict()
-        self.calls = 0
+        self._reference: LRUCache[Hashable, float] = LRUCache(maxsize=cache_size)
 
     def rewards(
         self,
@@ -401,15 +347,12 @@ class OpenEndedReward:
             reference = str(references[first])
             cached = self._reference.get(key)
             query = list(wanted) + ([reference] if cached is None else [])
-            self.calls += 1
             scores = self.scorer.score(images[first], str(questions[first]), query)
             if len(scores) != len(query):
                 raise ScorerError(f"scorer returned {len(scores)} scores for {len(query)} answers")
             if cached is None:
                 cached = float(scores[-1])
                 self._reference[key] = cached
-                if len(self._reference) > self.cache_size:
-                    self._reference.popitem(last=False)
             by_answer = dict(zip(wanted, scores, strict=False))
             for i in members:
                 answer = answers[i]

@@ -27,8 +27,10 @@ from __future__ import annotations
 import asyncio
 import hmac
 import os
+import socket
 import tempfile
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -38,11 +40,11 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from thinkflow.rewards.open_ended import LogProbScorer, Scorer, load_image
+from thinkflow import env
+from thinkflow.rewards.open_ended import LogProbScorer, Scorer, ScorerError, load_image
 
 Kind = Literal["ixc2.5-reward", "sequence-classification", "logprob"]
 KINDS: tuple[str, ...] = ("ixc2.5-reward", "sequence-classification", "logprob")
-DEFAULT_API_KEY_ENV = "THINKFLOW_REWARD_API_KEY"
 
 
 class ServeError(RuntimeError):
@@ -54,9 +56,11 @@ class ScoreRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    image: str | None = None
-    question: str
-    answers: list[str] = Field(max_length=1024)
+    image: str | None = Field(
+        default=None, description="null, an http(s):// or s3:// URI the server can read, or a data:image/... URI."
+    )
+    question: str = Field(description="The question asked about the image.")
+    answers: list[str] = Field(max_length=1024, description="The answers to score, one score each, same order.")
 
 
 # ------------------------------------------------------------------------------------------------ scorers
@@ -283,7 +287,7 @@ def serve(
     *,
     host: str = "127.0.0.1",
     port: int = 8000,
-    api_key_env: str | None = DEFAULT_API_KEY_ENV,
+    api_key_env: str | None = env.REWARD_API_KEY,
     batch_size: int = 8,
     max_queue: int = 64,
     max_body_bytes: int = 16 * 1024 * 1024,
@@ -295,3 +299,49 @@ def serve(
     scorer = load_scorer(model, kind, batch_size=batch_size)
     app = create_app(scorer, api_key=api_key, max_queue=max_queue, max_body_bytes=max_body_bytes)
     uvicorn.run(app, host=host, port=port, log_level="info")
+
+
+# ------------------------------------------------------------------------------------------ in a thread
+
+
+class ScorerServer:
+    """Serve any in-process scorer over the HTTP protocol (``create_app``'s app, in a thread).
+
+    ``with ScorerServer(scorer, port=0) as server: HTTPScorer(server.url)``; ``port=0`` picks a free port.
+    ``options`` go to ``create_app`` (``api_key``, ``max_queue``, ``max_body_bytes``…).
+    """
+
+    def __init__(self, scorer: Scorer, host: str = "127.0.0.1", port: int = 0, **options: Any) -> None:
+        import uvicorn
+
+        self.socket = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.socket.bind((host, port))
+        self.host, self.port = host, int(self.socket.getsockname()[1])
+        config = uvicorn.Config(create_app(scorer, **options), log_level="warning")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}/score"
+
+    def start(self) -> ScorerServer:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise ScorerError(f"scorer server on {self.url} did not start")
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+        self.socket.close()
+
+    def __enter__(self) -> ScorerServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
