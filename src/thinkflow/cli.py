@@ -190,7 +190,7 @@ def data_merge(
     from thinkflow.data.build import BuildError
     from thinkflow.data.merge import MergeConfig, run
 
-    overrides = [f"shards={json.dumps(shards)}", f"output={json.dumps(output)}", *(sets or [])]
+    overrides = [f"shards={json.dumps(shards)}", f"output_dir={json.dumps(output)}", *(sets or [])]
     cfg = resolve_config(MergeConfig, None, overrides, print_config)
     try:
         result = run(cfg)

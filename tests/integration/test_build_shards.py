@@ -99,7 +99,7 @@ def test_sharded_build_is_byte_identical_to_the_unsharded_one(tmp_path: Path) ->
                 assert all(shard_of(i, count) == index for i in ids)
                 shards.append(str(shard))
             out = tmp_path / f"n{count}" / "merged"
-            result = merge(MergeConfig(shards=list(reversed(shards)), output=str(out), tracking=False))
+            result = merge(MergeConfig(shards=list(reversed(shards)), output_dir=str(out), tracking=False))
             assert result.metrics["records"] == sum(1 for _ in read_jsonl(ref / "sft.jsonl")) + sum(
                 1 for s in ("rl", "eval") for _ in read_jsonl(ref / f"{s}.jsonl")
             )
@@ -129,16 +129,18 @@ def test_merge_refuses_incomplete_or_mismatched_shards(tmp_path: Path) -> None:
     run(cfg(tmp_path / "other", "2/3", n=13))
     shards = [str(tmp_path / f"s{i}") for i in range(3)]
     with pytest.raises(BuildError, match=r"missing shard\(s\) 1/3 of 3"):
-        merge(MergeConfig(shards=[shards[0], shards[2]], output=str(tmp_path / "o"), tracking=False))
+        merge(MergeConfig(shards=[shards[0], shards[2]], output_dir=str(tmp_path / "o"), tracking=False))
     with pytest.raises(BuildError, match=r"given twice"):
-        merge(MergeConfig(shards=[*shards, shards[1]], output=str(tmp_path / "o"), tracking=False))
+        merge(MergeConfig(shards=[*shards, shards[1]], output_dir=str(tmp_path / "o"), tracking=False))
     with pytest.raises(BuildError, match=r"another config"):
-        merge(MergeConfig(shards=[*shards[:2], str(tmp_path / "other")], output=str(tmp_path / "o"), tracking=False))
+        merge(
+            MergeConfig(shards=[*shards[:2], str(tmp_path / "other")], output_dir=str(tmp_path / "o"), tracking=False)
+        )
     with pytest.raises(BuildError, match=r"not a build shard"):
-        merge(MergeConfig(shards=[str(tmp_path)], output=str(tmp_path / "o"), tracking=False))
+        merge(MergeConfig(shards=[str(tmp_path)], output_dir=str(tmp_path / "o"), tracking=False))
     (tmp_path / "s1" / "shard.jsonl").write_text("")
     with pytest.raises(BuildError, match=r"does not match the sha256"):
-        merge(MergeConfig(shards=shards, output=str(tmp_path / "o"), tracking=False))
+        merge(MergeConfig(shards=shards, output_dir=str(tmp_path / "o"), tracking=False))
     with pytest.raises(ValueError, match=r"shard must be 'I/N'"):
         parse_shard("3/3")
     with pytest.raises(BuildError, match=r"different config \(differs in: shard\)"):

@@ -160,3 +160,16 @@ def test_tracking_logs_a_stage_run(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert logged.data.metrics["records"] == 10
     assert logged.data.tags["thinkflow.stage"] == "build"
     assert logged.data.tags["thinkflow.content_hash"] == manifest_hash(str(out))
+
+
+def test_output_is_the_deprecated_spelling_of_output_dir(tmp_path: Path) -> None:
+    from thinkflow.data.merge import MergeConfig
+
+    with pytest.warns(DeprecationWarning, match="'output' is deprecated, use 'output_dir'"):
+        cfg = BuildConfig.model_validate({"output": str(tmp_path / "d")})
+    assert cfg.output_dir == str(tmp_path / "d")
+    with pytest.warns(DeprecationWarning, match="'output' is deprecated, use 'output_dir'"):
+        merge = MergeConfig.model_validate({"shards": ["s0"], "output": str(tmp_path / "m")})
+    assert merge.output_dir == str(tmp_path / "m")
+    for preset in ("tiny-build", "tiny-data", "vlaa-distill-open", "vlaa-distill-paper"):
+        assert load_config(BuildConfig, preset).output_dir  # the presets use the current spelling (no warning)

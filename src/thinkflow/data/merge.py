@@ -28,7 +28,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import Field
 
@@ -64,10 +64,12 @@ STEP6_KEYS = ("eval_fraction", "aha_cues", "aha_match")
 class MergeConfig(StageConfig):
     """Config of `run`: the shard outputs and where the dataset goes."""
 
+    renamed_keys: ClassVar[dict[str, str]] = {"output": "output_dir"}
+
     shards: list[str] = Field(
         min_length=1, description="Shard outputs (dirs or s3:// URIs) of `thinkflow build --shard I/N`, all N."
     )
-    output: str = Field(description="Dataset directory or s3:// URI.")
+    output_dir: str = Field(description="Dataset directory or s3:// URI.")
     tracking: bool = Field(default=True, description="Log the run to MLflow.")
 
 
@@ -143,12 +145,12 @@ def _link(src: Path, dst: Path) -> None:
 
 
 def merge_shards(
-    dirs: list[Path], stage: Path, build: BuildConfig | None = None, output: str | None = None
+    dirs: list[Path], stage: Path, build: BuildConfig | None = None, output_dir: str | None = None
 ) -> dict[str, Any]:
     """Merge local shard dirs into the dataset dir ``stage``; returns the manifest (also written there).
 
     ``build``: the config of the step-6 settings and of ``manifest.build_config`` (default: the shards',
-    with ``output``).
+    with ``output_dir``).
     """
     start = time.monotonic()
     manifests = _load_shards(dirs)
@@ -156,7 +158,7 @@ def merge_shards(
     if build is None:
         base = {**first["build_config"], "shard": None, "work_dir": None}
         base.pop("output", None)  # a shard of a build before `output` became `output_dir`
-        base["output_dir"] = output or str(stage)
+        base["output_dir"] = output_dir or str(stage)
         build = BuildConfig.model_validate(base)
     cfg = build
 
@@ -290,15 +292,15 @@ def _merge(cfg: MergeConfig, stage: Path) -> dict[str, Any]:
         dirs = [storage.localize(uri) for uri in cfg.shards]
     except storage.StorageError as exc:
         raise BuildError(f"cannot read a shard: {exc}") from None
-    manifest = merge_shards(dirs, stage, output=cfg.output)
-    if storage.is_remote(cfg.output):
-        publish(stage, cfg.output, DATASET_FILES)
+    manifest = merge_shards(dirs, stage, output_dir=cfg.output_dir)
+    if storage.is_remote(cfg.output_dir):
+        publish(stage, cfg.output_dir, DATASET_FILES)
     return manifest
 
 
 def run(cfg: MergeConfig) -> StageResult:
-    """Merge the shards of a build into the dataset at ``cfg.output``."""
-    stage = staging_dir(cfg.output, "merge")
+    """Merge the shards of a build into the dataset at ``cfg.output_dir``."""
+    stage = staging_dir(cfg.output_dir, "merge")
     run_id = None
     with locked(stage / ".merge"):
         if cfg.tracking:
@@ -316,8 +318,8 @@ def run(cfg: MergeConfig) -> StageResult:
             manifest = _merge(cfg, stage)
     return StageResult(
         stage="merge",
-        output=cfg.output,
+        output=cfg.output_dir,
         metrics=metrics(manifest),
-        artifacts=dataset_artifacts(cfg.output, manifest),
+        artifacts=dataset_artifacts(cfg.output_dir, manifest),
         mlflow_run_id=run_id,
     )

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -38,6 +39,16 @@ def wait_http(url: str, timeout: float = 60.0, proc: subprocess.Popen[bytes] | N
             except httpx.HTTPError:
                 time.sleep(0.2)
     raise TimeoutError(f"{url} did not answer within {timeout:.0f}s")
+
+
+def stop(proc: subprocess.Popen[Any], timeout: float = 30.0) -> None:
+    """Terminate a server process started by a test; kill it when it does not exit within ``timeout``."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 S3_ENV = (
@@ -126,9 +137,4 @@ def model_server(
         wait_http(f"http://127.0.0.1:{port}/health", timeout=timeout, proc=proc)
         yield f"http://127.0.0.1:{port}/v1"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, timeout=15)
