@@ -119,6 +119,7 @@ class Distiller:
         }
 
     async def run(self, entries: list[dict[str, Any]]) -> list[Item]:
+        """Steps 2-5 over the collect entries marked for distillation; the records that pass all four."""
         cfg = self.cfg
         items = [
             Item(e["record"]["id"], e["record"], e.get("extras"), e.get("text_question"))
