@@ -35,9 +35,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from thinkflow.data.build import BuildConfig, run
-from thinkflow.data.scripted import ScriptedTeacher, SyntheticOracle
 from thinkflow.data.sources import SyntheticSource
 from thinkflow.testing import free_port, wait_http
+from thinkflow.testing.scripted import ScriptedTeacher, SyntheticOracle
 
 
 @contextlib.contextmanager
@@ -47,7 +47,7 @@ def teacher(kind: str, n: int, latency: float) -> Iterator[str]:
             yield srv.url
         return
     port = free_port()
-    cmd = [sys.executable, "-m", "thinkflow.data.scripted", "--port", str(port), "--latency", str(latency)]
+    cmd = [sys.executable, "-m", "thinkflow.testing.scripted", "--port", str(port), "--latency", str(latency)]
     proc = subprocess.Popen([*cmd, "--oracle", str(n)], stdout=subprocess.DEVNULL)
     try:
         wait_http(f"http://127.0.0.1:{port}/v1/models", timeout=120, proc=proc)
@@ -60,7 +60,7 @@ def teacher(kind: str, n: int, latency: float) -> Iterator[str]:
 def _shard_cfg(out: Path, url: str, n: int, concurrency: int, shard: str | None) -> BuildConfig:
     spec = {"base_url": url, "concurrency": concurrency, "timeout": 60}
     return BuildConfig(
-        output=str(out),
+        output_dir=str(out),
         sources=[SyntheticSource(n=n, responses=False)],
         teachers={"caption": {**spec, "model": "captioner"}, "reason": {**spec, "model": "reasoner"}},
         rewrite={"enabled": False},
@@ -133,13 +133,13 @@ def merge_bench(args: argparse.Namespace) -> None:
     """8 synthetic shards of ``args.merge`` records in all (VLAA-sized responses), merged in a child process."""
     import hashlib
 
-    from thinkflow.data.build import SHARD_FILE, SHARD_FORMAT, SHARD_MANIFEST, shard_of
-    from thinkflow.data.synthetic import iter_scenes
+    from thinkflow.data.build_config import SHARD_FILE, SHARD_FORMAT, SHARD_MANIFEST, shard_of
+    from thinkflow.data.scenes import iter_scenes
 
     count = 8
     scenes = list(iter_scenes(50, 0))
     think = "Let me look at the image carefully and count what is there. " * 25
-    cfg = BuildConfig(output="unused", tracking=False, progress=False).model_dump(mode="json")
+    cfg = BuildConfig(output_dir="unused", tracking=False, progress=False).model_dump(mode="json")
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         dirs = [Path(tmp, f"shard-{i}") for i in range(count)]
@@ -231,7 +231,7 @@ def main() -> None:
     with teacher(args.teacher, args.n, args.latency) as url, tempfile.TemporaryDirectory() as tmp:
         spec = {"base_url": url, "concurrency": args.concurrency, "timeout": 60}
         cfg = BuildConfig(
-            output=str(Path(tmp, "ds")),
+            output_dir=str(Path(tmp, "ds")),
             sources=[SyntheticSource(n=args.n, responses=False)],
             teachers={"caption": {**spec, "model": "captioner"}, "reason": {**spec, "model": "reasoner"}},
             rewrite={"enabled": False},

@@ -128,7 +128,7 @@ def run_direct(pipeline: str, root: Path) -> None:
     runtime.run_stage(
         build,
         runtime.stage_config(
-            BuildConfig, LOCAL_PRESETS["data"], None, output=data, work_dir=str(runtime.workspace_dir(ws, "build"))
+            BuildConfig, LOCAL_PRESETS["data"], None, output_dir=data, work_dir=str(runtime.workspace_dir(ws, "build"))
         ),
     )
     runtime.run_stage(validate, runtime.stage_config(ValidateConfig, None, None, data=data))

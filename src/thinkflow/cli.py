@@ -162,7 +162,7 @@ def build_command(
     sets: SetOpt = None,
     print_config: PrintOpt = False,
     shard: Annotated[
-        str | None, typer.Option("--shard", help="I/N: build shard I of N into --set output=… (then `data merge`).")
+        str | None, typer.Option("--shard", help="I/N: build shard I of N into --set output_dir=… (then `data merge`).")
     ] = None,
 ) -> None:
     """Build a dataset with the six VLAA-Thinking steps (resumable). --config tiny-data: the synthetic default."""
@@ -190,7 +190,7 @@ def data_merge(
     from thinkflow.data.build import BuildError
     from thinkflow.data.merge import MergeConfig, run
 
-    overrides = [f"shards={json.dumps(shards)}", f"output={json.dumps(output)}", *(sets or [])]
+    overrides = [f"shards={json.dumps(shards)}", f"output_dir={json.dumps(output)}", *(sets or [])]
     cfg = resolve_config(MergeConfig, None, overrides, print_config)
     try:
         result = run(cfg)
@@ -222,7 +222,7 @@ def data_import_vlaa(
     from thinkflow.data.build import BuildConfig
 
     sources = [{"kind": "vlaa", "json_file": f, "images": images, "max_samples": max_samples} for f in json_files]
-    overrides = [f"output={json.dumps(output)}", f"sources={json.dumps(sources)}", *(sets or [])]
+    overrides = [f"output_dir={json.dumps(output)}", f"sources={json.dumps(sources)}", *(sets or [])]
     cfg = resolve_config(BuildConfig, config, overrides, print_config)
     _run_build(cfg)
 
@@ -251,6 +251,9 @@ def data_validate(
         float, typer.Option("--max-bad-fraction", help="Share of bad records tolerated.")
     ] = 0.0,
     no_images: Annotated[bool, typer.Option("--no-images", help="Skip decoding the images.")] = False,
+    rehash: Annotated[
+        bool, typer.Option("--rehash", help="After a deliberate hand edit: refresh manifest.json (counts, hashes).")
+    ] = False,
 ) -> None:
     """Check schema, images, boxes and verifier types; exit 1 naming the bad records when too many are bad."""
     import json
@@ -258,9 +261,15 @@ def data_validate(
     from thinkflow.data.validate import ValidateConfig, run
 
     sets = [f"data={json.dumps(data)}", f"max_bad_fraction={max_bad_fraction}", f"check_images={not no_images}"]
-    cfg = resolve_config(ValidateConfig, None, sets, False)
+    cfg = resolve_config(ValidateConfig, None, [*sets, f"rehash={rehash}"], False)
     result = run(cfg)
     m = result.metrics
+    if m.get("rehashed"):
+        manifest = json.loads(Path(result.artifacts["manifest"]).read_text(encoding="utf-8"))
+        changes = "\n  ".join(manifest["rehashed"][-1]["changes"])
+        console.print(f"[yellow]manifest refreshed[/yellow]: {result.artifacts['manifest']}:\n  {changes}")
+    elif rehash:
+        console.print(f"manifest unchanged: {result.artifacts['manifest']} already matches the files")
     console.print(f"[green]valid[/green]: {data}: {int(m['records'])} records, {int(m['bad_records'])} bad")
 
 
@@ -279,7 +288,9 @@ def serve_model(
 ) -> None:
     """Serve a VLM as an OpenAI-compatible chat endpoint (images included) for teachers and judges."""
     from thinkflow.data.serve import serve
+    from thinkflow.serving.resolve import read_served
 
+    served = read_served(version_file) if version_file else None
     serve(
         model_dir,
         host=host,
@@ -288,7 +299,7 @@ def serve_model(
         device=device,
         dtype=dtype,
         default_max_tokens=max_tokens,
-        version_file=version_file,
+        served=served,
     )
 
 

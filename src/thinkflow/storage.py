@@ -203,6 +203,49 @@ def upload(local: str | os.PathLike[str], uri: str) -> list[str]:
     return written
 
 
+def mirror(local: str | os.PathLike[str], uri: str, names: list[str], content_dirs: tuple[str, ...] = ()) -> None:
+    """Make the remote prefix ``uri`` hold exactly what folder ``local`` holds of ``names`` and ``content_dirs``.
+
+    ``names`` (files directly in ``local``) are uploaded in order, so the last one (a manifest) lands last;
+    one that ``local`` lacks is removed from ``uri``. The files of each ``content_dirs`` folder are named by
+    their content (e.g. a hash): those already at ``uri`` are not sent again, and remote ones ``local`` lacks are
+    removed. Nothing else under ``uri`` is touched.
+    """
+    from minio.deleteobjects import DeleteObject
+
+    root = Path(local)
+    bucket, prefix = split_uri(uri)
+    prefix = prefix.rstrip("/")
+
+    def key(rel: str) -> str:
+        return f"{prefix}/{rel}" if prefix else rel
+
+    cli = client()
+    try:
+        if not cli.bucket_exists(bucket):
+            cli.make_bucket(bucket)
+        stale: list[DeleteObject] = []
+        for folder in content_dirs:
+            dir_prefix = key(folder) + "/"
+            remote = {
+                (o.object_name or "")[len(dir_prefix) :]
+                for o in cli.list_objects(bucket, prefix=dir_prefix, recursive=True)
+            }
+            here = {p.name for p in (root / folder).iterdir() if p.is_file()} if (root / folder).is_dir() else set()
+            for name in sorted(here - remote):
+                cli.fput_object(bucket, dir_prefix + name, str(root / folder / name))
+            stale += [DeleteObject(dir_prefix + name) for name in sorted(remote - here)]
+        present = [name for name in names if (root / name).is_file()]
+        stale += [DeleteObject(key(name)) for name in names if name not in present]
+        for error in cli.remove_objects(bucket, stale):
+            if error.code != "NoSuchKey":
+                raise StorageError(f"cannot remove {error.name} from {uri}: {error.message}")
+        for name in present:
+            cli.fput_object(bucket, key(name), str(root / name))
+    except S3Error as exc:
+        raise StorageError(f"cannot publish {root} to {uri}: {exc.code}: {exc.message}") from None
+
+
 def download(uri: str, local: str | os.PathLike[str]) -> Path:
     """Download an object, or every object under a prefix, to ``local`` (a file path or a directory)."""
     bucket, _ = split_uri(uri)

@@ -127,6 +127,6 @@ def test_vlaa_thinker_sharded_build_runs_locally(tmp_path: Path, tiny_model: Pat
     from thinkflow.data.build import BuildConfig, run
 
     ref = tmp_path / "ref"
-    run(load_config(BuildConfig, "tiny-data", [f"output={ref}", "tracking=false", "progress=false"]))
+    run(load_config(BuildConfig, "tiny-data", [f"output_dir={ref}", "tracking=false", "progress=false"]))
     for name in ("sft.jsonl", "rl.jsonl", "eval.jsonl", "rejected.jsonl"):
         assert (dataset / name).read_bytes() == (ref / name).read_bytes(), name

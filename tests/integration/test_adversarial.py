@@ -167,7 +167,7 @@ def test_vlaa_build_rejects_each_attack_once_and_keeps_every_good_record(tmp_pat
     path, root, expected = _vlaa_set(tmp_path, outside)
     out = tmp_path / "ds"
     src = VlaaSource(json_file=str(path), images=str(root), verifier_table={})
-    run(BuildConfig(output=str(out), sources=[src], eval_fraction=0.0, tracking=False, progress=False))
+    run(BuildConfig(output_dir=str(out), sources=[src], eval_fraction=0.0, tracking=False, progress=False))
     assert _kept(out) == set(GOOD)
     rejected = _rejected(out)
     assert set(rejected) == set(expected)
@@ -189,7 +189,7 @@ def test_pixel_limit_is_configurable(tmp_path: Path, outside: Path) -> None:
     out = tmp_path / "ds"
     src = JsonlSource(name="s", path=str(root / "rows.jsonl"))
     cfg = BuildConfig(
-        output=str(out),
+        output_dir=str(out),
         sources=[src],
         image_limits=ImageLimits(max_pixels=10_000, max_bytes=1 << 20),
         eval_fraction=0.0,
@@ -214,7 +214,7 @@ def test_a_50mb_json_line_is_one_rejected_record(tmp_path: Path, outside: Path) 
     del huge
     out = tmp_path / "ds"
     src = JsonlSource(name="s", path=str(root / "rows.jsonl"))
-    run(BuildConfig(output=str(out), sources=[src], eval_fraction=0.0, tracking=False, progress=False))
+    run(BuildConfig(output_dir=str(out), sources=[src], eval_fraction=0.0, tracking=False, progress=False))
     assert _kept(out) == {"s-one", "s-two"}
     assert "rows.jsonl:2: line of 52,428,8" in _rejected(out)["s-1"]
     with pytest.raises(RecordError, match=r"rows\.jsonl:2: line of .* bytes is longer than the limit"):

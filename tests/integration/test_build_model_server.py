@@ -17,17 +17,17 @@ import pytest
 from PIL import Image
 
 from thinkflow.data.build import BuildConfig, run
-from thinkflow.data.scripted import Ask, ScriptedTeacher
-from thinkflow.data.serve import start_server
 from thinkflow.data.sources import SyntheticSource
 from thinkflow.records import read_jsonl
+from thinkflow.testing import model_server
+from thinkflow.testing.scripted import Ask, ScriptedTeacher
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def server(tiny_model: Path) -> Iterator[str]:
-    with start_server(tiny_model, name="tiny") as url:
+    with model_server(tiny_model, name="tiny") as url:
         yield url
 
 
@@ -109,7 +109,7 @@ def test_six_steps_against_the_tiny_model(server: str, tmp_path: Path) -> None:
     # 1) every teacher is the tiny model: a random model writes no <think>…</think>, so its records stop at step 3
     out = tmp_path / "all-tiny"
     cfg = BuildConfig(
-        output=str(out),
+        output_dir=str(out),
         sources=[SyntheticSource(n=n, responses=False)],
         teachers={k: _tiny(server, 24) for k in ("caption", "reason", "rewrite", "judge")},
         tracking=False,
@@ -140,7 +140,7 @@ def test_six_steps_against_the_tiny_model(server: str, tmp_path: Path) -> None:
         teachers["reason"] = {"base_url": srv.url, "model": "r1"}
         before = httpx.get(server.removesuffix("/v1") + "/stats").json()
         cfg2 = BuildConfig(
-            output=str(out2),
+            output_dir=str(out2),
             sources=[SyntheticSource(n=n, responses=False)],
             teachers=teachers,
             rewrite={"max_word_delta": 10_000},

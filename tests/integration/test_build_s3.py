@@ -27,7 +27,7 @@ def test_build_to_s3_and_read_back(s3: str, tmp_path: Path, monkeypatch) -> None
     storage.upload(raw / "imgs", "s3://inputs/raw/imgs")
     out = "s3://datasets/synthetic/v1"
     cfg = BuildConfig(
-        output=out,
+        output_dir=out,
         sources=[
             SyntheticSource(n=15, seed=3),
             JsonlSource(

@@ -8,13 +8,14 @@ from typing import Any
 
 import pytest
 
-from thinkflow.data.build import BuildConfig, BuildError, parse_shard, run, shard_of
+from thinkflow.data.build import BuildConfig, BuildError, run
+from thinkflow.data.build_config import parse_shard, shard_of
 from thinkflow.data.merge import MergeConfig
 from thinkflow.data.merge import run as merge
-from thinkflow.data.scripted import ScriptedTeacher, SyntheticOracle
+from thinkflow.data.scenes import iter_scenes
 from thinkflow.data.sources import JsonlSource, SyntheticSource
-from thinkflow.data.synthetic import iter_scenes
 from thinkflow.records import read_jsonl
+from thinkflow.testing.scripted import ScriptedTeacher, SyntheticOracle
 
 N = 40
 DUPS = 12
@@ -55,7 +56,7 @@ def _cfg(out: Path, url: str, dups: JsonlSource, **kw: Any) -> BuildConfig:
         SyntheticSource(name="capped", n=30, seed=5, max_samples=10, distill=False),
     ]
     return BuildConfig(
-        output=str(out),
+        output_dir=str(out),
         sources=sources,  # type: ignore[arg-type]
         eval_fraction=0.2,
         teachers=teachers,  # type: ignore[arg-type]
@@ -73,7 +74,7 @@ def _dataset(out: Path) -> dict[str, bytes]:
 
 def _manifest(out: Path) -> dict[str, Any]:
     m = json.loads((out / "manifest.json").read_text())
-    assert m["build_config"].pop("output") == str(out) and m["build_config"]["shard"] is None
+    assert m["build_config"].pop("output_dir") == str(out) and m["build_config"]["shard"] is None
     return {k: v for k, v in m.items() if k not in VOLATILE}
 
 
@@ -98,7 +99,7 @@ def test_sharded_build_is_byte_identical_to_the_unsharded_one(tmp_path: Path) ->
                 assert all(shard_of(i, count) == index for i in ids)
                 shards.append(str(shard))
             out = tmp_path / f"n{count}" / "merged"
-            result = merge(MergeConfig(shards=list(reversed(shards)), output=str(out), tracking=False))
+            result = merge(MergeConfig(shards=list(reversed(shards)), output_dir=str(out), tracking=False))
             assert result.metrics["records"] == sum(1 for _ in read_jsonl(ref / "sft.jsonl")) + sum(
                 1 for s in ("rl", "eval") for _ in read_jsonl(ref / f"{s}.jsonl")
             )
@@ -119,23 +120,27 @@ def test_sharded_build_is_byte_identical_to_the_unsharded_one(tmp_path: Path) ->
 
 def test_merge_refuses_incomplete_or_mismatched_shards(tmp_path: Path) -> None:
     def cfg(out: Path, shard: str, n: int = 12) -> BuildConfig:
-        return BuildConfig(output=str(out), sources=[SyntheticSource(n=n)], shard=shard, tracking=False, progress=False)
+        return BuildConfig(
+            output_dir=str(out), sources=[SyntheticSource(n=n)], shard=shard, tracking=False, progress=False
+        )
 
     for i in range(3):
         run(cfg(tmp_path / f"s{i}", f"{i}/3"))
     run(cfg(tmp_path / "other", "2/3", n=13))
     shards = [str(tmp_path / f"s{i}") for i in range(3)]
     with pytest.raises(BuildError, match=r"missing shard\(s\) 1/3 of 3"):
-        merge(MergeConfig(shards=[shards[0], shards[2]], output=str(tmp_path / "o"), tracking=False))
+        merge(MergeConfig(shards=[shards[0], shards[2]], output_dir=str(tmp_path / "o"), tracking=False))
     with pytest.raises(BuildError, match=r"given twice"):
-        merge(MergeConfig(shards=[*shards, shards[1]], output=str(tmp_path / "o"), tracking=False))
+        merge(MergeConfig(shards=[*shards, shards[1]], output_dir=str(tmp_path / "o"), tracking=False))
     with pytest.raises(BuildError, match=r"another config"):
-        merge(MergeConfig(shards=[*shards[:2], str(tmp_path / "other")], output=str(tmp_path / "o"), tracking=False))
+        merge(
+            MergeConfig(shards=[*shards[:2], str(tmp_path / "other")], output_dir=str(tmp_path / "o"), tracking=False)
+        )
     with pytest.raises(BuildError, match=r"not a build shard"):
-        merge(MergeConfig(shards=[str(tmp_path)], output=str(tmp_path / "o"), tracking=False))
+        merge(MergeConfig(shards=[str(tmp_path)], output_dir=str(tmp_path / "o"), tracking=False))
     (tmp_path / "s1" / "shard.jsonl").write_text("")
     with pytest.raises(BuildError, match=r"does not match the sha256"):
-        merge(MergeConfig(shards=shards, output=str(tmp_path / "o"), tracking=False))
+        merge(MergeConfig(shards=shards, output_dir=str(tmp_path / "o"), tracking=False))
     with pytest.raises(ValueError, match=r"shard must be 'I/N'"):
         parse_shard("3/3")
     with pytest.raises(BuildError, match=r"different config \(differs in: shard\)"):

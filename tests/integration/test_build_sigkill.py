@@ -21,8 +21,8 @@ import pytest
 import yaml
 
 from thinkflow.data.build import BuildConfig, run
-from thinkflow.data.scripted import ScriptedTeacher, SyntheticOracle
 from thinkflow.data.sources import SyntheticSource
+from thinkflow.testing.scripted import ScriptedTeacher, SyntheticOracle
 
 N = 40
 
@@ -30,7 +30,7 @@ N = 40
 def _config(out: Path, url: str) -> BuildConfig:
     teacher = {"base_url": url, "concurrency": 6, "timeout": 120}
     return BuildConfig(
-        output=str(out),
+        output_dir=str(out),
         sources=[SyntheticSource(n=N, responses=False)],
         eval_fraction=0.1,
         teachers={

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 
 from thinkflow.data.build import BuildConfig, BuildError, run
-from thinkflow.data.scripted import Ask, ScriptedTeacher, SyntheticOracle
 from thinkflow.data.sources import JsonlSource, SyntheticSource
 from thinkflow.format import has_aha, response_parts
 from thinkflow.records import read_jsonl
+from thinkflow.testing.scripted import Ask, ScriptedTeacher, SyntheticOracle
 
 N = 60
 
@@ -30,7 +30,7 @@ def _teachers(url: str, **kw: Any) -> dict[str, Any]:
 def _cfg(out: Path, url: str, **kw: Any) -> BuildConfig:
     teacher_kw = kw.pop("teacher_kw", {})
     return BuildConfig(
-        output=str(out),
+        output_dir=str(out),
         sources=[SyntheticSource(n=N, responses=False)],
         eval_fraction=0.1,
         teachers=_teachers(url, **teacher_kw),
@@ -175,7 +175,7 @@ def test_text_questions_extras_and_separate_reasoning(tmp_path: Path) -> None:
     out = tmp_path / "o"
     with ScriptedTeacher(respond) as srv:
         cfg = BuildConfig(
-            output=str(out),
+            output_dir=str(out),
             sources=[src],
             teachers=_teachers(srv.url),
             eval_fraction=0.0,

@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from thinkflow.data.scripted import Ask, ScriptedTeacher
 from thinkflow.data.teachers import Teacher, TeacherConfig, TeacherError, image_part
+from thinkflow.testing.scripted import Ask, ScriptedTeacher
 
 
 def _cfg(url: str, **kw: object) -> TeacherConfig:

@@ -28,7 +28,7 @@ import httpx
 import pytest
 import yaml
 
-from thinkflow.testing import free_port, s3_server, wait_http
+from thinkflow.testing import free_port, s3_server, stop, wait_http
 
 helm = pytest.importorskip("helm_python", reason="helm-python-sdk is in the [dev] extras")
 
@@ -194,11 +194,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
                 bucket_prefix=f"{bucket}/{prefix}",
             )
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop(proc)
 
 
 def test_the_rendered_container_needs_the_secret_key_and_gets_it() -> None:

@@ -10,11 +10,11 @@ import re
 
 import pytest
 
-from thinkflow.data.scripted import Ask, ScriptedTeacher
 from thinkflow.evaluate.judge import JudgeConfig, check_reachable, rescore_with_judge
 from thinkflow.evaluate.metrics import summarize
 from thinkflow.evaluate.score import score_predictions
 from thinkflow.rewards import MixedReward
+from thinkflow.testing.scripted import Ask, ScriptedTeacher
 
 
 def _extractor(ask: Ask) -> str:

@@ -14,11 +14,11 @@ from typer.testing import CliRunner
 
 from thinkflow import storage
 from thinkflow.cli import app
-from thinkflow.data.scripted import ScriptedTeacher
 from thinkflow.data.teachers import TeacherConfig
 from thinkflow.preflight import PreflightConfig, PreflightError, run
 from thinkflow.rewards.serve import ScorerServer
 from thinkflow.testing import free_port
+from thinkflow.testing.scripted import ScriptedTeacher
 
 TOKEN = "reward-token"
 

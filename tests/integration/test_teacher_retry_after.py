@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from thinkflow.data.scripted import ScriptedTeacher
 from thinkflow.data.teachers import Teacher, TeacherConfig, retry_after
+from thinkflow.testing.scripted import ScriptedTeacher
 
 
 def _run(cfg: TeacherConfig, texts: list[str]) -> tuple[list[Any], Teacher]:
@@ -45,9 +45,7 @@ def test_retry_after_pauses_every_request_of_the_teacher() -> None:
 
 def test_retry_after_is_capped_by_retry_after_max() -> None:
     with ScriptedTeacher(lambda ask: "ok", failures=[429], retry_after="3600") as srv:
-        cfg = TeacherConfig(
-            base_url=srv.url, model="m", ramp_up=0, backoff=0.01, backoff_max=0.02, retry_after_max=0.2
-        )
+        cfg = TeacherConfig(base_url=srv.url, model="m", ramp_up=0, backoff=0.01, backoff_max=0.02, retry_after_max=0.2)
         (reply,), _ = _run(cfg, ["a"])
         (t0, _, _), (t1, _, _) = srv.arrivals
     assert reply.attempts == 2 and t1 - t0 >= 0.19

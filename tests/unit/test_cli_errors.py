@@ -214,7 +214,7 @@ def test_build_with_no_records_exits_nonzero_with_reasons(tmp_path: Path) -> Non
     )
     (tmp_path / "imgs").mkdir()
     source = json.dumps([{"kind": "jsonl", "name": "mine", "path": str(src), "images": str(tmp_path / "imgs")}])
-    args = ["build", "--set", f"output={tmp_path / 'out'}", "--set", "tracking=false", "--set", f"sources={source}"]
+    args = ["build", "--set", f"output_dir={tmp_path / 'out'}", "--set", "tracking=false", "--set", f"sources={source}"]
     _one_line_error(runner.invoke(app, args), 1, "no records built", "3×", "rejected.jsonl")
 
 

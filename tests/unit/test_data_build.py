@@ -18,7 +18,7 @@ from thinkflow.records import SYSTEM_PROMPT, read_jsonl
 
 def _cfg(out: Path, **kw: object) -> BuildConfig:
     kw.setdefault("sources", [SyntheticSource(n=30, seed=1)])
-    return BuildConfig(output=str(out), tracking=False, progress=False, **kw)  # type: ignore[arg-type]
+    return BuildConfig(output_dir=str(out), tracking=False, progress=False, **kw)  # type: ignore[arg-type]
 
 
 def _files(out: Path) -> dict[str, bytes]:
@@ -30,7 +30,7 @@ def _files(out: Path) -> dict[str, bytes]:
 
 
 def test_tiny_data_preset_builds_the_embedded_default(tmp_path: Path) -> None:
-    cfg = load_config(BuildConfig, "tiny-data", [f"output={tmp_path / 'd'}", "tracking=false", "progress=false"])
+    cfg = load_config(BuildConfig, "tiny-data", [f"output_dir={tmp_path / 'd'}", "tracking=false", "progress=false"])
     result = run(cfg)
     assert result.stage == "build" and result.output == str(tmp_path / "d")
     assert result.metrics["records"] == 100 and result.metrics["rejected"] == 0
@@ -154,9 +154,22 @@ def test_tracking_logs_a_stage_run(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.delenv("THINKFLOW_PARENT_RUN_ID", raising=False)
     out = tmp_path / "o"
-    result = run(BuildConfig(output=str(out), sources=[SyntheticSource(n=10)], progress=False))
+    result = run(BuildConfig(output_dir=str(out), sources=[SyntheticSource(n=10)], progress=False))
     assert result.mlflow_run_id
     logged = mlflow.get_run(result.mlflow_run_id)
     assert logged.data.metrics["records"] == 10
     assert logged.data.tags["thinkflow.stage"] == "build"
     assert logged.data.tags["thinkflow.content_hash"] == manifest_hash(str(out))
+
+
+def test_output_is_the_deprecated_spelling_of_output_dir(tmp_path: Path) -> None:
+    from thinkflow.data.merge import MergeConfig
+
+    with pytest.warns(DeprecationWarning, match="'output' is deprecated, use 'output_dir'"):
+        cfg = BuildConfig.model_validate({"output": str(tmp_path / "d")})
+    assert cfg.output_dir == str(tmp_path / "d")
+    with pytest.warns(DeprecationWarning, match="'output' is deprecated, use 'output_dir'"):
+        merge = MergeConfig.model_validate({"shards": ["s0"], "output": str(tmp_path / "m")})
+    assert merge.output_dir == str(tmp_path / "m")
+    for preset in ("tiny-build", "tiny-data", "vlaa-distill-open", "vlaa-distill-paper"):
+        assert load_config(BuildConfig, preset).output_dir  # the presets use the current spelling (no warning)

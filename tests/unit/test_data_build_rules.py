@@ -18,10 +18,12 @@ import pytest
 from PIL import Image
 
 from thinkflow.config import load_config
-from thinkflow.data.build import BuildConfig, _Builder, _Item, run
+from thinkflow.data.build import BuildConfig, run
+from thinkflow.data.distill import Distiller, Item
 from thinkflow.data.prompts import PromptError, Prompts, PromptsConfig, PromptSource, fetch_prompt
 from thinkflow.data.teachers import Reply
 from thinkflow.data.text import format_response, word_count
+from thinkflow.data.workdir import BuildState
 from thinkflow.records import read_jsonl
 
 VLAA_COMMIT = "a2c96787383d437941f65b4a3c9c8602f4470d26"
@@ -151,7 +153,7 @@ def test_geoqa_goes_to_rl_without_distillation(tmp_path: Path) -> None:
     dead = {"base_url": "http://127.0.0.1:9/v1", "model": "m"}
     cfg = load_config(BuildConfig, "vlaa-distill-open").model_copy(
         update={
-            "output": str(tmp_path / "out"),
+            "output_dir": str(tmp_path / "out"),
             "tracking": False,
             "progress": False,
             "eval_fraction": 0.0,
@@ -194,13 +196,13 @@ class FakeTeacher:
         return Reply(self.text, None, 10, 10, self.cfg.model, 1, "stop")
 
 
-def _builder(tmp_path: Path, **kw: Any) -> _Builder:
-    cfg = BuildConfig(output=str(tmp_path / "o"), tracking=False, progress=False, **kw)
-    return _Builder(cfg, tmp_path / "o", tmp_path / "w")
+def _builder(tmp_path: Path, **kw: Any) -> Distiller:
+    cfg = BuildConfig(output_dir=str(tmp_path / "o"), tracking=False, progress=False, **kw)
+    return Distiller(BuildState(cfg, tmp_path / "o", tmp_path / "w"))
 
 
-def _item(response: str, vtype: str = "digit", solution: str = "3") -> _Item:
-    item = _Item("r1", {"id": "r1", "question": "How many?", "solution": solution, "verifier_type": vtype}, None, None)
+def _item(response: str, vtype: str = "digit", solution: str = "3") -> Item:
+    item = Item("r1", {"id": "r1", "question": "How many?", "solution": solution, "verifier_type": vtype}, None, None)
     item.outputs["reason"] = {"status": "ok", "out": {"response": response}}
     return item
 
@@ -209,11 +211,11 @@ def test_length_gap_compares_the_whole_answer_before_and_after(tmp_path: Path) -
     before = format_response("The caption says there are three cubes. So three.", "3")
     builder = _builder(tmp_path)
     ok = FakeTeacher("The image shows there are three cubes. So three.")
-    entry = asyncio.run(builder._rewrite(ok, _item(before)))  # type: ignore[arg-type]
+    entry = asyncio.run(builder.rewrite(ok, _item(before)))  # type: ignore[arg-type]
     assert entry["status"] == "ok"
     assert entry["out"]["response"] == format_response("The image shows there are three cubes. So three.", "3")
     padded = "The image shows there are three cubes. So three." + " very" * 16
-    entry = asyncio.run(builder._rewrite(FakeTeacher(padded), _item(before)))  # type: ignore[arg-type]
+    entry = asyncio.run(builder.rewrite(FakeTeacher(padded), _item(before)))  # type: ignore[arg-type]
     assert entry["status"] == "rejected" and "answer changed by 16 (> 15)" in entry["reason"]
     # the paper's rewrite prompt gets the whole answer ({input} -> $response) and returns it
     prompt = tmp_path / "rewrite.txt"
@@ -222,7 +224,7 @@ def test_length_gap_compares_the_whole_answer_before_and_after(tmp_path: Path) -
     builder = _builder(tmp_path / "b", prompts=PromptsConfig(rewrite=source))
     after = "<think>The image shows there are three cubes. So three.</think> 3"
     teacher = FakeTeacher(after)
-    entry = asyncio.run(builder._rewrite(teacher, _item(before)))  # type: ignore[arg-type]
+    entry = asyncio.run(builder.rewrite(teacher, _item(before)))  # type: ignore[arg-type]
     assert before in teacher.prompts[0]  # the whole distilled answer went to the rewriter
     assert entry["status"] == "ok" and word_count(entry["out"]["response"]) - word_count(before) == 0
 
@@ -230,13 +232,13 @@ def test_length_gap_compares_the_whole_answer_before_and_after(tmp_path: Path) -
 def test_verify_mode_judge_asks_the_judge_for_every_sample(tmp_path: Path) -> None:
     response = format_response("Count: three.", "3")
     rules = _builder(tmp_path / "r")
-    entry = asyncio.run(rules._verify(None, _item(response)))
+    entry = asyncio.run(rules.verify(None, _item(response)))
     assert entry["out"]["method"] == "rule"
     judge = _builder(tmp_path / "j", verify={"mode": "judge"})
     no = FakeTeacher("No")
-    entry = asyncio.run(judge._verify(no, _item(response)))  # type: ignore[arg-type]
+    entry = asyncio.run(judge.verify(no, _item(response)))  # type: ignore[arg-type]
     assert entry["status"] == "rejected" and "judge" in entry["reason"] and len(no.prompts) == 1
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        entry = asyncio.run(judge._verify(FakeTeacher("Yes"), _item(response)))  # type: ignore[arg-type]
+        entry = asyncio.run(judge.verify(FakeTeacher("Yes"), _item(response)))  # type: ignore[arg-type]
     assert entry["out"]["method"] == "judge"

@@ -21,8 +21,8 @@ def _flat(text: str) -> str:
 
 def test_build_with_preset_and_print_config(tmp_path: Path) -> None:
     out = tmp_path / "d"
-    res = runner.invoke(app, ["build", "--config", "tiny-data", "--set", f"output={out}", "--print-config"])
-    assert res.exit_code == 0 and f"output: {out}" in res.output and "kind: synthetic" in res.output
+    res = runner.invoke(app, ["build", "--config", "tiny-data", "--set", f"output_dir={out}", "--print-config"])
+    assert res.exit_code == 0 and f"output_dir: {out}" in res.output and "kind: synthetic" in res.output
     res = runner.invoke(
         app,
         [
@@ -30,7 +30,7 @@ def test_build_with_preset_and_print_config(tmp_path: Path) -> None:
             "-c",
             "tiny-data",
             "--set",
-            f"output={out}",
+            f"output_dir={out}",
             "--set",
             "tracking=false",
             "--set",
@@ -39,7 +39,7 @@ def test_build_with_preset_and_print_config(tmp_path: Path) -> None:
     )
     assert res.exit_code == 0, res.output
     assert "15 records" in _flat(res.output) and (out / "manifest.json").exists()
-    res = runner.invoke(app, ["build", "--set", "output=x", "--set", "dedupe=sometimes"])
+    res = runner.invoke(app, ["build", "--set", "output_dir=x", "--set", "dedupe=sometimes"])
     assert res.exit_code == 2 and "dedupe" in res.output
 
 
@@ -93,12 +93,12 @@ def test_import_vlaa_command(tmp_path: Path) -> None:
 
 def test_build_shards_and_data_merge(tmp_path: Path) -> None:
     base = ["-c", "tiny-data", "--set", "tracking=false", "--set", "sources=[{kind: synthetic, n: 14}]"]
-    res = runner.invoke(app, ["build", *base, "--set", f"output={tmp_path / 'ref'}"])
+    res = runner.invoke(app, ["build", *base, "--set", f"output_dir={tmp_path / 'ref'}"])
     assert res.exit_code == 0, res.output
     shards = []
     for i in range(2):
         shards.append(str(tmp_path / f"s{i}"))
-        res = runner.invoke(app, ["build", *base, "--set", f"output={shards[-1]}", "--shard", f"{i}/2"])
+        res = runner.invoke(app, ["build", *base, "--set", f"output_dir={shards[-1]}", "--shard", f"{i}/2"])
         assert res.exit_code == 0 and "shard built" in _flat(res.output), res.output
     res = runner.invoke(app, ["data", "merge", *shards, "-o", str(tmp_path / "m"), "--set", "tracking=false"])
     assert res.exit_code == 0 and "dataset merged" in _flat(res.output), res.output
@@ -106,5 +106,5 @@ def test_build_shards_and_data_merge(tmp_path: Path) -> None:
         assert (tmp_path / "m" / name).read_bytes() == (tmp_path / "ref" / name).read_bytes()
     res = runner.invoke(app, ["data", "merge", shards[0], "-o", str(tmp_path / "x"), "--set", "tracking=false"])
     assert res.exit_code == 1 and "missing shard(s) 1/2 of 2" in _flat(res.output)
-    res = runner.invoke(app, ["build", *base, "--set", f"output={tmp_path / 'y'}", "--shard", "2/2"])
+    res = runner.invoke(app, ["build", *base, "--set", f"output_dir={tmp_path / 'y'}", "--shard", "2/2"])
     assert res.exit_code == 2 and "shard must be 'I/N'" in _flat(res.output)

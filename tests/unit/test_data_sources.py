@@ -99,7 +99,9 @@ def test_vlaa_import(tmp_path: Path) -> None:
         VlaaSource(json_file=str(sft_path), images=str(tmp_path / "images")),
         VlaaSource(json_file=str(grpo_path), images=str(tmp_path / "images")),
     ]
-    result = run(BuildConfig(output=str(out), sources=sources, dedupe="image_question", tracking=False, progress=False))
+    result = run(
+        BuildConfig(output_dir=str(out), sources=sources, dedupe="image_question", tracking=False, progress=False)
+    )
     sft, rl = _rows(out, "sft"), _rows(out, "rl")
     assert set(sft) == {"clevr_math-CLEVR_1.png", "geoqa170k-geo-2", "synthesis-3", "allava-allava_laion_4"}
     assert set(rl) == {"coco-5"}
@@ -158,7 +160,7 @@ def test_vlaa_unknown_prefix_rejected_unless_table_extended(tmp_path: Path) -> N
     out = tmp_path / "o1"
     run(
         BuildConfig(
-            output=str(out),
+            output_dir=str(out),
             sources=[VlaaSource(json_file=str(f), images=str(tmp_path / "images"))],
             tracking=False,
             progress=False,
@@ -167,7 +169,7 @@ def test_vlaa_unknown_prefix_rejected_unless_table_extended(tmp_path: Path) -> N
     assert "add the source prefix to verifier_table" in next(read_jsonl(out / "rejected.jsonl"))["reason"]
     out2 = tmp_path / "o2"
     src = VlaaSource(json_file=str(f), images=str(tmp_path / "images"), verifier_table={"newsrc": "digit"})
-    run(BuildConfig(output=str(out2), sources=[src], tracking=False, progress=False))
+    run(BuildConfig(output_dir=str(out2), sources=[src], tracking=False, progress=False))
     assert _rows(out2, "rl")["newsrc-1"]["verifier_type"] == "digit"
 
 
@@ -198,7 +200,7 @@ def test_jsonl_source_with_field_mapping(tmp_path: Path) -> None:
         split="auto",
     )
     out = tmp_path / "out"
-    run(BuildConfig(output=str(out), sources=[src], eval_fraction=0.0, tracking=False, progress=False))
+    run(BuildConfig(output_dir=str(out), sources=[src], eval_fraction=0.0, tracking=False, progress=False))
     rl, sft = _rows(out, "rl"), _rows(out, "sft")
     assert rl["mine-1"]["solution"] == "1" and rl["mine-1"]["meta"]["extra"] == "keep me"  # no response -> rl
     assert sft["mine-2"]["response"] == "<think>It is blue.</think><answer>blue</answer>"
@@ -226,7 +228,7 @@ def test_hf_sources_arrow_and_parquet(tmp_path: Path) -> None:
     for name, path in (("saved", tmp_path / "saved"), ("pq", tmp_path / "data.parquet")):
         src = HFSource(name=name, path=str(path), fields={"verifier_type": "type"})
         out = tmp_path / f"out-{name}"
-        run(BuildConfig(output=str(out), sources=[src], eval_fraction=0.0, tracking=False, progress=False))
+        run(BuildConfig(output_dir=str(out), sources=[src], eval_fraction=0.0, tracking=False, progress=False))
         rl = _rows(out, "rl")
         assert {r["solution"] for r in rl.values()} == {"1", "B"}, name
         assert all((out / r["image"]).is_file() for r in rl.values())
@@ -243,7 +245,7 @@ def test_hf_imagefolder_with_metadata(tmp_path: Path) -> None:
     (folder / "metadata.jsonl").write_text("\n".join(json.dumps(m) for m in meta) + "\n")
     out = tmp_path / "out"
     src = HFSource(name="docvqa", path=str(folder), format="imagefolder")
-    run(BuildConfig(output=str(out), sources=[src], eval_fraction=0.0, tracking=False, progress=False))
+    run(BuildConfig(output_dir=str(out), sources=[src], eval_fraction=0.0, tracking=False, progress=False))
     rl = _rows(out, "rl")
     assert sorted(r["solution"] for r in rl.values()) == ["blue", "red"]
     assert {r["verifier_type"] for r in rl.values()} == {"open"}  # named like a VLAA source: its type

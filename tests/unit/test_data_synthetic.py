@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 from PIL import Image
 
-from thinkflow.data.synthetic import COLOURS, SIZES, VERIFIER_ORDER, assign_splits, iter_scenes, make_scene
+from thinkflow.data.scenes import COLOURS, SIZES, VERIFIER_ORDER, assign_splits, iter_scenes, make_scene
 from thinkflow.format import has_aha
 
 

@@ -16,10 +16,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import eval_fixtures as fx
 from thinkflow.cli import app
-from thinkflow.data.scripted import ScriptedTeacher
 from thinkflow.evaluate import EvalConfig, run
 from thinkflow.evaluate.merge import MergeEvalConfig
 from thinkflow.evaluate.merge import run as merge
+from thinkflow.testing.scripted import ScriptedTeacher
 
 # Not functions of the predictions: the time spent generating (summed over the parts) and where it was written.
 NOT_COMPARED = ("generation_seconds",)

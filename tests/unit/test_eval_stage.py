@@ -206,7 +206,7 @@ def test_run_with_a_judge_and_reference_rows(
     tiny_model: Path, tmp_path: Path, mlflow_local: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import thinkflow.evaluate.generate as generate
-    from thinkflow.data.scripted import ScriptedTeacher
+    from thinkflow.testing.scripted import ScriptedTeacher
 
     def answers(model: str, images: list, questions: list, **kwargs: object) -> tuple[list[str], list[int], str]:
         assert kwargs["max_pixels"] == 256 * 32 * 32  # the paper's evaluation resolution reaches generation

@@ -34,8 +34,8 @@ def _config(component: str) -> tuple[type[Any], dict[str, Any]]:
 
     train = {"data": "/d", "output_dir": "/m", "checkpoint_dir": "/c"}
     return {
-        "build_dataset": (BuildConfig, {"output": "/d", "work_dir": "/w"}),
-        "build_shard": (BuildConfig, {"output": "/d", "work_dir": "/w", "shard": "0/1"}),
+        "build_dataset": (BuildConfig, {"output_dir": "/d", "work_dir": "/w"}),
+        "build_shard": (BuildConfig, {"output_dir": "/d", "work_dir": "/w", "shard": "0/1"}),
         "validate_data": (ValidateConfig, {"data": "/d"}),
         "sft": (SFTConfig, train),
         "grpo": (GRPOStageConfig, train),

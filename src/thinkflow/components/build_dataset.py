@@ -22,7 +22,7 @@ def build_dataset(
     from thinkflow.data.build import BuildConfig, run
 
     cfg = runtime.stage_config(
-        BuildConfig, preset, overrides, output=dataset.path, work_dir=str(runtime.workspace_dir(workspace, "build"))
+        BuildConfig, preset, overrides, output_dir=dataset.path, work_dir=str(runtime.workspace_dir(workspace, "build"))
     )
     result = runtime.run_stage(run, cfg, workspace)
     runtime.record(result, metrics, dataset)

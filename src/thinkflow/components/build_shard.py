@@ -25,7 +25,7 @@ def build_shard(
     index, count = (int(x) for x in spec.split("/"))
     where = runtime.workspace_dir(workspace, "build-shards", f"{index:05d}-of-{count:05d}")
     cfg = runtime.stage_config(
-        BuildConfig, preset, overrides, output=str(where / "out"), work_dir=str(where / "journal"), shard=spec
+        BuildConfig, preset, overrides, output_dir=str(where / "out"), work_dir=str(where / "journal"), shard=spec
     )
     result = runtime.run_stage(run, cfg, workspace)
     runtime.copy_output(result.output, shard.path)

@@ -19,6 +19,6 @@ def merge_dataset(
     from thinkflow.components import runtime
     from thinkflow.data.merge import MergeConfig, run
 
-    cfg = runtime.stage_config(MergeConfig, None, None, shards=[s.path for s in shards], output=dataset.path)
+    cfg = runtime.stage_config(MergeConfig, None, None, shards=[s.path for s in shards], output_dir=dataset.path)
     result = runtime.run_stage(run, cfg, workspace)
     runtime.record(result, metrics, dataset)

@@ -2,7 +2,8 @@
 
 * `thinkflow.data.build.run` (``thinkflow build``): sources -> VLAA-format dataset (resumable);
 * `thinkflow.data.synthetic.generate` (``thinkflow data synth``): the embedded default dataset;
-* `thinkflow.data.validate.run` (``thinkflow data validate``): schema, images, boxes, verifier types;
+* `thinkflow.data.validate.run` (``thinkflow data validate [--rehash]``): schema, images, boxes, verifier types,
+  the manifest (refreshed on purpose after a hand edit with ``--rehash``);
 * `load_split` / `manifest_hash`: what the training and evaluation stages read.
 """
 

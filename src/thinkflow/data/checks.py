@@ -6,25 +6,12 @@ import json
 import math
 from typing import Any
 
-from thinkflow.records import VERIFIER_TYPES
+from thinkflow.rewards import VERIFIERS, check_solution
 
 
 def known_verifier_types() -> tuple[str, ...]:
-    """Verifier types with a reward: the rewards registry when installed, else the schema's list."""
-    try:
-        import thinkflow.rewards as rewards
-    except ImportError:
-        return VERIFIER_TYPES
-    for attr in ("VERIFIER_TYPES", "VERIFIERS", "REGISTRY", "verifiers"):
-        value = getattr(rewards, attr, None)
-        if callable(value) and not isinstance(value, dict):
-            try:
-                value = value()
-            except TypeError:
-                continue
-        if value:
-            return tuple(str(v) for v in value)
-    return VERIFIER_TYPES
+    """Verifier types with a reward (the rewards registry, `thinkflow.rewards.VERIFIERS`)."""
+    return tuple(VERIFIERS)
 
 
 def box_problem(solution: str, image_size: Any = None) -> str | None:
@@ -64,17 +51,13 @@ def box_problem(solution: str, image_size: Any = None) -> str | None:
 def solution_problem(verifier_type: str, solution: str, image_size: Any = None) -> str | None:
     """Why ``solution`` is not a usable ground truth for ``verifier_type`` (``None`` when it is).
 
-    Boxes are checked here (`box_problem`); the rewards registry's own check (``check_solution``, e.g. an
-    mcq gold that is no option letter) is applied too when ``thinkflow.rewards`` is installed.
+    Boxes are checked here (`box_problem`), then the rewards registry's own check (`check_solution`, e.g. an
+    mcq gold that is no option letter).
     """
     if verifier_type == "iou":
         problem = box_problem(solution, image_size)
         if problem:
             return problem
-    try:
-        from thinkflow.rewards import check_solution
-    except ImportError:
-        return None
     try:
         return check_solution(verifier_type, solution)
     except ValueError as exc:

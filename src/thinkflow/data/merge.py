@@ -19,7 +19,6 @@ write), so the merge holds ids and dedupe keys in memory, not records.
 
 from __future__ import annotations
 
-import hashlib
 import heapq
 import json
 import os
@@ -29,13 +28,13 @@ from collections import Counter, defaultdict
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import Field
 
 from thinkflow import storage
 from thinkflow.config import StageConfig, StageResult
-from thinkflow.data.build import (
+from thinkflow.data.build_config import (
     FORMAT,
     SHARD_FILE,
     SHARD_FORMAT,
@@ -43,14 +42,19 @@ from thinkflow.data.build import (
     STEPS,
     BuildConfig,
     BuildError,
-    _locked,
-    _metrics,
-    _publish,
-    _sha256_file,
-    _write_atomic,
     parse_shard,
 )
+from thinkflow.data.manifest import (
+    DATASET_FILES,
+    content_hash,
+    dataset_artifacts,
+    metrics,
+    publish,
+    record_counts,
+    tally,
+)
 from thinkflow.data.split import assign_split, stratified_eval
+from thinkflow.data.workdir import locked, sha256_file, staging_dir, write_atomic
 from thinkflow.format import has_aha
 from thinkflow.records import SPLITS, parse_record, read_jsonl
 
@@ -60,10 +64,12 @@ STEP6_KEYS = ("eval_fraction", "aha_cues", "aha_match")
 class MergeConfig(StageConfig):
     """Config of `run`: the shard outputs and where the dataset goes."""
 
+    renamed_keys: ClassVar[dict[str, str]] = {"output": "output_dir"}
+
     shards: list[str] = Field(
         min_length=1, description="Shard outputs (dirs or s3:// URIs) of `thinkflow build --shard I/N`, all N."
     )
-    output: str = Field(description="Dataset directory or s3:// URI.")
+    output_dir: str = Field(description="Dataset directory or s3:// URI.")
     tracking: bool = Field(default=True, description="Log the run to MLflow.")
 
 
@@ -76,7 +82,7 @@ def _load_shards(dirs: list[Path]) -> list[dict[str, Any]]:
         m = json.loads(path.read_text(encoding="utf-8"))
         if m.get("format") != SHARD_FORMAT:
             raise BuildError(f"{path}: format {m.get('format')!r}, expected {SHARD_FORMAT}")
-        if _sha256_file(d / SHARD_FILE) != m["sha256"]:
+        if sha256_file(d / SHARD_FILE) != m["sha256"]:
             raise BuildError(f"{d / SHARD_FILE} does not match the sha256 in {path} (changed or truncated)")
         m["dir"] = d
         manifests.append(m)
@@ -139,18 +145,20 @@ def _link(src: Path, dst: Path) -> None:
 
 
 def merge_shards(
-    dirs: list[Path], stage: Path, build: BuildConfig | None = None, output: str | None = None
+    dirs: list[Path], stage: Path, build: BuildConfig | None = None, output_dir: str | None = None
 ) -> dict[str, Any]:
     """Merge local shard dirs into the dataset dir ``stage``; returns the manifest (also written there).
 
     ``build``: the config of the step-6 settings and of ``manifest.build_config`` (default: the shards',
-    with ``output``).
+    with ``output_dir``).
     """
     start = time.monotonic()
     manifests = _load_shards(dirs)
     first = manifests[0]
     if build is None:
-        base = {**first["build_config"], "shard": None, "work_dir": None, "output": output or str(stage)}
+        base = {**first["build_config"], "shard": None, "work_dir": None}
+        base.pop("output", None)  # a shard of a build before `output` became `output_dir`
+        base["output_dir"] = output_dir or str(stage)
         build = BuildConfig.model_validate(base)
     cfg = build
 
@@ -209,23 +217,17 @@ def merge_shards(
             handles[split].write(json.dumps(out, ensure_ascii=False) + "\n")
             _link(manifests[k]["dir"] / out["image"], stage / out["image"])
             referenced.add(out["image"])
-            per["split"][split] += 1
-            per["source"][out.get("source", "")] += 1
-            per["verifier_type"][out["verifier_type"]] += 1
-            per[f"split/{split}/verifier_type"][out["verifier_type"]] += 1
-            per[f"split/{split}/source"][out.get("source", "")] += 1
+            tally(per, split, out)
     finally:
         for fh in handles.values():
             fh.close()
     files: dict[str, dict[str, Any]] = {}
-    content = hashlib.sha256()
     for split in SPLITS:
         path = stage / f"{split}.jsonl"
         if per["split"][split]:
             os.replace(tmp[split], path)
-            digest = _sha256_file(path)
+            digest = sha256_file(path)
             files[path.name] = {"records": per["split"][split], "sha256": digest}
-            content.update(f"{split}.jsonl:{digest}\n".encode())
         else:
             tmp[split].unlink()
             path.unlink(missing_ok=True)
@@ -251,20 +253,9 @@ def merge_shards(
 
     manifest = {
         "format": FORMAT,
-        "content_hash": "sha256:" + content.hexdigest(),
+        "content_hash": content_hash(files),
         "counts": {
-            "total": sum(per["split"].values()),
-            "split": dict(sorted(per["split"].items())),
-            "source": dict(sorted(per["source"].items())),
-            "verifier_type": dict(sorted(per["verifier_type"].items())),
-            "by_split": {
-                s: {
-                    "verifier_type": dict(sorted(per[f"split/{s}/verifier_type"].items())),
-                    "source": dict(sorted(per[f"split/{s}/source"].items())),
-                }
-                for s in SPLITS
-                if per["split"][s]
-            },
+            **record_counts(per),
             "rejected": len(rows),
             "rejected_by_step": dict(Counter(r["step"] for r in rows)),
             "not_sampled": {k: v for k, v in not_sampled.items() if v},
@@ -292,18 +283,8 @@ def merge_shards(
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "seconds": {"merge": round(time.monotonic() - start, 3)},
     }
-    _write_atomic(stage / "manifest.json", json.dumps(manifest, indent=2, ensure_ascii=False).encode())
+    write_atomic(stage / "manifest.json", json.dumps(manifest, indent=2, ensure_ascii=False).encode())
     return manifest
-
-
-def _stage(output: str) -> Path:
-    if storage.is_remote(output):
-        digest = hashlib.sha256(output.rstrip("/").encode()).hexdigest()[:16]
-        stage = storage.cache_dir() / "merge" / digest
-    else:
-        stage = Path(output).expanduser()
-    stage.mkdir(parents=True, exist_ok=True)
-    return stage
 
 
 def _merge(cfg: MergeConfig, stage: Path) -> dict[str, Any]:
@@ -311,17 +292,17 @@ def _merge(cfg: MergeConfig, stage: Path) -> dict[str, Any]:
         dirs = [storage.localize(uri) for uri in cfg.shards]
     except storage.StorageError as exc:
         raise BuildError(f"cannot read a shard: {exc}") from None
-    manifest = merge_shards(dirs, stage, output=cfg.output)
-    if storage.is_remote(cfg.output):
-        _publish(stage, cfg.output, [*(f"{s}.jsonl" for s in SPLITS), "rejected.jsonl", "manifest.json"])
+    manifest = merge_shards(dirs, stage, output_dir=cfg.output_dir)
+    if storage.is_remote(cfg.output_dir):
+        publish(stage, cfg.output_dir, DATASET_FILES)
     return manifest
 
 
 def run(cfg: MergeConfig) -> StageResult:
-    """Merge the shards of a build into the dataset at ``cfg.output``."""
-    stage = _stage(cfg.output)
+    """Merge the shards of a build into the dataset at ``cfg.output_dir``."""
+    stage = staging_dir(cfg.output_dir, "merge")
     run_id = None
-    with _locked(stage / ".merge"):
+    with locked(stage / ".merge"):
         if cfg.tracking:
             import mlflow
 
@@ -330,16 +311,15 @@ def run(cfg: MergeConfig) -> StageResult:
             with stage_run("merge", cfg.model_dump(mode="json")) as active:
                 run_id = active.info.run_id
                 manifest = _merge(cfg, stage)
-                mlflow.log_metrics(_metrics(manifest))
+                mlflow.log_metrics(metrics(manifest))
                 mlflow.set_tag("thinkflow.content_hash", manifest["content_hash"])
                 mlflow.log_artifact(str(stage / "manifest.json"))
         else:
             manifest = _merge(cfg, stage)
-    artifacts = {
-        "manifest": storage.join(cfg.output, "manifest.json"),
-        "rejected": storage.join(cfg.output, "rejected.jsonl"),
-        **{s: storage.join(cfg.output, f"{s}.jsonl") for s in SPLITS if f"{s}.jsonl" in manifest["files"]},
-    }
     return StageResult(
-        stage="merge", output=cfg.output, metrics=_metrics(manifest), artifacts=artifacts, mlflow_run_id=run_id
+        stage="merge",
+        output=cfg.output_dir,
+        metrics=metrics(manifest),
+        artifacts=dataset_artifacts(cfg.output_dir, manifest),
+        mlflow_run_id=run_id,
     )

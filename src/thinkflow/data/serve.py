@@ -25,13 +25,9 @@ import base64
 import binascii
 import io
 import os
-import subprocess
-import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -240,44 +236,13 @@ def serve(
     device: str | None = None,
     dtype: str | None = None,
     default_max_tokens: int = DEFAULT_MAX_TOKENS,
-    version_file: str | None = None,
+    served: dict[str, Any] | None = None,
 ) -> None:
-    """Load the model and serve it until interrupted (reporting the registry version in ``version_file``)."""
+    """Load the model and serve it until interrupted (reporting the registry version ``served``, the content of
+    the ``served.json`` that `thinkflow.serving.resolve.read_served` reads)."""
     import uvicorn
 
-    from thinkflow.serving.resolve import read_served
-
-    served = read_served(version_file) if version_file else None
     server = ModelServer(
         model_dir, name=name, device=device, dtype=dtype, default_max_tokens=default_max_tokens, served=served
     )
     uvicorn.run(create_app(server), host=host, port=port, log_level="warning")
-
-
-@contextmanager
-def start_server(
-    model_dir: str | os.PathLike[str],
-    *,
-    name: str | None = None,
-    port: int | None = None,
-    timeout: float = 180.0,
-    extra_args: list[str] | None = None,
-) -> Iterator[str]:
-    """Run ``thinkflow serve-model`` in a subprocess on loopback; yield its base URL (``…/v1``)."""
-    from thinkflow.testing import free_port, wait_http
-
-    port = port or free_port()
-    cmd = [sys.executable, "-m", "thinkflow.cli", "serve-model", str(model_dir), "--port", str(port)]
-    if name:
-        cmd += ["--name", name]
-    proc = subprocess.Popen([*cmd, *(extra_args or [])])
-    try:
-        wait_http(f"http://127.0.0.1:{port}/health", timeout=timeout, proc=proc)
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()

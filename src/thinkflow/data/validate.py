@@ -8,6 +8,10 @@ form (required in ``sft``), and images that exist and decode. When ``manifest.js
 files must match the record counts and SHA-256 it lists. Fails (`DataValidationError`, non-zero exit in the
 CLI, naming the records) when the share of bad records exceeds ``max_bad_fraction`` or the manifest does
 not match.
+
+After a deliberate hand edit of a local dataset, ``rehash`` (``thinkflow data validate DIR --rehash``) refreshes
+the manifest instead of failing on it (`thinkflow.data.manifest.rehash`: counts, hashes and a new content hash,
+the changes kept in the manifest under ``rehashed``) once the records themselves pass.
 """
 
 from __future__ import annotations
@@ -21,11 +25,15 @@ from pydantic import Field
 
 from thinkflow import images, storage
 from thinkflow.config import StageConfig, StageResult
+from thinkflow.data.build_config import BuildError
 from thinkflow.data.checks import known_verifier_types, solution_problem
 from thinkflow.data.loader import dataset_root
+from thinkflow.data.manifest import rehash
 from thinkflow.errors import ThinkFlowError
 from thinkflow.format import is_well_formed
 from thinkflow.records import SPLITS, RecordError, parse_record
+
+REHASH_HINT = " (a deliberate edit: refresh the manifest with --rehash)"
 
 
 class DataValidationError(ThinkFlowError, ValueError):
@@ -33,10 +41,17 @@ class DataValidationError(ThinkFlowError, ValueError):
 
 
 class ValidateConfig(StageConfig):
+    """Config of `run`: the dataset and how strict to be."""
+
     data: str = Field(description="Dataset directory or s3:// URI.")
     max_bad_fraction: float = Field(default=0.0, ge=0.0, le=1.0, description="Share of bad records tolerated.")
     check_images: bool = Field(default=True, description="Open and decode every image.")
     max_listed: int = Field(default=20, ge=1, description="Bad records named in the error message.")
+    rehash: bool = Field(
+        default=False,
+        description="Refresh manifest.json (counts, SHA-256, content hash) after a deliberate hand edit of a local "
+        "dataset, once its records pass; the dataset gets a new identity in lineage and the gate.",
+    )
 
 
 @dataclass
@@ -55,6 +70,7 @@ class Report:
     bad_ids: set[str] = field(default_factory=set)
     problems: list[Problem] = field(default_factory=list)
     dataset_problems: list[str] = field(default_factory=list)
+    manifest_problems: list[str] = field(default_factory=list)
 
     @property
     def bad_fraction(self) -> float:
@@ -83,13 +99,47 @@ def _response_problem(response: str | None, split: str) -> str | None:
     return None
 
 
+def _split_files(root: Path) -> dict[str, Path]:
+    return {s: root / f"{s}.jsonl" for s in SPLITS if (root / f"{s}.jsonl").is_file()}
+
+
+def _manifest_problems(root: Path, files: dict[str, Path], data: str) -> list[str]:
+    """How the split files differ from what ``manifest.json`` lists (none without a manifest)."""
+    problems: list[str] = []
+    manifest_path = root / "manifest.json"
+    if manifest_path.is_file():
+        try:
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+            listed = manifest.get("files", {})
+        except (json.JSONDecodeError, AttributeError):
+            problems.append("manifest.json is not a valid manifest")
+            listed = {}
+        for name, info in listed.items():
+            path = root / name
+            if not path.is_file():
+                problems.append(f"manifest lists {name} but it is missing{REHASH_HINT}")
+                continue
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            if digest != info.get("sha256"):
+                problems.append(
+                    f"{name} does not match the sha256 in manifest.json (edited after the build? the manifest is "
+                    "the dataset's identity in lineage and the gate: if the edit is deliberate, refresh it with "
+                    f"`thinkflow data validate {data} --rehash`; else rebuild with `thinkflow build`, which "
+                    "reuses the work kept in its journal)"
+                )
+        for path in files.values():
+            if path.name not in listed:
+                problems.append(f"{path.name} is not listed in manifest.json{REHASH_HINT}")
+    return problems
+
+
 def check(cfg: ValidateConfig) -> Report:
     """Validate the dataset and return what was found (does not raise for bad records)."""
     root = dataset_root(cfg.data)
     report = Report()
     known = known_verifier_types()
     seen: dict[str, str] = {}
-    files = {s: root / f"{s}.jsonl" for s in SPLITS if (root / f"{s}.jsonl").is_file()}
+    files = _split_files(root)
     if not files:
         report.dataset_problems.append(f"no split files ({', '.join(f'{s}.jsonl' for s in SPLITS)}) in {cfg.data}")
     for split, path in files.items():
@@ -136,45 +186,42 @@ def check(cfg: ValidateConfig) -> Report:
                     report.problems.append(Problem(where, rid, reason))
                 if problems:
                     report.bad_ids.add(f"{split}:{rid}")
-    manifest_path = root / "manifest.json"
-    if manifest_path.is_file():
-        try:
-            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-            listed = manifest.get("files", {})
-        except (json.JSONDecodeError, AttributeError):
-            report.dataset_problems.append("manifest.json is not a valid manifest")
-            listed = {}
-        for name, info in listed.items():
-            path = root / name
-            if not path.is_file():
-                report.dataset_problems.append(f"manifest lists {name} but it is missing")
-                continue
-            digest = hashlib.sha256(path.read_bytes()).hexdigest()
-            if digest != info.get("sha256"):
-                report.dataset_problems.append(
-                    f"{name} does not match the sha256 in manifest.json (edited after the build? the manifest is "
-                    "the dataset's identity in lineage and the gate, so it is not re-hashed in place: make the "
-                    "change in the build's sources or config and run `thinkflow build` again, which reuses the "
-                    "work kept in its journal)"
-                )
-        for path in files.values():
-            if path.name not in listed:
-                report.dataset_problems.append(f"{path.name} is not listed in manifest.json")
+    report.manifest_problems = _manifest_problems(root, files, cfg.data)
     return report
 
 
 def run(cfg: ValidateConfig) -> StageResult:
-    """Validate; raise `DataValidationError` naming the bad records when the dataset fails."""
+    """Validate; raise `DataValidationError` naming the bad records when the dataset fails.
+
+    With ``cfg.rehash`` the manifest of a local dataset is refreshed when the records pass (what changed is
+    kept in the manifest under ``rehashed``; the result's ``rehashed`` metric is 1 when it was rewritten).
+    """
+    if cfg.rehash and storage.is_remote(cfg.data):
+        raise DataValidationError(
+            f"--rehash refreshes a local dataset folder, not {cfg.data}: s3:// datasets are cached by the content "
+            "hash of their manifest, so an edit there is not seen; edit a local copy, rehash it and upload the folder"
+        )
     report = check(cfg)
+    root = dataset_root(cfg.data)
+    rehashed = False
+    if cfg.rehash and report.records and report.bad_fraction <= cfg.max_bad_fraction:
+        if not (root / "manifest.json").is_file():
+            raise DataValidationError(f"dataset {cfg.data}: no manifest.json to rehash (build it with thinkflow build)")
+        try:
+            rehashed = bool(rehash(root))
+        except BuildError as exc:
+            raise DataValidationError(str(exc)) from None
+        report.manifest_problems = _manifest_problems(root, _split_files(root), cfg.data)
     metrics = {
         "records": float(report.records),
         "bad_records": float(len(report.bad_ids)),
         "bad_fraction": report.bad_fraction,
-        "problems": float(len(report.problems) + len(report.dataset_problems)),
+        "problems": float(len(report.problems) + len(report.dataset_problems) + len(report.manifest_problems)),
+        **({"rehashed": float(rehashed)} if cfg.rehash else {}),
     }
     too_many = report.bad_fraction > cfg.max_bad_fraction
-    if too_many or report.dataset_problems:
-        lines = list(report.dataset_problems)
+    if too_many or report.dataset_problems or report.manifest_problems:
+        lines = report.dataset_problems + report.manifest_problems
         if too_many:
             lines.insert(
                 0,
@@ -185,4 +232,5 @@ def run(cfg: ValidateConfig) -> StageResult:
             if len(report.problems) > cfg.max_listed:
                 lines.append(f"… and {len(report.problems) - cfg.max_listed} more problems")
         raise DataValidationError(f"dataset {cfg.data} failed validation:\n  " + "\n  ".join(lines))
-    return StageResult(stage="validate", output=cfg.data, metrics=metrics)
+    manifest = storage.join(cfg.data, "manifest.json")
+    return StageResult(stage="validate", output=cfg.data, metrics=metrics, artifacts={"manifest": manifest})

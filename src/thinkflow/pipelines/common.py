@@ -239,7 +239,7 @@ def options_for_images(
 # Pipeline parameter prefix -> the stage config its ``<prefix>_overrides`` merge into, and placeholders for the
 # keys the task fills itself (input artifacts), so the overrides are checked before anything runs.
 OVERRIDE_CONFIGS: dict[str, tuple[str, dict[str, str]]] = {
-    "data": ("thinkflow.data.build:BuildConfig", {"output": "<dataset>"}),
+    "data": ("thinkflow.data.build:BuildConfig", {"output_dir": "<dataset>"}),
     "validate": ("thinkflow.data.validate:ValidateConfig", {"data": "<dataset>"}),
     "sft": ("thinkflow.train.sft:SFTConfig", {"model": "<model>", "data": "<dataset>", "output_dir": "<out>"}),
     "grpo": ("thinkflow.train.grpo:GRPOStageConfig", {"model": "<model>", "data": "<dataset>", "output_dir": "<out>"}),

@@ -1,4 +1,4 @@
-"""The synthetic source: PIL-drawn scenes with known answers (see `thinkflow.data.synthetic`)."""
+"""The synthetic source: PIL-drawn scenes with known answers (see `thinkflow.data.scenes`)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from thinkflow.data.scenes import assign_splits, iter_scenes
 from thinkflow.data.sources.base import Candidate, ImageLoader, SourceBase
-from thinkflow.data.synthetic import assign_splits, iter_scenes
 from thinkflow.images import ImageLimits
 
 

@@ -1,5 +1,9 @@
 """A scripted OpenAI-compatible teacher on loopback, for deterministic build tests and the benchmark.
 
+A test double (``thinkflow.testing.scripted``): no command of the product uses it; the build tests, the
+evaluation-judge tests, ``thinkflow preflight``'s tests and ``bench/build.py`` serve it in place of a real model
+server (``python -m thinkflow.testing.scripted --port P``).
+
 `ScriptedTeacher` runs a real HTTP server (aiohttp, in a background thread) that answers
 ``POST /v1/chat/completions`` with whatever a Python function returns for the request, after an optional
 fixed latency. It counts, per request (model + messages), how many times a reply was *served*, so a test can
@@ -241,7 +245,7 @@ class SyntheticOracle:
     MODELS = ("captioner", "reasoner", "rewriter", "judge")
 
     def __init__(self, n: int, seed: int = 0) -> None:
-        from thinkflow.data.synthetic import iter_scenes
+        from thinkflow.data.scenes import iter_scenes
 
         self.scenes = list(iter_scenes(n, seed))
         self.by_image = {hashlib.sha256(s.png()).hexdigest(): s for s in self.scenes}
@@ -323,7 +327,7 @@ class SyntheticOracle:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m thinkflow.data.scripted --port P [--latency S] [--oracle N]``: serve until killed."""
+    """``python -m thinkflow.testing.scripted --port P [--latency S] [--oracle N]``: serve until killed."""
     import argparse
 
     ap = argparse.ArgumentParser(description="Scripted OpenAI-compatible teacher on 127.0.0.1.")

@@ -1,4 +1,5 @@
-"""Helpers for tests and local runs: real servers on loopback (S3 via moto's server), free ports."""
+"""Helpers for tests and local runs: real servers on loopback (S3 via moto's server, a model server, a scripted
+teacher in `thinkflow.testing.scripted`), free ports."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -37,6 +39,16 @@ def wait_http(url: str, timeout: float = 60.0, proc: subprocess.Popen[bytes] | N
             except httpx.HTTPError:
                 time.sleep(0.2)
     raise TimeoutError(f"{url} did not answer within {timeout:.0f}s")
+
+
+def stop(proc: subprocess.Popen[Any], timeout: float = 30.0) -> None:
+    """Terminate a server process started by a test; kill it when it does not exit within ``timeout``."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 S3_ENV = (
@@ -103,3 +115,26 @@ def loopback_kube_api(handler: type[BaseHTTPRequestHandler], kubeconfig: Path, u
     finally:
         server.shutdown()
         server.server_close()
+
+
+@contextmanager
+def model_server(
+    model_dir: str | os.PathLike[str],
+    *,
+    name: str | None = None,
+    port: int | None = None,
+    timeout: float = 180.0,
+    extra_args: list[str] | None = None,
+) -> Iterator[str]:
+    """Run ``thinkflow serve-model`` (`thinkflow.data.serve`) in a subprocess on loopback; yield its base URL
+    (``…/v1``)."""
+    port = port or free_port()
+    cmd = [sys.executable, "-m", "thinkflow.cli", "serve-model", str(model_dir), "--port", str(port)]
+    if name:
+        cmd += ["--name", name]
+    proc = subprocess.Popen([*cmd, *(extra_args or [])])
+    try:
+        wait_http(f"http://127.0.0.1:{port}/health", timeout=timeout, proc=proc)
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        stop(proc, timeout=15)
