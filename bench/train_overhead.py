@@ -1,6 +1,6 @@
 """ThinkFlow's GRPO step vs a plain TRL script: same tiny model, data, reward and settings, one process.
 
-The ThinkFlow side is the stage as users run it (`thinkflow.train.common.run_stage` with
+The ThinkFlow side is the stage as users run it (`thinkflow.train.stage.run_stage` with
 `thinkflow.train.grpo.build_trainer`: resume check, MLflow run and per-step metrics, ThinkFlow's trainer
 subclass, checkpoints, final save + lineage); the plain side is `trl.GRPOTrainer` built from the very same
 `GRPOConfig` (report_to none). Both get the same wall-clock step timer. The sides alternate (A B A B …)
@@ -56,7 +56,7 @@ def digit_fraction(completions: list[Any], **kwargs: Any) -> list[float]:
 
 def thinkflow_side(cfg: Any) -> tuple[list[tuple[float, float]], float]:
     from thinkflow.train import grpo
-    from thinkflow.train.common import run_stage
+    from thinkflow.train.stage import run_stage
 
     timer = StepTimer()
 
