@@ -177,7 +177,7 @@ def main() -> None:
         ]
         print(
             f"rollout {label} median thinkflow {tf * 1000:8.1f} ms  plain TRL {plain * 1000:8.1f} ms  "
-            f"(+{(tf - plain) * 1000:6.1f} ms)  paired ratio median {statistics.median(paired):.3f}"
+            f"({(tf - plain) * 1000:+7.1f} ms)  paired ratio median {statistics.median(paired):.3f}"
         )
     tf_run, plain_run = statistics.median(totals["thinkflow"]), statistics.median(totals["plain"])
     print(f"median run  wall thinkflow {tf_run:8.2f} s   plain TRL {plain_run:8.2f} s   ratio {tf_run / plain_run:.3f}")
