@@ -1,14 +1,20 @@
 """ThinkFlow's GRPO step vs a plain TRL script: same tiny model, data, reward and settings, one process.
 
-The ThinkFlow side is the stage as users run it (`thinkflow.train.common.run_stage` with
+The ThinkFlow side is the stage as users run it (`thinkflow.train.stage.run_stage` with
 `thinkflow.train.grpo.build_trainer`: resume check, MLflow run and per-step metrics, ThinkFlow's trainer
 subclass, checkpoints, final save + lineage); the plain side is `trl.GRPOTrainer` built from the very same
-`GRPOConfig` (report_to none). Both get the same wall-clock step timer. The sides alternate (A B A B …)
-to spread machine-load noise; the script prints the median optimizer-step time of each side and the
-ratio ThinkFlow / plain (goal ≤ 1.05) in wall and in process CPU time, plus whole-run wall times (which
-include ThinkFlow's MLflow run, final save and lineage).
+`GRPOConfig` (report_to none). Both get the same step timer (wall and process CPU time).
 
-    python bench/train_overhead.py [--steps 12] [--repeats 3]
+What is compared is a *rollout*: one generation plus the optimizer steps trained on it (two with the
+``tiny-grpo`` batches). Single steps are no good unit: a step that generates takes about twice as long as
+one that does not, so a median over steps falls between the two kinds and jumps with noise. Both sides
+sample the same tokens (same seed; printed per run), so rollout ``i`` is the same work on both sides: the
+headline is the median over rollouts of the paired ratio ThinkFlow / plain (goal <= 1.03), in wall and in
+CPU time. One unmeasured warm-up run of each side comes first (the first run in a process pays one-time
+costs), then the sides run in the balanced order A B B A A B B A … so neither side is favoured by going
+first. The whole-run wall times (ThinkFlow's MLflow run, final save and lineage included) are printed too.
+
+    python bench/train_overhead.py [--steps 16] [--repeats 4] [--threads 1]
 """
 
 from __future__ import annotations
@@ -56,7 +62,7 @@ def digit_fraction(completions: list[Any], **kwargs: Any) -> list[float]:
 
 def thinkflow_side(cfg: Any) -> tuple[list[tuple[float, float]], float]:
     from thinkflow.train import grpo
-    from thinkflow.train.common import run_stage
+    from thinkflow.train.stage import run_stage
 
     timer = StepTimer()
 
@@ -95,11 +101,21 @@ def plain_side(cfg: Any, workdir: Path) -> tuple[list[tuple[float, float]], floa
     return timer.times, time.perf_counter() - start
 
 
+def rollouts(times: list[tuple[float, float]], steps_per_rollout: int, skip: int) -> list[tuple[float, float]]:
+    """(wall, CPU) seconds per rollout: consecutive optimizer steps summed, the first ``skip`` rollouts left out."""
+    whole = len(times) // steps_per_rollout * steps_per_rollout
+    out = []
+    for start in range(0, whole, steps_per_rollout):
+        chunk = times[start : start + steps_per_rollout]
+        out.append((sum(t[0] for t in chunk), sum(t[1] for t in chunk)))
+    return out[skip:]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=12)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--warmup", type=int, default=2, help="steps per run left out of the medians")
+    parser.add_argument("--steps", type=int, default=16, help="optimizer steps per run")
+    parser.add_argument("--repeats", type=int, default=4, help="measured runs per side (even: balanced order)")
+    parser.add_argument("--warmup", type=int, default=1, help="rollouts per run left out of the figures")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: least noise on a shared machine)")
     args = parser.parse_args()
 
@@ -109,41 +125,60 @@ def main() -> None:
     from thinkflow.config import load_config
     from thinkflow.data.synthetic import generate
     from thinkflow.models.tiny import build_tiny
-    from thinkflow.train.grpo import GRPOStageConfig
+    from thinkflow.train.grpo import GRPOStageConfig, batch_plan
 
     root = Path(tempfile.mkdtemp(prefix="train_overhead_"))
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{root / 'mlflow.db'}"
     model = build_tiny(root / "tiny")
     generate(str(root / "data"), 64, seed=0)
-    results: dict[str, list[tuple[float, float]]] = {"thinkflow": [], "plain": []}
-    totals: dict[str, list[float]] = {"thinkflow": [], "plain": []}
-    for i in range(args.repeats):
-        cfg = load_config(
+
+    def config(name: str, steps: int) -> Any:
+        return load_config(
             GRPOStageConfig,
             "tiny-grpo",
             [
                 f"model={model}",
                 f"data={root / 'data'}",
-                f"output_dir={root / f'tf-{i}'}",
-                f"max_steps={args.steps}",
+                f"output_dir={root / name}",
+                f"max_steps={steps}",
                 "beta=0.001",
                 "save_steps=1000",
                 "logging_steps=1",
             ],
         )
+
+    def run(side: str, name: str, steps: int) -> tuple[list[tuple[float, float]], float]:
+        cfg = config(name, steps)
+        return thinkflow_side(cfg) if side == "thinkflow" else plain_side(cfg, root / name)
+
+    probe = config("probe", args.steps)
+    plan = batch_plan(
+        probe.rollout_batch_size, probe.train_batch_size, probe.num_generations, probe.per_device_train_batch_size, 1
+    )
+    per_rollout = plan.updates_per_rollout
+    for side in ("thinkflow", "plain"):  # warm-up, not measured
+        run(side, f"warm-{side}", 2 * per_rollout)
+    results: dict[str, list[list[tuple[float, float]]]] = {"thinkflow": [], "plain": []}
+    totals: dict[str, list[float]] = {"thinkflow": [], "plain": []}
+    for i in range(args.repeats):
         for side in ("thinkflow", "plain") if i % 2 == 0 else ("plain", "thinkflow"):
-            if side == "thinkflow":
-                times, total = thinkflow_side(cfg)
-            else:
-                times, total = plain_side(cfg, root / f"plain-{i}")
-            results[side].extend(times[args.warmup :])
+            times, total = run(side, f"{side}-{i}", args.steps)
+            results[side].append(rollouts(times, per_rollout, args.warmup))
             totals[side].append(total)
-    print(f"steps measured per side: {len(results['thinkflow'])} / {len(results['plain'])}")
+    count = sum(len(r) for r in results["thinkflow"])
+    print(f"rollouts measured per side: {count} ({per_rollout} optimizer steps each, {args.repeats} runs)")
     for index, label in ((0, "wall"), (1, "CPU ")):
-        tf = statistics.median(t[index] for t in results["thinkflow"])
-        plain = statistics.median(t[index] for t in results["plain"])
-        ratio = tf / plain
-        print(f"median step {label} thinkflow {tf * 1000:8.1f} ms  plain TRL {plain * 1000:8.1f} ms  ratio {ratio:.3f}")
+        tf = statistics.median(t[index] for run_ in results["thinkflow"] for t in run_)
+        plain = statistics.median(t[index] for run_ in results["plain"] for t in run_)
+        paired = [
+            a[index] / b[index]
+            for tf_run, plain_run in zip(results["thinkflow"], results["plain"], strict=True)
+            for a, b in zip(tf_run, plain_run, strict=False)
+        ]
+        print(
+            f"rollout {label} median thinkflow {tf * 1000:8.1f} ms  plain TRL {plain * 1000:8.1f} ms  "
+            f"({(tf - plain) * 1000:+7.1f} ms)  paired ratio median {statistics.median(paired):.3f}"
+        )
     tf_run, plain_run = statistics.median(totals["thinkflow"]), statistics.median(totals["plain"])
     print(f"median run  wall thinkflow {tf_run:8.2f} s   plain TRL {plain_run:8.2f} s   ratio {tf_run / plain_run:.3f}")
 

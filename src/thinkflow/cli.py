@@ -356,7 +356,7 @@ def _train(stage: str, config: str | None, sets: list[str] | None, print_config:
     import os
 
     from thinkflow.train import grpo, sft
-    from thinkflow.train.common import checkpoint_root
+    from thinkflow.train.settings import checkpoint_root
 
     module = sft if stage == "sft" else grpo
     cfg = resolve_config(module.SFTConfig if stage == "sft" else grpo.GRPOStageConfig, config, sets, print_config)

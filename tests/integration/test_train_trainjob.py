@@ -26,15 +26,9 @@ import pytest
 from thinkflow.config import load_config
 from thinkflow.testing import loopback_kube_api
 from thinkflow.train.grpo import GRPOStageConfig
-from thinkflow.train.launch import (
-    CHAIN_LABEL,
-    LaunchError,
-    TrainJobFailed,
-    create_trainjob,
-    render_trainjob,
-    run_trainjob,
-    wait_trainjob,
-)
+from thinkflow.train.relaunch import LaunchError
+from thinkflow.train.trainjob import CHAIN_LABEL, render_trainjob
+from thinkflow.train.trainjob_client import TrainJobFailed, create_trainjob, run_trainjob, wait_trainjob
 
 PREFIX = "/apis/trainer.kubeflow.org/v1alpha1/namespaces/"
 
@@ -388,14 +382,14 @@ def test_sigterm_deletes_the_job(kube: KubeAPI, tmp_path: Path, monkeypatch: pyt
 
 def test_the_job_goes_to_the_pods_namespace_by_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """In a KFP pod the TrainJob is created in the pod's namespace (the chart's Role is there), not ``default``."""
-    from thinkflow.train import launch
+    from thinkflow.train import trainjob
 
     cfg = load_config(GRPOStageConfig, "tiny-grpo", ["launch.mode=trainjob", f"output_dir={tmp_path / 'out'}"])
-    monkeypatch.setattr(launch, "SERVICE_ACCOUNT_NAMESPACE", str(tmp_path / "missing"))
+    monkeypatch.setattr(trainjob, "SERVICE_ACCOUNT_NAMESPACE", str(tmp_path / "missing"))
     assert render_trainjob("grpo", cfg)["metadata"]["namespace"] == "default"
     sa_ns = tmp_path / "namespace"
     sa_ns.write_text("kubeflow")
-    monkeypatch.setattr(launch, "SERVICE_ACCOUNT_NAMESPACE", str(sa_ns))
+    monkeypatch.setattr(trainjob, "SERVICE_ACCOUNT_NAMESPACE", str(sa_ns))
     assert render_trainjob("grpo", cfg)["metadata"]["namespace"] == "kubeflow"
     pinned = load_config(GRPOStageConfig, "tiny-grpo", ["launch.mode=trainjob", "launch.trainjob.namespace=ml"])
     assert render_trainjob("grpo", pinned)["metadata"]["namespace"] == "ml"

@@ -848,7 +848,7 @@ def test_chart_agrees_with_the_pipelines_and_the_launcher(default: Rendering) ->
     """The names the pipelines and the TrainJob launcher use are the ones the chart creates."""
     common = pytest.importorskip("thinkflow.pipelines.common")
     images = pytest.importorskip("thinkflow.components.images")
-    launch = pytest.importorskip("thinkflow.train.launch")
+    train_config = pytest.importorskip("thinkflow.train.config")
     values = load_values(CHART / "values.yaml")
     options = common.PipelineOptions()
     assert (options.s3_secret, options.mlflow_secret, options.teachers_secret) == (
@@ -870,7 +870,7 @@ def test_chart_agrees_with_the_pipelines_and_the_launcher(default: Rendering) ->
     assert values["gpu"]["resource"] == common.ACCELERATOR
     assert {values["gpu"]["nodeSelectorKey"]: values["gpu"]["product"]} == common.GPU_NODE_SELECTOR
     assert values["gpu"]["tolerations"] == common.GPU_TOLERATIONS
-    assert values["trainer"]["runtime"]["name"] == launch.DEFAULT_RUNTIME
+    assert values["trainer"]["runtime"]["name"] == train_config.DEFAULT_RUNTIME
     for key in ("base", "trainer"):
         assert getattr(images, f"{key.upper()}_IMAGE") == f"{values['images'][key]['repository']}:{images.TAG}"
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())

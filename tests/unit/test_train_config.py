@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from thinkflow.config import ConfigError, load_config
-from thinkflow.train.common import TrainError, deepspeed_config_path
+from thinkflow.train.config import TrainError
 from thinkflow.train.grpo import GRPOStageConfig, batch_plan
 from thinkflow.train.grpo import trl_args as grpo_trl_args
+from thinkflow.train.settings import deepspeed_config_path
 from thinkflow.train.sft import SFTConfig
 from thinkflow.train.sft import trl_args as sft_trl_args
 

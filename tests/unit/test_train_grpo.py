@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from thinkflow.config import load_config
-from thinkflow.train.common import TrainError
+from thinkflow.train.config import TrainError
 from thinkflow.train.grpo import (
     GRPOStageConfig,
     OffloadedReward,

@@ -11,16 +11,11 @@ import yaml
 
 from thinkflow.config import load_config
 from thinkflow.train.grpo import GRPOStageConfig
-from thinkflow.train.launch import (
-    LaunchError,
-    config_overrides,
-    describe_status,
-    render_trainjob,
-    torchrun_command,
-    validate_trainjob,
-    yaml_value,
-)
+from thinkflow.train.launch import torchrun_command
+from thinkflow.train.relaunch import LaunchError, config_overrides, yaml_value
 from thinkflow.train.sft import SFTConfig
+from thinkflow.train.trainjob import render_trainjob, validate_trainjob
+from thinkflow.train.trainjob_client import describe_status
 
 
 def _sets(args: list[str]) -> list[str]:

@@ -132,7 +132,7 @@ def test_lora_run_saves_merged_weights(tiny_model: Path, data: str, tmp_path: Pa
 
 
 def test_data_errors_are_clear(tiny_model: Path, data: str, tmp_path: Path) -> None:
-    from thinkflow.train.common import TrainError
+    from thinkflow.train.config import TrainError
 
     with pytest.raises(TrainError, match="unknown split 'train'"):
         build_trainer(_cfg(tiny_model, data, tmp_path / "o", "split=train"), tiny_model, tmp_path / "c", [])

@@ -1,5 +1,10 @@
 """Load a model and its processor from a local directory or an ``s3://`` URI (tiny or real).
 
+The loader every stage uses: evaluation and serving call `load` (inference: on a device, in eval mode),
+training calls `resolve`, `load_processor` and `load_model` (weights as trained, vision tower frozen on
+request). `resolve` is the one check that a location is a model folder (weights config, processor and
+tokenizer files), done on files before anything is loaded.
+
 Loading is where ThinkFlow's image-only Qwen2-VL / Qwen2.5-VL processors get registered with
 ``AutoProcessor`` (`thinkflow.models.processor`), so ``import thinkflow`` stays free of transformers and torch.
 """
@@ -11,17 +16,34 @@ from pathlib import Path
 from typing import Any
 
 from thinkflow import storage
+from thinkflow.errors import ThinkFlowError
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
+# Where image-text-to-text models keep their vision encoder (Qwen2-VL / Qwen2.5-VL: ``model.visual``).
+VISION_TOWER_PATHS = ("model.visual", "visual", "model.vision_tower", "vision_tower", "model.vision_model")
 
 
-def resolve(model_uri: str | os.PathLike[str]) -> Path:
-    """A local directory for ``model_uri``: a local path as is, ``s3://`` downloaded once to the cache."""
-    path = storage.localize(model_uri)
+class ModelDirError(ThinkFlowError, FileNotFoundError):
+    """A model location that is not a loadable model folder; the message names it and what is missing."""
+
+
+def resolve(model_uri: str | os.PathLike[str], *, need_processor: bool = False) -> Path:
+    """A local directory for ``model_uri``: a local path as is, ``s3://`` downloaded once to the cache.
+
+    Checks that it is a model folder (``config.json``) and, with ``need_processor``, that it holds a
+    processor and a tokenizer (`processor_problem`); raises `ModelDirError` naming ``model_uri`` otherwise.
+    """
+    try:
+        path = storage.localize(model_uri)
+    except storage.StorageError as exc:
+        raise ModelDirError(f"model {model_uri}: {exc}") from None
     if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"{model_uri}: not a model directory (no config.json in {path})")
+        raise ModelDirError(f"model {model_uri}: not a model directory (no config.json in {path})")
+    problem = processor_problem(path) if need_processor else None
+    if problem:
+        raise ModelDirError(f"model {model_uri}: {problem}")
     return path
 
 
@@ -47,6 +69,59 @@ def load_processor(model_dir: str | os.PathLike[str]) -> Any:
     return AutoProcessor.from_pretrained(model_dir)
 
 
+def vlm_processor_problem(processor: Any) -> str | None:
+    """Why ``processor`` cannot prompt a vision-language chat model (no image processor, tokenizer or chat
+    template), or None."""
+    if not hasattr(processor, "image_processor") or not hasattr(processor, "tokenizer"):
+        return "its processor has no image processor; is it a vision-language model?"
+    if processor.tokenizer.chat_template is None and getattr(processor, "chat_template", None) is None:
+        return "the processor has no chat template"
+    return None
+
+
+def torch_dtype(dtype: Any) -> Any:
+    """``auto`` | ``float32`` | ``bfloat16`` | ``float16`` (or a ``torch.dtype``) as ``from_pretrained`` takes it."""
+    if not isinstance(dtype, str):
+        return dtype
+    if dtype not in DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
+    import torch
+
+    return dtype if dtype == "auto" else getattr(torch, dtype)
+
+
+def load_model(
+    model_dir: str | os.PathLike[str], *, dtype: Any = "auto", freeze_vision_tower: bool = False, **model_kwargs: Any
+) -> Any:
+    """``AutoModelForImageTextToText.from_pretrained(model_dir)`` in ``dtype`` (see `torch_dtype`), where it was
+    loaded (CPU) and in train mode; ``freeze_vision_tower`` stops gradients into the vision encoder (a
+    ``ValueError`` when the model has none)."""
+    from transformers import AutoModelForImageTextToText
+
+    model: Any = AutoModelForImageTextToText.from_pretrained(model_dir, dtype=torch_dtype(dtype), **model_kwargs)
+    if freeze_vision_tower:
+        tower = vision_tower(model)
+        if tower is None:
+            raise ValueError(f"no vision tower found in {type(model).__name__}")
+        tower.requires_grad_(False)
+    return model
+
+
+def vision_tower(model: Any) -> Any:
+    """The vision encoder module of an image-text-to-text model (Qwen-VL's ``visual``), or None."""
+    import torch
+
+    for path in VISION_TOWER_PATHS:
+        obj = model
+        for part in path.split("."):
+            obj = getattr(obj, part, None)
+            if obj is None:
+                break
+        if isinstance(obj, torch.nn.Module):
+            return obj
+    return None
+
+
 def load(
     model_uri: str | os.PathLike[str],
     *,
@@ -54,29 +129,23 @@ def load(
     device: str | None = None,
     **model_kwargs: Any,
 ) -> tuple[Any, Any]:
-    """Load ``(model, processor)`` with ``AutoModelForImageTextToText`` / ``AutoProcessor``.
+    """Load ``(model, processor)`` for inference: on ``device``, in eval mode.
 
     ``dtype``: ``auto`` | ``float32`` | ``bfloat16`` | ``float16`` or a ``torch.dtype`` (default: bfloat16 on
     GPU, float32 on CPU). ``device``: ``cpu`` / ``cuda`` / ``cuda:N`` (default: cuda when available).
     """
     import torch
-    from transformers import AutoModelForImageTextToText
 
-    path = resolve(model_uri)
-    problem = processor_problem(path)
-    if problem:
-        raise FileNotFoundError(f"{model_uri}: {problem}")
+    path = resolve(model_uri, need_processor=True)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if dtype is None:
         dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-    elif isinstance(dtype, str):
-        if dtype not in DTYPES:
-            raise ValueError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
-        dtype = dtype if dtype == "auto" else getattr(torch, dtype)
+    dtype = torch_dtype(dtype)
     processor = load_processor(path)
-    if not hasattr(processor, "image_processor"):
-        raise ValueError(f"{model_uri}: the processor has no image processor; is this a vision-language model?")
-    model: Any = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype, **model_kwargs)
+    problem = vlm_processor_problem(processor)
+    if problem:
+        raise ValueError(f"model {model_uri}: {problem}")
+    model = load_model(path, dtype=dtype, **model_kwargs)
     model.to(device).eval()
     return model, processor
 

@@ -182,16 +182,14 @@ class SequenceClassificationScorer:
 
 def load_scorer(model: str, kind: str, *, batch_size: int = 8, device: str | None = None) -> Scorer:
     """The reward model at ``model`` (a directory or ``s3://`` URI) as a scorer of the given kind."""
-    from thinkflow import storage
+    from thinkflow.models.load import ModelDirError, resolve
 
     if kind not in KINDS:
         raise ServeError(f"--kind must be one of {', '.join(KINDS)}, got {kind!r}")
     try:
-        path = storage.localize(model)
-    except storage.StorageError as exc:
-        raise ServeError(f"model {model}: {exc}") from None
-    if not (Path(path) / "config.json").is_file():
-        raise ServeError(f"model {model}: not a model directory (no config.json in {path})")
+        path = resolve(model)
+    except ModelDirError as exc:
+        raise ServeError(str(exc)) from None
     if kind == "ixc2.5-reward":
         return IXCRewardScorer.from_pretrained(path, device=device, batch_size=batch_size)
     if kind == "sequence-classification":

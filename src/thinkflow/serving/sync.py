@@ -230,7 +230,7 @@ class Kube:
     def __init__(self, api_client: Any | None = None) -> None:
         from kubernetes import client
 
-        from thinkflow.train.launch import kube_api_client
+        from thinkflow.kube import kube_api_client
 
         self.apps = client.AppsV1Api(api_client or kube_api_client())
 

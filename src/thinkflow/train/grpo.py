@@ -67,21 +67,10 @@ from pydantic import Field, model_validator
 
 from thinkflow.config import StageResult
 from thinkflow.rewards.config import RewardConfig, default_scorer_model
-from thinkflow.train.common import (
-    Prepared,
-    TrainError,
-    TrainStageConfig,
-    common_trl_values,
-    cuda_available,
-    import_object,
-    load_dataset_split,
-    load_model,
-    load_processor,
-    peft_config,
-    run_stage,
-    trl_config,
-    world_size,
-)
+from thinkflow.train.config import TrainError, TrainStageConfig
+from thinkflow.train.inputs import load_dataset_split, load_model, load_processor, peft_config
+from thinkflow.train.settings import common_trl_values, cuda_available, import_object, trl_config, world_size
+from thinkflow.train.stage import Prepared, run_stage
 
 STAGE = "grpo"
 REQUIRED_COLUMNS = ["prompt", "image", "solution", "verifier_type"]
@@ -377,9 +366,5 @@ def run(cfg: GRPOStageConfig, *, reward_funcs: list[Callable[..., Any]] | None =
 
     ``reward_funcs`` (Python callers only) replaces the configured reward functions with callables.
     """
-    if cfg.launch.mode != "process":
-        from thinkflow.train.launch import launch
-
-        return launch(STAGE, cfg)
     prepare = functools.partial(build_trainer, reward_funcs=reward_funcs)
     return run_stage(STAGE, cfg, prepare)  # type: ignore[arg-type]

@@ -17,17 +17,10 @@ from typing import Any
 from pydantic import Field
 
 from thinkflow.config import StageResult
-from thinkflow.train.common import (
-    Prepared,
-    TrainStageConfig,
-    common_trl_values,
-    load_dataset_split,
-    load_model,
-    load_processor,
-    peft_config,
-    run_stage,
-    trl_config,
-)
+from thinkflow.train.config import TrainStageConfig
+from thinkflow.train.inputs import load_dataset_split, load_model, load_processor, peft_config
+from thinkflow.train.settings import common_trl_values, trl_config
+from thinkflow.train.stage import Prepared, run_stage
 
 STAGE = "sft"
 SFT_COLUMNS = ["prompt", "completion", "image"]
@@ -82,8 +75,4 @@ def build_trainer(cfg: SFTConfig, model_dir: Path, checkpoint_root: Path, callba
 
 def run(cfg: SFTConfig) -> StageResult:
     """Fine-tune ``cfg.model`` on the ``sft`` split of ``cfg.data``; the result's output is the model dir."""
-    if cfg.launch.mode != "process":
-        from thinkflow.train.launch import launch
-
-        return launch(STAGE, cfg)
     return run_stage(STAGE, cfg, build_trainer)  # type: ignore[arg-type]
