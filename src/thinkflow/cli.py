@@ -437,8 +437,7 @@ def evaluate_merge_command(
 @app.command("register")
 def register_command(config: ConfigOpt = None, sets: SetOpt = None, print_config: PrintOpt = False) -> None:
     """Register a model version in MLflow (lineage + eval tags, @challenger), then run the promotion gate."""
-    from thinkflow.registry import register
-    from thinkflow.registry.mlflow import RegisterConfig
+    from thinkflow.registry import RegisterConfig, register
 
     cfg = resolve_config(RegisterConfig, config, sets, print_config)
     use_store()

@@ -33,13 +33,12 @@ Curves = dict[str, list[tuple[int, float]]]
 def load_baseline(ref: str) -> tuple[str, dict[str, Any]]:
     """``(label, summary)`` of a baseline: a ``metrics.json`` (file, directory or ``s3://``) or ``models:/NAME@alias``.
 
-    For a registered model version the summary is rebuilt from its ``eval.*`` version tags.
+    For a registered model version it is the ``eval/metrics.json`` that ``thinkflow register`` logged on the
+    version's run (read through MLflow: evaluation does not import the registry package, which imports it).
     """
-    if ref.startswith("models:/"):
-        from thinkflow.registry.mlflow import version_eval_summary
-
-        return ref.removeprefix("models:/"), version_eval_summary(ref)
     uri = ref
+    if ref.startswith("models:/"):
+        uri = _registered_metrics(ref)
     if not uri.endswith(".json"):
         uri = storage.join(uri, "metrics.json")
     try:
@@ -48,8 +47,29 @@ def load_baseline(ref: str) -> tuple[str, dict[str, Any]]:
         raise ValueError(f"baseline {ref}: cannot read {uri}: {exc}") from None
     if not isinstance(data, dict) or "benchmarks" not in data:
         raise ValueError(f"baseline {ref}: {uri} is not an evaluation metrics.json (no 'benchmarks' key)")
-    label = str(data.get("model") or ref)
+    label = ref.removeprefix("models:/") if ref.startswith("models:/") else str(data.get("model") or ref)
     return label, data
+
+
+def _registered_metrics(ref: str) -> str:
+    """Local path of the evaluation ``metrics.json`` logged on the run of ``models:/NAME@alias`` or ``/VERSION``."""
+    from mlflow.artifacts import download_artifacts
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    name, at, alias = ref.removeprefix("models:/").partition("@")
+    try:
+        if at:
+            mv = client.get_model_version_by_alias(name, alias)
+        else:
+            name, _, version = name.rpartition("/")
+            mv = client.get_model_version(name, version)
+        if not mv.run_id:
+            raise ValueError(f"baseline {ref}: version {mv.version} has no run, so no logged evaluation")
+        return str(download_artifacts(run_id=mv.run_id, artifact_path="eval/metrics.json"))
+    except MlflowException as exc:
+        raise ValueError(f"baseline {ref}: no evaluation logged with that version ({exc.message})") from None
 
 
 @dataclass
