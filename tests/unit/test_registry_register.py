@@ -264,9 +264,14 @@ def test_cli_register_promote_list(tiny_model: Path, tmp_path: Path, mlflow_loca
     result = runner.invoke(app, ["promote", "cli-vlm", "2", "--reason", "canary passed"])
     assert result.exit_code == 0, result.output
     assert "cli-vlm version 2 is @champion" in result.output and "(was: 1)" in result.output
-    result = runner.invoke(app, ["models", "list", "cli-vlm"], env={"COLUMNS": "200"})
+    result = runner.invoke(app, ["models", "list", "cli-vlm"], env={"COLUMNS": "40"})
     assert result.exit_code == 0, result.output
-    assert "@champion" in result.output and "manual" in result.output and "0.2000" in result.output
+    # not a terminal (piped): tab-separated lines, nothing truncated whatever the width
+    lines = [line.split("\t") for line in result.stdout.splitlines()]
+    assert lines[0] == ["version", "aliases", "created", "gate", "mean score", "scores", "content"]
+    assert [line[:2] for line in lines[1:]] == [["1", ""], ["2", "@challenger, @champion"]]
+    assert lines[1][3:5] == ["promoted", "0.2000"] and lines[2][3] == "manual"
+    assert lines[1][6] == content_hash(model) and len(lines[1][6]) == 64
     result = runner.invoke(app, ["promote", "cli-vlm", "9", "--reason", "x"])
     assert result.exit_code == 1 and "error: cli-vlm version 9" in result.output
     result = runner.invoke(app, ["register", "--set", f"model={tmp_path / 'absent'}"])
