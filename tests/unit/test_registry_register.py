@@ -183,10 +183,13 @@ def test_register_gate_idempotent_and_list(tiny_model: Path, tmp_path: Path, mlf
     card = Path(mlflow.artifacts.download_artifacts(artifact_uri="models:/vlm/1/model_card.md")).read_text()
     assert card.startswith("# vlm") and desc.split("## Gate decision")[0].strip() in card
 
-    # idempotent: same content -> same version, nothing new
+    # idempotent: same content -> same version, nothing new; what older releases tagged (76 tags) is cleaned up
+    for key in ("eval.mathvista.score", "eval.uri", "lineage.config", "lineage.missing", "gate.reason", "promote.by"):
+        client.set_model_version_tag("vlm", "1", key, "old")
     again = register(RegisterConfig(model=str(first), eval=str(tmp_path / "e1"), name="vlm"))
     assert again.output == "models:/vlm/1" and again.metrics["created"] == 0
     assert again.registration.alias == "champion" and not again.registration.created
+    assert client.get_model_version("vlm", "1").tags == mv.tags
     assert client.get_model_version("vlm", "1").description == desc  # unchanged, gate section kept
     assert len(client.search_model_versions("name = 'vlm'")) == 1
 

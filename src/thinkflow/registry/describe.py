@@ -25,7 +25,7 @@ SOURCE_TAG = "thinkflow.source"
 MAX_TAGS = 10
 MAX_TAG_CHARS = 5000  # portable across registry backends (MLflow itself allows more)
 FILTER_LINEAGE = ("stage", "base_model", "dataset_uri")  # the lineage.* tags a person filters versions by
-EVAL_TAG_PREFIXES = ("eval.", "lineage.")  # ours, recomputed on every registration (stale ones are deleted)
+RECOMPUTED_PREFIXES = ("eval.", "lineage.")  # ours, recomputed on every registration (stale ones are deleted)
 # Column order of the metrics table (other numbers follow, sorted).
 COLUMNS = ("score", "accuracy", "format_rate", "mean_reward", "mean_length", "n")
 

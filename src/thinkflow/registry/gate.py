@@ -42,6 +42,7 @@ CHAMPION = "champion"
 CHALLENGER = "challenger"
 LOCK_SUFFIX = ".gate-lock"
 GATE_HEADING = "## Gate decision"
+GATE_TAGS = ("gate.decision", "gate.champion_version")  # the rest of a decision is in the description
 LOCK_OWNER_TAG = "thinkflow.lock.owner"
 LOCK_SINCE_TAG = "thinkflow.lock.since"
 _RETRYABLE = {"RESOURCE_ALREADY_EXISTS", "INTERNAL_ERROR", "TEMPORARILY_UNAVAILABLE", "ABORTED", "RESOURCE_CONFLICT"}
@@ -56,11 +57,18 @@ class GateConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    metric: str = "overall.mean_score"  # an eval metric key (version tag eval.<metric>); higher is better
-    margin: float = Field(default=0.0, ge=0.0)  # required improvement over the champion (absolute)
-    require_same_eval_set: bool = True  # compare only evaluations of the same questions and protocol
-    lock_timeout_s: float = Field(default=120.0, gt=0)
-    stale_after_s: float = Field(default=600.0, gt=0)
+    metric: str = Field(
+        default="overall.mean_score",
+        description="Eval metric compared (flat key of metrics.json, version tag eval.<metric>); higher is better.",
+    )
+    margin: float = Field(default=0.0, ge=0.0, description="Required improvement over the champion (absolute).")
+    require_same_eval_set: bool = Field(
+        default=True, description="Compare only evaluations of the same questions and protocol (eval.set_hash)."
+    )
+    lock_timeout_s: float = Field(default=120.0, gt=0, description="Seconds to wait for the gate lock.")
+    stale_after_s: float = Field(
+        default=600.0, gt=0, description="Seconds after which a lock left by a crashed process is taken over."
+    )
 
 
 @dataclass
@@ -84,7 +92,7 @@ class GateDecision:
 
     def tags(self) -> dict[str, str]:
         """The version tags a person filters by (the rest is in `markdown`)."""
-        return {"gate.decision": self.decision, "gate.champion_version": self.champion_version or "none"}
+        return dict(zip(GATE_TAGS, (self.decision, self.champion_version or "none"), strict=True))
 
     def markdown(self) -> str:
         """The ``## Gate decision`` section of the version description: the decision, its reasoning, its numbers."""

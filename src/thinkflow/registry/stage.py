@@ -25,7 +25,16 @@ from thinkflow import storage
 from thinkflow.config import StageConfig, StageResult
 from thinkflow.registry import describe
 from thinkflow.registry.flavor import log_model
-from thinkflow.registry.gate import CHALLENGER, CHAMPION, GATE_HEADING, GateConfig, GateDecision, current_champion, gate
+from thinkflow.registry.gate import (
+    CHALLENGER,
+    CHAMPION,
+    GATE_HEADING,
+    GATE_TAGS,
+    GateConfig,
+    GateDecision,
+    current_champion,
+    gate,
+)
 from thinkflow.registry.lineage import (
     CONTENT_HASH_TAG,
     LINEAGE_FILE,
@@ -282,9 +291,11 @@ def _refresh(
     """Bring an existing version's tags up to date (a new evaluation replaces ours; True when it changed)."""
     old = dict(existing.tags or {})
     version = str(existing.version)
-    ours = [k for k in old if k.startswith(describe.EVAL_TAG_PREFIXES)]
+    ours = [k for k in old if k.startswith(describe.RECOMPUTED_PREFIXES)]
     stale = [k for k in ours if k not in tags and (metrics is not None or not k.startswith("eval."))]
-    for key in stale:  # also what older registrations wrote beyond the tags a person filters by
+    # what older registrations and gates wrote beyond the tags a person filters by (now in the description)
+    stale += [k for k in old if k.startswith(("gate.", "promote.")) and k not in GATE_TAGS and k not in tags]
+    for key in stale:
         mlflow_client.delete_model_version_tag(cfg.name, version, key)
     eval_changed = metrics is not None and any(old.get(k) != v for k, v in tags.items() if k.startswith("eval."))
     for key, value in tags.items():  # also fills in tags a crashed earlier attempt may have left out
