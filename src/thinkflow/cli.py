@@ -436,7 +436,7 @@ def evaluate_merge_command(
 
 @app.command("register")
 def register_command(config: ConfigOpt = None, sets: SetOpt = None, print_config: PrintOpt = False) -> None:
-    """Register a model version in MLflow (lineage + eval tags, @challenger), then run the promotion gate."""
+    """Register a model version in MLflow (description, tags, @challenger), then run the promotion gate."""
     from thinkflow.registry import RegisterConfig, register
 
     cfg = resolve_config(RegisterConfig, config, sets, print_config)
@@ -454,7 +454,7 @@ def register_command(config: ConfigOpt = None, sets: SetOpt = None, print_config
 def promote_command(
     name: Annotated[str, typer.Argument(help="Registered model name.")],
     version: Annotated[str, typer.Argument(help="Version to make @champion (an older one: the rollback).")],
-    reason: Annotated[str, typer.Option("--reason", help="Why (recorded as a version tag).")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (recorded in the version description).")],
     wait_serving: Annotated[
         bool, typer.Option("--wait-serving", help="Wait until serve-sync reports the version answering.")
     ] = False,
