@@ -5,7 +5,10 @@ interleaved with the ``python -c pass`` baseline; the median wall time and the m
 the child) are printed with their ratio to the baseline. Inputs are made in a temporary folder first (a
 small synthetic dataset, a JSON-lines file of completions, an empty MLflow store), so nothing is downloaded.
 
-    python bench/cli_startup.py [--repeats 5]
+The row ``mlflow client alone`` is the floor under ``models list`` / ``promote``: a bare Python process that
+imports MLflow's client and asks the same store one question, with no ThinkFlow code.
+
+    python bench/cli_startup.py [--repeats 5] [--only "models list" --only promote]
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ def measure(argv: list[str], env: dict[str, str], cwd: Path) -> tuple[float, flo
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--only", action="append", default=[], help="Measure only commands containing this text.")
     args = parser.parse_args()
 
     from thinkflow.data.synthetic import generate
@@ -61,14 +65,22 @@ def main() -> None:
             "thinkflow data validate": ["data", "validate", str(tmp / "data")],
             "thinkflow rewards score": ["rewards", "score", str(tmp / "in.jsonl"), "-o", str(tmp / "out.jsonl")],
         }
+        floor = "from mlflow.tracking import MlflowClient\ntry: MlflowClient().get_registered_model('thinkflow-vlm')\n"
+        floor += "except Exception: pass"
+        commands["mlflow client alone"] = ["-c", floor]
+        if args.only:
+            commands = {
+                k: v for k, v in commands.items() if k == "mlflow client alone" or any(o in k for o in args.only)
+            }
         measure([*THINKFLOW, "--help"], env, tmp)  # warm the file cache and the sqlite store once
-        measure([*THINKFLOW, *commands["thinkflow models list"]], env, tmp)
+        measure([*THINKFLOW, "models", "list", "thinkflow-vlm"], env, tmp)
         baseline: list[tuple[float, float]] = []
         results: dict[str, list[tuple[float, float]]] = {name: [] for name in commands}
         for _ in range(args.repeats):
             for name, argv in commands.items():
                 baseline.append(measure([sys.executable, "-c", "pass"], env, tmp))
-                results[name].append(measure([*THINKFLOW, *argv], env, tmp))
+                prog = [sys.executable] if argv[0] == "-c" else THINKFLOW
+                results[name].append(measure([*prog, *argv], env, tmp))
         base_wall = statistics.median(w for w, _ in baseline)
         base_cpu = statistics.median(c for _, c in baseline)
         print(f"python -c pass: wall {base_wall:.3f}s, cpu {base_cpu:.3f}s (median of {len(baseline)})")

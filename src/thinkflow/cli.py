@@ -447,9 +447,8 @@ def evaluate_merge_command(
 
 @app.command("register")
 def register_command(config: ConfigOpt = None, sets: SetOpt = None, print_config: PrintOpt = False) -> None:
-    """Register a model version in MLflow (lineage + eval tags, @challenger), then run the promotion gate."""
-    from thinkflow.registry import register
-    from thinkflow.registry.mlflow import RegisterConfig
+    """Register a model version in MLflow (description, tags, @challenger), then run the promotion gate."""
+    from thinkflow.registry import RegisterConfig, register
 
     cfg = resolve_config(RegisterConfig, config, sets, print_config)
     use_store()
@@ -466,15 +465,15 @@ def register_command(config: ConfigOpt = None, sets: SetOpt = None, print_config
 def promote_command(
     name: Annotated[str, typer.Argument(help="Registered model name.")],
     version: Annotated[str, typer.Argument(help="Version to make @champion (an older one: the rollback).")],
-    reason: Annotated[str, typer.Option("--reason", help="Why (recorded as a version tag).")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (recorded in the version description).")],
     wait_serving: Annotated[
         bool, typer.Option("--wait-serving", help="Wait until serve-sync reports the version answering.")
     ] = False,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds --wait-serving waits.")] = 1800.0,
 ) -> None:
     """Move @champion to a version by hand, recording the reason; serve-sync rolls the serving Deployment."""
-    from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
 
     from thinkflow.registry import promote
     from thinkflow.serving.sync import ServingError, served_history
@@ -557,30 +556,31 @@ def serve_smoke_command(
 
 @models_app.command("list")
 def models_list(name: Annotated[str, typer.Argument(help="Registered model name.")]) -> None:
-    """Versions of a registered model with their aliases, gate decisions and key metrics."""
-    from rich.table import Table
-
+    """Versions of a registered model with their aliases, gate decisions and key metrics (TSV when piped)."""
     from thinkflow.registry import list_versions
 
     use_store()
-    rows = list_versions(name)
-    table = Table(title=name)
-    for col in ("version", "aliases", "created", "gate", "mean score", "scores", "content"):
-        table.add_column(col)
-    for r in rows:
+    columns = ("version", "aliases", "created", "gate", "mean score", "scores", "content")
+    rows = []
+    for r in list_versions(name):
         metrics = dict(r["metrics"])
         mean = metrics.pop("overall.mean_score", None)
-        table.add_row(
-            r["version"],
-            ", ".join(f"@{a}" for a in r["aliases"]),
-            r["created"],
-            r["gate"],
-            f"{mean:.4f}" if mean is not None else "",
-            " ".join(f"{k.removesuffix('.score')}={v:.3f}" for k, v in sorted(metrics.items())),
-            r["content_hash"][:12],
-        )
-    # Piped or redirected: no terminal width to fit, so nothing is cut or folded.
-    Console(width=100_000 if not console.is_terminal else None).print(table, crop=False)
+        scores = " ".join(f"{k.removesuffix('.score')}={v:.3f}" for k, v in sorted(metrics.items()))
+        aliases = ", ".join(f"@{a}" for a in r["aliases"])
+        rows.append((r["version"], aliases, r["created"], r["gate"], f"{mean:.4f}" if mean is not None else "", scores,
+                     r["content_hash"]))  # fmt: skip
+    if not console.is_terminal:  # piped or redirected: tab-separated, one line per version, nothing cut
+        for row in (columns, *rows):
+            typer.echo("\t".join(row))
+        return
+    from rich.table import Table
+
+    table = Table(title=name)
+    for col in columns:
+        table.add_column(col, overflow="fold")
+    for row in rows:
+        table.add_row(*row[:-1], row[-1][:12])
+    console.print(table)
 
 
 PipelineOpt = Annotated[str, typer.Option("--pipeline", "-p", help="vlaa_thinker | sft_then_grpo | sft_vs_rl_study")]

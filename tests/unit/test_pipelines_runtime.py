@@ -180,22 +180,23 @@ def test_check_recipes() -> None:
         runtime.check_recipes([])
 
 
-def test_registered_reads_the_registry_result() -> None:
-    promoted = StageResult(
-        stage="register",
-        output="models:/thinkflow-vlm/3",
-        metrics={"version": 3.0, "created": 1.0, "promoted": 1.0},
-        artifacts={"gate": "promoted"},
-    )
-    reg = runtime.registered(promoted)
-    assert (reg.name, reg.version, reg.alias, reg.gate) == ("thinkflow-vlm", "3", "champion", "promoted")
-    assert reg.tags()["thinkflow.registered.alias"] == "champion"
-    kept = StageResult(
-        stage="register", output="models:/m/4", metrics={"version": 4.0, "created": 1.0, "promoted": 0.0}
-    )
-    assert runtime.registered(kept).alias == "challenger"
-    with pytest.raises(ValueError, match="expected models:/NAME/VERSION"):
-        runtime.registered(StageResult(stage="register", output="/tmp/x"))
+def test_registered_tags_come_from_the_typed_registration() -> None:
+    from thinkflow.registry import GateDecision, Registration
+
+    decision = GateDecision("thinkflow-vlm", "3", True, "promoted", "no champion yet", "overall.mean_score", 0.4, None,
+                            None, 0.0)  # fmt: skip
+    reg = Registration(name="thinkflow-vlm", version="3", alias="champion", uri="models:/thinkflow-vlm/3",
+                       created=True, content_hash="c" * 64, gate=decision)  # fmt: skip
+    assert runtime.registered_tags(reg) == {
+        "thinkflow.registered.name": "thinkflow-vlm",
+        "thinkflow.registered.version": "3",
+        "thinkflow.registered.alias": "champion",
+        "thinkflow.registered.gate": "promoted",
+        "thinkflow.registered.gate_reason": "no champion yet",
+    }
+    kept = reg.model_copy(update={"alias": "challenger", "gate": None})
+    assert runtime.registered_tags(kept)["thinkflow.registered.alias"] == "challenger"
+    assert "thinkflow.registered.gate" not in runtime.registered_tags(kept)
 
 
 def test_with_eval_dataset() -> None:

@@ -63,8 +63,10 @@ def test_decide(challenger: Any, champion: Any, cfg: GateConfig, promoted: bool,
     d = decide("m", challenger, champion, cfg)
     assert (d.promoted, d.decision) == (promoted, decision)
     assert reason in d.reason
-    tags = d.tags()
-    assert tags["gate.decision"] == decision and tags["gate.metric"] == "overall.mean_score"
+    assert d.tags() == {"gate.decision": decision, "gate.champion_version": champion.version if champion else "none"}
+    text = d.markdown()  # the description's gate section: decision, reasoning, numbers
+    assert text.startswith("## Gate decision") and f"**{decision}**" in text and d.reason in text
+    assert "`overall.mean_score`" in text
 
 
 def test_gate_on_another_metric() -> None:
@@ -106,9 +108,14 @@ def test_gate_moves_champion_both_ways_and_records_the_decision(registry: Any) -
     v2 = _add(registry, 0.25)  # worse: rejected, champion unchanged
     d2 = gate("m", v2, client=registry)
     assert not d2.promoted and _champ(registry) == v1
-    tags = registry.get_model_version("m", v2).tags
-    assert tags["gate.decision"] == "rejected" and tags["gate.champion_version"] == v1
-    assert float(tags["gate.challenger_value"]) == 0.25 and float(tags["gate.champion_value"]) == 0.30
+    mv2 = registry.get_model_version("m", v2)
+    assert mv2.tags["gate.decision"] == "rejected" and mv2.tags["gate.champion_version"] == v1
+    assert f"| challenger | {v2} | 0.2500 |" in mv2.description and f"| champion before | {v1} | 0.3000 |" in (
+        mv2.description
+    )
+    assert set(mv2.tags) == {"eval.overall.mean_score", "eval.set_hash", "gate.decision", "gate.champion_version"}
+    assert gate("m", v2, client=registry).decision == "rejected"  # gated again: its section is replaced
+    assert registry.get_model_version("m", v2).description.count("## Gate decision") == 1
     v3 = _add(registry, 0.40)  # better: promoted
     assert gate("m", v3, client=registry).promoted
     assert _champ(registry) == v3
@@ -123,9 +130,10 @@ def test_manual_promote_records_reason_and_previous(registry: Any) -> None:
     d = promote("m", v2, "rollback: v1 misbehaves on real traffic", client=registry)
     assert d.promoted and d.champion_version == v1
     assert _champ(registry) == v2
-    tags = registry.get_model_version("m", v2).tags
-    assert tags["promote.reason"].startswith("rollback") and tags["promote.previous_champion"] == v1
-    assert tags["gate.decision"] == "manual"
+    mv = registry.get_model_version("m", v2)
+    assert mv.tags["gate.decision"] == "manual" and mv.tags["gate.champion_version"] == v1
+    assert "**manual**" in mv.description and "rollback: v1 misbehaves" in mv.description
+    assert d.by and f"by hand ({d.by})" in mv.description
     with pytest.raises(GateError, match="reason is required"):
         promote("m", v1, "  ", client=registry)
     with pytest.raises(GateError, match="m version 99"):
@@ -206,12 +214,10 @@ def test_racing_gates_leave_the_best_champion(registry: Any) -> None:
     assert None not in champions_seen
     decisions = {v: registry.get_model_version("m", v).tags["gate.decision"] for v in versions}
     assert decisions[best] == "promoted"
-    # every promotion beat the champion it replaced: promoted values increase in the order they happened
-    promoted = sorted(
-        (registry.get_model_version("m", v).tags["gate.decided_at"], float(s))
-        for v, s in zip(versions, scores, strict=True)
-        if decisions[v] == "promoted"
-    )
-    values = [s for _, s in promoted]
-    assert values == sorted(values)
+    # every promotion beat the champion it replaced (the one it read under the lock)
+    score_of = {**dict(zip(versions, scores, strict=True)), base: 0.2}
+    for v in versions:
+        if decisions[v] == "promoted":
+            replaced = registry.get_model_version("m", v).tags["gate.champion_version"]
+            assert score_of[v] > score_of[replaced]
     assert CHAMPION in registry.get_registered_model("m").aliases

@@ -21,13 +21,13 @@ def register(
     """Log the model with its lineage and eval metrics, register a version under ``name`` (empty: the
     preset's) and run the promotion gate; returns the name, the version and the alias it holds now."""
     from thinkflow.components import runtime
-    from thinkflow.registry import RegisterConfig
+    from thinkflow.registry import RegisterConfig, RegisterResult
     from thinkflow.registry import register as run
 
     cfg = runtime.stage_config(
         RegisterConfig, preset, overrides, model=model.path, eval=evaluation.path, name=name or None
     )
-    result = runtime.run_stage(run, cfg, workspace)
-    registered = runtime.registered(result)
-    runtime.record(result, metrics, tags=registered.tags())
-    return (registered.name, registered.version, registered.alias)
+    result = RegisterResult.model_validate(runtime.run_stage(run, cfg, workspace))
+    reg = result.registration
+    runtime.record(result, metrics, tags=runtime.registered_tags(reg))
+    return (reg.name, reg.version, reg.alias)

@@ -24,13 +24,16 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import ValidationError
 
 from thinkflow import storage
 from thinkflow.config import ConfigError, StageConfig, StageResult, _format_errors, read_preset
 from thinkflow.tracking import DEFAULT_EXPERIMENT, flatten
+
+if TYPE_CHECKING:
+    from thinkflow.registry import Registration
 
 log = logging.getLogger("thinkflow.components")
 
@@ -315,39 +318,13 @@ def report_tags(result: StageResult, results: Any, label: str = "") -> dict[str,
     return {f"{TAG_OUTPUT}.{prefix}evaluate.report": storage.join(base, "report.md")}
 
 
-class Registered:
-    """What a registration produced: the model name, the version, and the alias it holds now."""
-
-    def __init__(self, name: str, version: str, alias: str, gate: str = "", gate_reason: str = "") -> None:
-        self.name, self.version, self.alias, self.gate, self.gate_reason = name, version, alias, gate, gate_reason
-
-    def tags(self) -> dict[str, str]:
-        """Parent-run tags (``thinkflow.registered.name/version/alias/gate/gate_reason``)."""
-        out = {f"{TAG_REGISTERED}.name": self.name, f"{TAG_REGISTERED}.version": self.version}
-        out[f"{TAG_REGISTERED}.alias"] = self.alias
-        if self.gate:
-            out[f"{TAG_REGISTERED}.gate"] = self.gate
-        if self.gate_reason:
-            out[f"{TAG_REGISTERED}.gate_reason"] = self.gate_reason
-        return out
-
-
-def registered(result: StageResult) -> Registered:
-    """Read `thinkflow.registry.register`'s result (output ``models:/NAME/VERSION``; ``promoted`` metric)."""
-    from thinkflow.registry.gate import CHALLENGER, CHAMPION
-
-    match = re.fullmatch(r"models:/(.+)/(\d+)", result.output)
-    if not match:
-        raise ValueError(f"register returned {result.output!r}, expected models:/NAME/VERSION")
-    name, version = match.group(1), match.group(2)
-    alias = CHAMPION if result.metrics.get("promoted") else CHALLENGER
-    if not result.metrics.get("created", 1.0) and "promoted" not in result.metrics:
-        # Already registered earlier: report the alias the version holds now.
-        from mlflow.tracking import MlflowClient
-
-        aliases = MlflowClient().get_model_version(name, version).aliases
-        alias = CHAMPION if CHAMPION in aliases else (CHALLENGER if CHALLENGER in aliases else ",".join(aliases))
-    return Registered(name, version, alias, result.artifacts.get("gate", ""), result.artifacts.get("gate_reason", ""))
+def registered_tags(registration: Registration) -> dict[str, str]:
+    """Parent-run tags of a registration (``thinkflow.registered.name/version/alias/gate/gate_reason``)."""
+    out = {f"{TAG_REGISTERED}.{key}": getattr(registration, key) for key in ("name", "version", "alias")}
+    if registration.gate is not None:
+        out[f"{TAG_REGISTERED}.gate"] = registration.gate.decision
+        out[f"{TAG_REGISTERED}.gate_reason"] = registration.gate.reason
+    return out
 
 
 def with_eval_dataset(cfg: Any, dataset: str | None) -> Any:

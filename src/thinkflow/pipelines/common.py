@@ -244,7 +244,7 @@ OVERRIDE_CONFIGS: dict[str, tuple[str, dict[str, str]]] = {
     "sft": ("thinkflow.train.sft:SFTConfig", {"model": "<model>", "data": "<dataset>", "output_dir": "<out>"}),
     "grpo": ("thinkflow.train.grpo:GRPOStageConfig", {"model": "<model>", "data": "<dataset>", "output_dir": "<out>"}),
     "eval": ("thinkflow.evaluate.config:EvalConfig", {"model": "<model>", "data": "<dataset>", "output_dir": "<out>"}),
-    "register": ("thinkflow.registry.mlflow:RegisterConfig", {"model": "<model>", "eval": "<evaluation>"}),
+    "register": ("thinkflow.registry.stage:RegisterConfig", {"model": "<model>", "eval": "<evaluation>"}),
 }
 
 

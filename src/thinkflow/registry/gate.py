@@ -5,8 +5,9 @@ that base model on the same samples (``eval.base.<metric>``, from `EvalConfig.ba
 
 Aliases, not stages. The gate reads the challenger's ``eval.<metric>`` tag and the champion's, checks that
 both were evaluated on the same eval set (``eval.set_hash``: same questions and protocol), and moves
-``@champion`` only when ``challenger > champion + margin`` (or there is no champion yet). The decision and
-its numbers are written as ``gate.*`` tags on the challenger version.
+``@champion`` only when ``challenger > champion + margin`` (or there is no champion yet). The decision is
+written on the challenger version as two tags (``gate.decision``, ``gate.champion_version``) and, with its
+reasoning and numbers, as the ``## Gate decision`` section of the version's description.
 
 Race safety: the read-compare-move runs under a registry-wide lock per model, taken by creating the
 registered model ``<name>.gate-lock``. Creating a registered model is atomic in every MLflow backend (a
@@ -26,12 +27,13 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from thinkflow import env
 from thinkflow.errors import ThinkFlowError
 
 log = logging.getLogger(__name__)
@@ -39,6 +41,8 @@ log = logging.getLogger(__name__)
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 LOCK_SUFFIX = ".gate-lock"
+GATE_HEADING = "## Gate decision"
+GATE_TAGS = ("gate.decision", "gate.champion_version")  # the rest of a decision is in the description
 LOCK_OWNER_TAG = "thinkflow.lock.owner"
 LOCK_SINCE_TAG = "thinkflow.lock.since"
 _RETRYABLE = {"RESOURCE_ALREADY_EXISTS", "INTERNAL_ERROR", "TEMPORARILY_UNAVAILABLE", "ABORTED", "RESOURCE_CONFLICT"}
@@ -53,11 +57,18 @@ class GateConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    metric: str = "overall.mean_score"  # an eval metric key (version tag eval.<metric>); higher is better
-    margin: float = Field(default=0.0, ge=0.0)  # required improvement over the champion (absolute)
-    require_same_eval_set: bool = True  # compare only evaluations of the same questions and protocol
-    lock_timeout_s: float = Field(default=120.0, gt=0)
-    stale_after_s: float = Field(default=600.0, gt=0)
+    metric: str = Field(
+        default="overall.mean_score",
+        description="Eval metric compared (flat key of metrics.json, version tag eval.<metric>); higher is better.",
+    )
+    margin: float = Field(default=0.0, ge=0.0, description="Required improvement over the champion (absolute).")
+    require_same_eval_set: bool = Field(
+        default=True, description="Compare only evaluations of the same questions and protocol (eval.set_hash)."
+    )
+    lock_timeout_s: float = Field(default=120.0, gt=0, description="Seconds to wait for the gate lock.")
+    stale_after_s: float = Field(
+        default=600.0, gt=0, description="Seconds after which a lock left by a crashed process is taken over."
+    )
 
 
 @dataclass
@@ -76,22 +87,49 @@ class GateDecision:
     margin: float
     base_value: float | None = None  # the base model on the same eval set (the floor of a first version)
 
+    decided_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    by: str = ""  # who promoted by hand
+
     def tags(self) -> dict[str, str]:
-        out = {
-            "gate.decision": self.decision,
-            "gate.reason": self.reason,
-            "gate.metric": self.metric,
-            "gate.margin": repr(self.margin),
-            "gate.decided_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "gate.champion_version": self.champion_version or "none",
-        }
-        if self.challenger_value is not None:
-            out["gate.challenger_value"] = repr(self.challenger_value)
-        if self.champion_value is not None:
-            out["gate.champion_value"] = repr(self.champion_value)
+        """The version tags a person filters by (the rest is in `markdown`)."""
+        return dict(zip(GATE_TAGS, (self.decision, self.champion_version or "none"), strict=True))
+
+    def markdown(self) -> str:
+        """The ``## Gate decision`` section of the version description: the decision, its reasoning, its numbers."""
+
+        def num(value: float | None) -> str:
+            return f"{value:.4f}" if value is not None else "none"
+
+        lines = [GATE_HEADING, "", f"**{self.decision}** ({self.decided_at}): {self.reason}", ""]
+        if self.decision == "manual":
+            lines.append(f"Moved `@{CHAMPION}` by hand" + (f" ({self.by})" if self.by else "") + ".")
+        lines += [
+            "| | version | `" + self.metric + "` |",
+            "|---|---|---|",
+            f"| challenger | {self.version} | {num(self.challenger_value)} |",
+            f"| champion before | {self.champion_version or 'none'} | {num(self.champion_value)} |",
+        ]
         if self.base_value is not None:
-            out["gate.base_value"] = repr(self.base_value)
-        return out
+            lines.append(f"| base model (same eval set) | | {num(self.base_value)} |")
+        if self.decision != "manual":
+            lines += ["", f"Promoted only when the challenger beats the champion by more than {self.margin}."]
+        return "\n".join(lines) + "\n"
+
+
+def with_gate_section(description: str | None, decision: GateDecision) -> str:
+    """``description`` with its gate section replaced by ``decision``'s (the gate section is always last)."""
+    text = description or ""
+    at = text.find(GATE_HEADING)
+    if at >= 0:
+        text = text[:at]
+    return (text.rstrip() + "\n\n" if text.strip() else "") + decision.markdown()
+
+
+def record_decision(client: Any, decision: GateDecision, description: str | None) -> None:
+    """Write ``decision`` on its version: the tags and the description's gate section."""
+    for key, value in decision.tags().items():
+        client.set_model_version_tag(decision.name, decision.version, key, value)
+    client.update_model_version(decision.name, decision.version, description=with_gate_section(description, decision))
 
 
 def _client(client: Any | None) -> Any:
@@ -286,8 +324,7 @@ def gate(name: str, version: str | int, cfg: GateConfig | None = None, *, client
         decision = decide(name, challenger, champion, cfg)
         if decision.promoted:
             client.set_registered_model_alias(name, CHAMPION, str(version))
-        for key, value in decision.tags().items():
-            client.set_model_version_tag(name, str(version), key, value)
+        record_decision(client, decision, challenger.description)
         after = current_champion(client, name)
         if decision.promoted and (after is None or str(after.version) != str(version)):
             raise GateError(
@@ -305,6 +342,11 @@ def promote(name: str, version: str | int, reason: str, *, client: Any | None = 
     if not reason.strip():
         raise GateError("promote: a reason is required")
     client = _client(client)
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    metric = "overall.mean_score"
     with registry_lock(client, name):
         try:
             target = client.get_model_version(name, str(version))
@@ -312,30 +354,18 @@ def promote(name: str, version: str | int, reason: str, *, client: Any | None = 
             raise GateError(f"{name} version {version}: {exc.message}") from None
         previous = current_champion(client, name)
         client.set_registered_model_alias(name, CHAMPION, str(version))
-        try:
-            user = getpass.getuser()
-        except (KeyError, OSError):
-            user = "unknown"
-        tags = {
-            "promote.reason": reason,
-            "promote.by": os.environ.get("THINKFLOW_USER") or user,
-            "promote.at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "promote.previous_champion": str(previous.version) if previous is not None else "none",
-            "gate.decision": "manual",
-            "gate.reason": f"promoted by hand: {reason}",
-        }
-        for key, value in tags.items():
-            client.set_model_version_tag(name, str(version), key, value)
-    metric = "overall.mean_score"
-    return GateDecision(
-        name,
-        str(version),
-        True,
-        "manual",
-        reason,
-        metric,
-        _metric(target.tags or {}, metric),
-        str(previous.version) if previous is not None else None,
-        _metric(previous.tags or {}, metric) if previous is not None else None,
-        0.0,
-    )
+        decision = GateDecision(
+            name,
+            str(version),
+            True,
+            "manual",
+            reason,
+            metric,
+            _metric(target.tags or {}, metric),
+            str(previous.version) if previous is not None else None,
+            _metric(previous.tags or {}, metric) if previous is not None else None,
+            0.0,
+            by=os.environ.get(env.USER) or user,
+        )
+        record_decision(client, decision, target.description)
+    return decision

@@ -117,7 +117,7 @@ def download_version(client: Any, mv: Any, dest: Path, *, verify_hash: bool = Tr
     """Download version ``mv`` into ``dest`` (created; must not exist) atomically; returns ``dest``."""
     import mlflow.artifacts
 
-    from thinkflow.registry.mlflow import CONTENT_HASH_TAG, content_hash
+    from thinkflow.registry.lineage import CONTENT_HASH_TAG, content_hash
 
     name, version = mv.name, str(mv.version)
     uri = client.get_model_version_download_uri(name, version)
@@ -204,7 +204,7 @@ def serve_init(cfg: ServeInitConfig, *, client: Any | None = None) -> StageResul
     tmp_link.unlink(missing_ok=True)
     tmp_link.symlink_to(target.resolve(), target_is_directory=True)
     os.replace(tmp_link, link)
-    from thinkflow.registry.mlflow import CONTENT_HASH_TAG
+    from thinkflow.registry.lineage import CONTENT_HASH_TAG
 
     served = {
         "name": name,
