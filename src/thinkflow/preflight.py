@@ -13,6 +13,7 @@ import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
+from typing import Any
 from urllib.parse import urljoin
 
 from pydantic import Field
@@ -33,10 +34,10 @@ class PreflightConfig(StageConfig):
     teachers: dict[str, TeacherConfig] = Field(
         default_factory=dict, description="OpenAI-compatible endpoints that must answer, by name."
     )
-    build: str | None = Field(
+    build: str | dict[str, Any] | None = Field(
         default=None,
-        description="A build config (preset name or YAML file) whose teachers, source files and image roots "
-        "are checked too.",
+        description="A build config whose teachers, source files and image roots are checked too: a preset name "
+        "or YAML file, or the config's keys (a pipeline's data preset with its overrides merged in).",
     )
     reward: bool = Field(
         default=False,
@@ -132,7 +133,9 @@ def _from_build(cfg: PreflightConfig) -> tuple[dict[str, TeacherConfig], list[st
         return {}, []
     from thinkflow.data.build import BuildConfig
 
-    build = load_config(BuildConfig, cfg.build)
+    build = (
+        BuildConfig.model_validate(cfg.build) if isinstance(cfg.build, dict) else load_config(BuildConfig, cfg.build)
+    )
     teachers = {name: t for name, t in build.teachers if t is not None}
     sources = [
         value

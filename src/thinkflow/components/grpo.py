@@ -24,9 +24,10 @@ def grpo(
     ``base_model`` artifact (an SFT model), else ``base_model_uri`` (dir or s3://), else the preset's.
     Checkpoints go to the run's workspace, so a retried task resumes where the killed pod stopped."""
     from thinkflow.components import runtime
+    from thinkflow.config import stage_config
     from thinkflow.train.grpo import GRPOStageConfig, run
 
-    cfg = runtime.stage_config(
+    cfg = stage_config(
         GRPOStageConfig,
         preset,
         overrides,

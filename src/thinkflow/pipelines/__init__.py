@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from thinkflow.pipelines.local import LocalRunResult, run_local
     from thinkflow.pipelines.registry import DISPLAY_NAMES, PIPELINES, UnknownPipelineError, build
     from thinkflow.pipelines.remote import SubmitResult, submit
-    from thinkflow.pipelines.study import RECIPES, CompareConfig, compare
+    from thinkflow.pipelines.study import CompareConfig, compare
 
 _WHERE = {
     "PipelineOptions": "common",
@@ -34,7 +34,6 @@ _WHERE = {
     "PIPELINES": "registry",
     "UnknownPipelineError": "registry",
     "build": "registry",
-    "RECIPES": "study",
     "CompareConfig": "study",
     "compare": "study",
     "SubmitResult": "remote",
@@ -44,7 +43,6 @@ _WHERE = {
 __all__ = [
     "DISPLAY_NAMES",
     "PIPELINES",
-    "RECIPES",
     "CompareConfig",
     "LocalRunResult",
     "PipelineOptions",

@@ -40,13 +40,12 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from thinkflow import storage
-from thinkflow.components import runtime
-from thinkflow.config import read_preset
+from thinkflow import env, storage
+from thinkflow.config import deep_merge, read_preset
 from thinkflow.errors import ThinkFlowError
 from thinkflow.pipelines.common import LOCAL_PRESETS, PipelineOptions, check_overrides
 from thinkflow.pipelines.registry import DISPLAY_NAMES, build, check_name
-from thinkflow.tracking import DEFAULT_ROOT, artifact_location, store_uri
+from thinkflow.tracking import DEFAULT_ROOT, TAG_OUTPUT, TAG_REGISTERED, TAG_STATE, artifact_location, store_uri
 
 log = logging.getLogger("thinkflow.pipelines")
 
@@ -153,7 +152,7 @@ def local_arguments(
     args = {k: v for k, v in default_arguments(pipeline, model).items() if k in inputs}
     for name, value in (arguments or {}).items():
         if isinstance(value, dict) and isinstance(args.get(name), dict):
-            args[name] = runtime.deep_merge(copy.deepcopy(args[name]), value)
+            args[name] = deep_merge(copy.deepcopy(args[name]), value)
         else:
             args[name] = value
     unknown = sorted(set(args) - inputs)
@@ -251,17 +250,17 @@ def run_local(
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     tracking = tracking_uri or store_uri(base)
     workspace = base / "workspace" / f"{key}-{stamp}"
-    env = {
-        "MLFLOW_TRACKING_URI": tracking,
-        "MLFLOW_EXPERIMENT_NAME": experiment,
-        "THINKFLOW_CACHE": str(base / "cache"),
-        runtime.WORKSPACE_ENV: str(workspace),
+    task_env = {
+        env.MLFLOW_TRACKING_URI: tracking,
+        env.MLFLOW_EXPERIMENT_NAME: experiment,
+        env.CACHE: str(base / "cache"),
+        env.WORKSPACE: str(workspace),
         # Nothing comes from a model hub in the local run.
         "HF_HUB_OFFLINE": "1",
         "TRANSFORMERS_OFFLINE": "1",
         "TOKENIZERS_PARALLELISM": "false",
     }
-    with _environ(env):
+    with _environ(task_env):
         model_path = model or str(warm_model(base))
         graph = build(key, (options or PipelineOptions()).model_copy(update={"study_parallelism": 1}), local=True)
         args = local_arguments(key, model_path, set(graph.component_spec.inputs or {}), arguments)
@@ -272,7 +271,7 @@ def run_local(
         exp_id = _experiment_id(client, args.get("experiment", experiment), tracking)
         parent = client.create_run(exp_id, run_name=f"{DISPLAY_NAMES[key]}-{stamp}", tags={"thinkflow.local": "true"})
         parent_id = parent.info.run_id
-        with _environ({runtime.PARENT_ENV: parent_id}):
+        with _environ({env.PARENT_RUN_ID: parent_id}):
             local.init(
                 runner=local.SubprocessRunner(use_venv=False),
                 pipeline_root=str(base / "pipeline-root"),
@@ -310,14 +309,14 @@ def run_local(
 def summarize(pipeline: str, run: Any, experiment: str, *, base: Path, tracking: str, wall_s: float) -> LocalRunResult:
     """The summary of a pipeline run, read from its MLflow parent run's metrics and tags."""
     tags: dict[str, str] = dict(run.data.tags)
-    out_prefix, reg_prefix = runtime.TAG_OUTPUT + ".", runtime.TAG_REGISTERED + "."
+    out_prefix, reg_prefix = TAG_OUTPUT + ".", TAG_REGISTERED + "."
     outputs = {k.removeprefix(out_prefix): v for k, v in tags.items() if k.startswith(out_prefix)}
     reports = sorted(v for k, v in outputs.items() if k.endswith("evaluate.report"))
     registered = {k.removeprefix(reg_prefix): v for k, v in tags.items() if k.startswith(reg_prefix)}
     return LocalRunResult(
         pipeline=pipeline,
         root=str(base),
-        state=tags.get(runtime.TAG_STATE, run.info.status),
+        state=tags.get(TAG_STATE, run.info.status),
         parent_run_id=run.info.run_id,
         experiment=experiment,
         tracking_uri=tracking,

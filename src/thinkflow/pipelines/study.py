@@ -20,8 +20,6 @@ from thinkflow import storage
 from thinkflow.config import StageConfig, StageResult
 from thinkflow.errors import ThinkFlowError
 
-# The recipes the study fans out over (ParallelFor items), in the paper's order of presentation.
-RECIPES: tuple[str, ...] = ("grpo", "sft", "sft_grpo")
 RECIPE_TITLES = {"grpo": "GRPO", "sft": "SFT", "sft_grpo": "SFT → GRPO"}
 # Columns that are fractions (shown x100 like the paper's tables) unless percent=False.
 _NOT_FRACTIONS = ("mean_length", "length", ".n", "aha.")
