@@ -18,10 +18,10 @@ from urllib.parse import urljoin
 
 from pydantic import Field
 
+from thinkflow import env
 from thinkflow.config import StageConfig, load_config
 from thinkflow.data.teachers import TeacherConfig
 from thinkflow.errors import ThinkFlowError
-from thinkflow.rewards.config import REWARD_API_KEY_ENV, REWARD_URL_ENV
 
 
 class PreflightError(ThinkFlowError, RuntimeError):
@@ -41,7 +41,7 @@ class PreflightConfig(StageConfig):
     )
     reward: bool = Field(
         default=False,
-        description=f"Check the reward model: `reward_url`, else ${REWARD_URL_ENV} (set by the chart).",
+        description=f"Check the reward model: `reward_url`, else ${env.REWARD_URL} (set by the chart).",
     )
     reward_url: str | None = Field(
         default=None, description="Reward model scoring URL, e.g. http://reward:8000/score (its /health must answer)."
@@ -84,10 +84,10 @@ def _teacher(name: str, t: TeacherConfig, timeout: float) -> str | None:
 def _reward(url: str | None, timeout: float) -> str | None:
     import httpx
 
-    url = url or os.environ.get(REWARD_URL_ENV)
+    url = url or os.environ.get(env.REWARD_URL)
     if not url:
-        return f"reward model: no reward_url and ${REWARD_URL_ENV} is unset (the chart's rewardModel sets it)"
-    key = os.environ.get(REWARD_API_KEY_ENV)
+        return f"reward model: no reward_url and ${env.REWARD_URL} is unset (the chart's rewardModel sets it)"
+    key = os.environ.get(env.REWARD_API_KEY)
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     health = urljoin(url, "health")  # the scoring URL is <base>/score; /health is its sibling
     try:
@@ -99,7 +99,7 @@ def _reward(url: str | None, timeout: float) -> str | None:
     except httpx.HTTPError as exc:
         return f"reward model: {url} does not answer ({type(exc).__name__}: {exc})"
     if resp.status_code in (401, 403):
-        return f"reward model: {url} refused the token in ${REWARD_API_KEY_ENV} (HTTP {resp.status_code})"
+        return f"reward model: {url} refused the token in ${env.REWARD_API_KEY} (HTTP {resp.status_code})"
     return None
 
 

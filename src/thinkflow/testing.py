@@ -16,6 +16,8 @@ from pathlib import Path
 
 import httpx
 
+from thinkflow import env
+
 
 def free_port() -> int:
     """A free TCP port on 127.0.0.1."""
@@ -40,11 +42,11 @@ def wait_http(url: str, timeout: float = 60.0, proc: subprocess.Popen[bytes] | N
 
 
 S3_ENV = (
-    "AWS_ENDPOINT_URL",
-    "MLFLOW_S3_ENDPOINT_URL",
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_DEFAULT_REGION",
+    env.AWS_ENDPOINT_URL,
+    env.MLFLOW_S3_ENDPOINT_URL,
+    env.AWS_ACCESS_KEY_ID,
+    env.AWS_SECRET_ACCESS_KEY,
+    env.AWS_DEFAULT_REGION,
 )
 
 

@@ -26,9 +26,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from thinkflow import env
 from thinkflow.components import images
 
-# From the chart's thinkflow-env ConfigMap (the region: AWS_DEFAULT_REGION, the first of env.AWS_REGION).
-CONFIG_MAP_KEYS = (env.MLFLOW_TRACKING_URI, env.AWS_ENDPOINT_URL, env.MLFLOW_S3_ENDPOINT_URL, env.AWS_REGION[0])
-S3_KEYS = env.AWS_CREDENTIALS[:2]  # the S3 Secret holds the key pair (no session token)
+# From the chart's thinkflow-env ConfigMap.
+CONFIG_MAP_KEYS = (env.MLFLOW_TRACKING_URI, env.AWS_ENDPOINT_URL, env.MLFLOW_S3_ENDPOINT_URL, env.AWS_DEFAULT_REGION)
+S3_KEYS = (env.AWS_ACCESS_KEY_ID, env.AWS_SECRET_ACCESS_KEY)  # the S3 Secret
 MLFLOW_KEYS = env.MLFLOW_CREDENTIALS
 TEACHER_KEYS = ("OPENAI_API_KEY",)  # the key in the teachers' Secret
 # Components that call the teachers / the open-ended reward model (OpenAI-compatible endpoints); preflight checks them.

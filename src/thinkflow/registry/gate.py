@@ -32,6 +32,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from thinkflow import env
 from thinkflow.errors import ThinkFlowError
 
 log = logging.getLogger(__name__)
@@ -318,7 +319,7 @@ def promote(name: str, version: str | int, reason: str, *, client: Any | None = 
             user = "unknown"
         tags = {
             "promote.reason": reason,
-            "promote.by": os.environ.get("THINKFLOW_USER") or user,
+            "promote.by": os.environ.get(env.USER) or user,
             "promote.at": datetime.now(UTC).isoformat(timespec="seconds"),
             "promote.previous_champion": str(previous.version) if previous is not None else "none",
             "gate.decision": "manual",

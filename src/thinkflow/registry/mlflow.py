@@ -37,7 +37,7 @@ from unittest import mock
 
 from pydantic import Field
 
-from thinkflow import storage
+from thinkflow import env, storage
 from thinkflow.config import StageConfig, StageResult
 from thinkflow.errors import ThinkFlowError
 from thinkflow.registry.gate import CHALLENGER, GateConfig, GateDecision, current_champion, gate
@@ -174,8 +174,8 @@ def lineage_fields(lineage: dict[str, Any] | None) -> dict[str, Any]:
         "config": config,
         "git_sha": lin.get("git_sha"),
         "versions": lin.get("versions"),
-        "pipeline_run_id": lin.get("pipeline_run_id") or os.environ.get("THINKFLOW_PIPELINE_RUN_ID"),
-        "image": lin.get("image") or os.environ.get("THINKFLOW_IMAGE"),
+        "pipeline_run_id": lin.get("pipeline_run_id") or os.environ.get(env.PIPELINE_RUN_ID),
+        "image": lin.get("image") or os.environ.get(env.IMAGE),
         "reward_mix": reward_mix,
         "training_run_id": lin.get("mlflow_run_id"),
     }

@@ -7,10 +7,11 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from thinkflow import env
 from thinkflow.config import StageConfig
 
-REWARD_URL_ENV = "THINKFLOW_REWARD_URL"  # the chart's rewardModel Service, in the thinkflow-env ConfigMap
-REWARD_API_KEY_ENV = "THINKFLOW_REWARD_API_KEY"  # its bearer token, from the reward model's Secret
+REWARD_URL_ENV = env.REWARD_URL  # the chart's rewardModel Service, in the thinkflow-env ConfigMap
+REWARD_API_KEY_ENV = env.REWARD_API_KEY  # its bearer token, from the reward model's Secret
 
 
 class RewardConfig(StageConfig):

@@ -38,11 +38,12 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from thinkflow import env
 from thinkflow.rewards.open_ended import LogProbScorer, Scorer, load_image
 
 Kind = Literal["ixc2.5-reward", "sequence-classification", "logprob"]
 KINDS: tuple[str, ...] = ("ixc2.5-reward", "sequence-classification", "logprob")
-DEFAULT_API_KEY_ENV = "THINKFLOW_REWARD_API_KEY"
+DEFAULT_API_KEY_ENV = env.REWARD_API_KEY
 
 
 class ServeError(RuntimeError):

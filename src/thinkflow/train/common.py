@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from thinkflow import storage
+from thinkflow import env, storage
 from thinkflow.config import StageConfig, StageResult
 from thinkflow.errors import ThinkFlowError
 from thinkflow.format import SYSTEM_PROMPT
@@ -176,7 +176,7 @@ def checkpoint_root(stage: str, cfg: TrainStageConfig) -> Path:
     if not storage.is_remote(cfg.output_dir):
         return Path(cfg.output_dir) / "checkpoints"
     digest = hashlib.sha256(cfg.output_dir.rstrip("/").encode()).hexdigest()[:12]
-    base = Path(os.environ.get("THINKFLOW_WORKSPACE") or storage.cache_dir() / "workspace")
+    base = Path(os.environ.get(env.WORKSPACE) or storage.cache_dir() / "workspace")
     return base / f"{stage}-{digest}"
 
 

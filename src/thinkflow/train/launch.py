@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from thinkflow import env as envs  # (`env` is the name of the processes' environments here)
 from thinkflow import storage
 from thinkflow.config import StageResult
 from thinkflow.errors import ThinkFlowError
@@ -54,7 +55,7 @@ TRAINJOB_PLURAL = "trainjobs"
 DEFAULT_RUNTIME = "thinkflow-torch-distributed"  # the ClusterTrainingRuntime of charts/thinkflow
 PATCH_MANAGER = "thinkflow.io/launcher"
 NODE_JOB = "node"  # the replicated job / container name of the torch-distributed runtimes
-LAUNCHED_ENV = "THINKFLOW_LAUNCHED"
+LAUNCHED_ENV = envs.LAUNCHED
 
 
 class LaunchError(ThinkFlowError, RuntimeError):
@@ -182,7 +183,6 @@ def trainjob_namespace(settings: TrainJobSettings) -> str:
         return "default"
 
 
-PIPELINE_RUN_ENV = "THINKFLOW_PIPELINE_RUN_ID"  # exported by the KFP components (components/runtime.py)
 CHAIN_LABEL = "thinkflow.io/attempt-chain"
 
 
@@ -190,7 +190,7 @@ def attempt_chain(stage: str, cfg: TrainStageConfig) -> str | None:
     """A key shared by every attempt of one pipeline task (KFP retries a failed training task in a new pod):
     the KFP run id, the stage and its checkpoint directory (per task: ``checkpoints/grpo-<label>``). None
     outside a pipeline run."""
-    run_id = os.environ.get(PIPELINE_RUN_ENV)
+    run_id = os.environ.get(envs.PIPELINE_RUN_ID)
     if not run_id:
         return None
     key = f"{run_id}\n{trainjob_namespace(cfg.launch.trainjob)}\n{stage}\n{cfg.checkpoint_dir or cfg.output_dir}"
@@ -211,8 +211,8 @@ def trainjob_name(stage: str, settings: TrainJobSettings, chain: str | None = No
 def _env_list(settings: TrainJobSettings, stage: str) -> list[dict[str, Any]]:
     env: list[dict[str, Any]] = [{"name": LAUNCHED_ENV, "value": "trainjob"}]
     if settings.workspace_pvc:
-        env.append({"name": "THINKFLOW_WORKSPACE", "value": settings.workspace_mount})
-    for name in ("THINKFLOW_PARENT_RUN_ID", "MLFLOW_EXPERIMENT_NAME", "THINKFLOW_GIT_SHA"):
+        env.append({"name": envs.WORKSPACE, "value": settings.workspace_mount})
+    for name in (envs.PARENT_RUN_ID, envs.MLFLOW_EXPERIMENT_NAME, envs.GIT_SHA):
         if os.environ.get(name) and name not in settings.env:
             env.append({"name": name, "value": os.environ[name]})
     env += [{"name": k, "value": v} for k, v in sorted(settings.env.items())]
