@@ -10,7 +10,8 @@ store under the root, and every artifact under the root (default ``./.thinkflow`
       tiny/                     the tiny base model (built once)
       pipeline-root/            KFP artifacts, one folder per pipeline run and task
       workspace/                the per-run workspace (checkpoints), removed by kfp.local after the run
-      logs/                     every task's full output, one file per run (the console shows it without noise)
+      logs/<pipeline>-<time>/   the run's full output (run.log) and each task's (NN-<task>.log); the console
+                                shows it without third-party noise
       tiny-warm/, warm-data/    the tiny model after its SFT warm start, and the warm start's data (built once)
       cache/                    downloads (THINKFLOW_CACHE)
 
@@ -73,6 +74,7 @@ class LocalRunResult(BaseModel):
     report: str | None = None
     comparison: str | None = None
     registered: dict[str, str] | None = None
+    logs: str | None = None  # the folder of the run's log files
 
 
 def tiny_model(root: Path) -> Path:
@@ -190,22 +192,44 @@ NOISE = re.compile(
     r"Wrote executor output file|Looking for component|Loading KFP component|^\s*$"
 )
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
+TASK_START = re.compile(r"Executing task '([^']+)'")  # kfp/local/task_dispatcher.py: one task at a time
 
 
 class TaskOutput(io.TextIOBase):
-    """``sys.stdout`` while kfp.local runs the tasks: every line goes to the log file as is; the console gets
-    the lines without third-party noise (accelerator banners, warnings, the executor's JSON) or colour codes."""
+    """``sys.stdout`` while kfp.local runs the tasks: every line goes to the log file as is, and with ``task_dir``
+    also to the current task's file (``NN-<task>.log``, opened at kfp.local's "Executing task" line); the console
+    gets the lines without third-party noise (accelerator banners, warnings, the executor's JSON) or colour codes."""
 
-    def __init__(self, console: Any, log_file: Any) -> None:
+    def __init__(self, console: Any, log_file: Any, task_dir: Path | None = None) -> None:
         self.console, self.log_file, self.pending, self.depth = console, log_file, "", 0
+        self.task_dir, self.task_file, self.task_log, self.tasks = task_dir, None, None, 0
 
     def write(self, text: str) -> int:
         self.log_file.write(text)
         self.pending += text
         *lines, self.pending = self.pending.split("\n")
         for line in lines:
+            self._task(line)
             self._show(line)
         return len(text)
+
+    def _task(self, line: str) -> None:
+        if self.task_dir is None:
+            return
+        started = TASK_START.search(ANSI.sub("", line))
+        if started:
+            self.close_task()
+            self.tasks += 1
+            self.task_log = self.task_dir / f"{self.tasks:02d}-{started.group(1)}.log"
+            self.task_file = open(self.task_log, "w", encoding="utf-8")  # noqa: SIM115 (closed at the next task)
+        if self.task_file is not None:
+            self.task_file.write(line + "\n")
+
+    def close_task(self) -> None:
+        """Close the current task's log file (the next task, or the end of the run)."""
+        if self.task_file is not None:
+            self.task_file.close()
+            self.task_file = None
 
     def _show(self, line: str) -> None:
         plain = ANSI.sub("", line)
@@ -279,19 +303,19 @@ def run_local(
                 raise_on_error=True,
             )
             failure: str | None = None
-            log_path = base / "logs" / f"{key}-{stamp}.log"
-            log_path.parent.mkdir(parents=True, exist_ok=True)
-            with (
-                warnings.catch_warnings(),
-                open(log_path, "w", encoding="utf-8") as log_file,
-                contextlib.redirect_stdout(TaskOutput(sys.stdout, log_file)),
-            ):
+            log_dir = base / "logs" / f"{key}-{stamp}"
+            log_dir.mkdir(parents=True, exist_ok=True)
+            with warnings.catch_warnings(), open(log_dir / "run.log", "w", encoding="utf-8") as log_file:
+                output = TaskOutput(sys.stdout, log_file, log_dir)
                 # SubprocessRunner warns that our images' names do not contain "python": they run here.
                 warnings.filterwarnings("ignore", message=".*non-Python base image.*", category=RuntimeWarning)
                 try:
-                    graph(**args)
+                    with contextlib.redirect_stdout(output):
+                        graph(**args)
                 except RuntimeError as exc:
                     failure = str(exc)
+                finally:
+                    output.close_task()
         run = client.get_run(parent_id)
         if run.info.status == "RUNNING":  # the exit handler did not run (e.g. the graph failed to start)
             client.set_terminated(parent_id, status="FAILED" if failure else "FINISHED")
@@ -299,11 +323,12 @@ def run_local(
         experiment_name = client.get_experiment(run.info.experiment_id).name
     result = summarize(key, run, experiment_name, base=base, tracking=tracking, wall_s=time.monotonic() - started)
     if failure:
+        last = f"; the failed task's output: {output.task_log}" if output.task_log else ""
         raise LocalRunError(
-            f"{failure}\nMLflow parent run {parent_id} ({tracking}); full task logs in {log_path}, artifacts under "
+            f"{failure}\nMLflow parent run {parent_id} ({tracking}); task logs in {log_dir}{last}; artifacts under "
             f"{base / 'pipeline-root'}"
         )
-    return result
+    return result.model_copy(update={"logs": str(log_dir)})
 
 
 def summarize(pipeline: str, run: Any, experiment: str, *, base: Path, tracking: str, wall_s: float) -> LocalRunResult:
@@ -367,6 +392,8 @@ def render_summary(result: LocalRunResult) -> Any:
     head.add_row("pipeline", f"{result.pipeline} ({result.state}, {result.wall_s:.0f}s)")
     head.add_row("MLflow", f"run {result.parent_run_id} (experiment {result.experiment}) in {result.tracking_uri}")
     head.add_row("artifacts", result.pipeline_root)
+    if result.logs:
+        head.add_row("logs", f"{result.logs} (run.log, one file per task)")
     if result.report:
         head.add_row("report", result.report)
     else:
