@@ -1,7 +1,8 @@
-"""The pieces the three pipelines are assembled from, and the one description of each pipeline parameter.
+"""The pieces the three pipelines are assembled from, and their parameters, each declared once.
 
-A pipeline function takes its parameters (the signature KFP reads), collects them by name
-(``p = dict(locals())``) and wires these blocks:
+A pipeline is its list of parameter names (`parameters`: type, default and description from `PARAMETERS`, with
+the pipeline's own defaults or descriptions where they differ) and a body that wires these blocks over the
+parameters by name (`pipeline_graph` turns the two into the pipeline):
 
 - `pipeline_run`: the exit handler that closes the MLflow parent run, then ``preflight`` (the first task: what
   the run needs answers, or the run fails in seconds naming what is missing) and ``open_run``;
@@ -9,67 +10,130 @@ A pipeline function takes its parameters (the signature KFP reads), collects the
 - `train`: one ``sft`` or ``grpo`` GPU task from the base model or from an earlier task's model;
 - `evaluate_fanned_out` and `evaluate_and_register`: one ``evaluate`` task per benchmark, merged, then ``register``.
 
-`documented` writes each pipeline's ``Args:`` docstring from `PARAMETER_DOCS` (KFP shows it as the parameter
-descriptions in its UI; `tests/unit/test_pipelines_examples.py` validates every ``e.g.`` example in them).
+KFP reads a pipeline's inputs from its function's signature and their descriptions from the ``Args:`` of its
+docstring (kfp/dsl/component_factory.py, ``extract_component_interface``: ``inspect.signature`` and
+``inspect.getdoc``), and calls it with one channel per parameter in signature order (kfp/dsl/graph_component.py):
+`pipeline_graph` builds exactly that. `tests/unit/test_pipelines_examples.py` validates every ``e.g.`` example
+in the descriptions against the config that consumes it.
 """
 
 from __future__ import annotations
 
+import copy
 import inspect
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, NamedTuple
 
 from kfp import dsl
+from kfp.dsl.graph_component import GraphComponent
 
 import thinkflow.pipelines.steps as c
-from thinkflow.pipelines.common import PipelineOptions, place, place_gpu
+from thinkflow.pipelines.common import (
+    ACCELERATOR,
+    CLUSTER_PRESETS,
+    GPU_NODE_SELECTOR,
+    GPU_TOLERATIONS,
+    PipelineOptions,
+    place,
+    place_gpu,
+)
+from thinkflow.train.recipes import RECIPES
 
-F = TypeVar("F", bound=Callable[..., Any])
 Params = dict[str, Any]  # the pipeline's parameters by name (KFP pipeline channels while the graph is built)
 
-PARAMETER_DOCS = {
-    "model": "Base model, a directory or s3:// URI (empty: the training preset's model).",
-    "data_preset": "Dataset build preset (shipped name or YAML path).",
-    "data_overrides": 'Keys overriding the build preset, e.g. {"seed": 1, "eval_fraction": 0.1}.',
-    "validate_overrides": 'Keys of the validation config, e.g. {"max_bad_fraction": 0.01}.',
-    "sft_preset": "SFT preset.",
-    "sft_overrides": 'SFT hyperparameters, e.g. {"learning_rate": 1e-5, "num_train_epochs": 1}.',
-    "grpo_preset": "GRPO preset (the paper's settings for Qwen2.5-VL-3B by default).",
-    "grpo_overrides": 'GRPO hyperparameters, e.g. {"learning_rate": 1e-6, "max_steps": 500}.',
-    "eval_preset": "Evaluation preset.",
-    "eval_overrides": 'Keys overriding the evaluation preset, e.g. {"max_new_tokens": 800}.',
-    "model_name": "Registered model name in MLflow.",
-    "register_overrides": 'Keys of the registration config, e.g. {"gate": {"margin": 0.01}}.',
-    "experiment": "MLflow experiment of the pipeline's parent run.",
-    "gpus_per_task": 'GPUs of each training task, a string such as "8" (one pod; torchrun uses them all).',
-    "eval_gpus": 'GPUs of each evaluation task, a string such as "1".',
-    "accelerator": "Extended resource name of the GPUs.",
-    "gpu_node_selector": 'Node selector of GPU tasks, e.g. {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}.',
-    "gpu_tolerations": "Tolerations of GPU tasks (a list of Kubernetes toleration objects).",
-    "train_cpu": "CPU request and limit of each training task.",
-    "train_memory": "Memory request and limit of each training task.",
-    "eval_cpu": "CPU request and limit of each evaluation task.",
-    "eval_memory": "Memory request and limit of each evaluation task.",
-    "build_shards": 'Build the dataset in this many parallel shards, then merge them ("1": one shard).',
+
+class Parameter(NamedTuple):
+    """One pipeline parameter: its type (``str``, ``dict`` or ``list``), default and description."""
+
+    type: type
+    default: Any
+    description: str
+
+
+PARAMETERS: dict[str, Parameter] = {
+    "recipes": Parameter(list, list(RECIPES), 'Recipes to train, any of ["grpo", "sft", "sft_grpo"].'),
+    "baseline": Parameter(
+        str, "grpo", 'Recipe the comparison table\'s delta column is measured against ("" for none).'
+    ),
+    "model": Parameter(str, "", "Base model, a directory or s3:// URI (empty: the training preset's model)."),
+    "data_preset": Parameter(str, CLUSTER_PRESETS["data"], "Dataset build preset (shipped name or YAML path)."),
+    "data_overrides": Parameter(dict, {}, 'Keys overriding the build preset, e.g. {"seed": 1, "eval_fraction": 0.1}.'),
+    "validate_overrides": Parameter(dict, {}, 'Keys of the validation config, e.g. {"max_bad_fraction": 0.01}.'),
+    "sft_preset": Parameter(str, CLUSTER_PRESETS["sft"], "SFT preset."),
+    "sft_overrides": Parameter(dict, {}, 'SFT hyperparameters, e.g. {"learning_rate": 1e-5, "num_train_epochs": 1}.'),
+    "grpo_preset": Parameter(
+        str, CLUSTER_PRESETS["grpo"], "GRPO preset (the paper's settings for Qwen2.5-VL-3B by default)."
+    ),
+    "grpo_overrides": Parameter(dict, {}, 'GRPO hyperparameters, e.g. {"learning_rate": 1e-6, "max_steps": 500}.'),
+    "eval_preset": Parameter(str, CLUSTER_PRESETS["eval"], "Evaluation preset."),
+    "eval_overrides": Parameter(dict, {}, 'Keys overriding the evaluation preset, e.g. {"max_new_tokens": 800}.'),
+    "model_name": Parameter(str, "thinkflow-vlm", "Registered model name in MLflow."),
+    "register_overrides": Parameter(dict, {}, 'Keys of the registration config, e.g. {"gate": {"margin": 0.01}}.'),
+    "experiment": Parameter(str, "thinkflow", "MLflow experiment of the pipeline's parent run."),
+    "gpus_per_task": Parameter(
+        str, "8", 'GPUs of each training task, a string such as "8" (one pod; torchrun uses them all).'
+    ),
+    "eval_gpus": Parameter(str, "1", 'GPUs of each evaluation task, a string such as "1".'),
+    "accelerator": Parameter(str, ACCELERATOR, "Extended resource name of the GPUs."),
+    "gpu_node_selector": Parameter(
+        dict, GPU_NODE_SELECTOR, 'Node selector of GPU tasks, e.g. {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}.'
+    ),
+    "gpu_tolerations": Parameter(
+        list, GPU_TOLERATIONS, "Tolerations of GPU tasks (a list of Kubernetes toleration objects)."
+    ),
+    "train_cpu": Parameter(str, "32", "CPU request and limit of each training task."),
+    "train_memory": Parameter(str, "256Gi", "Memory request and limit of each training task."),
+    "eval_cpu": Parameter(str, "8", "CPU request and limit of each evaluation task."),
+    "eval_memory": Parameter(str, "64Gi", "Memory request and limit of each evaluation task."),
+    "build_shards": Parameter(
+        str, "1", 'Build the dataset in this many parallel shards, then merge them ("1": one shard).'
+    ),
 }
 
 
-def documented(summary: str, **specific: str) -> Callable[[F], F]:
-    """Give a pipeline function its docstring: ``summary`` and one ``Args:`` line per parameter, from
-    `PARAMETER_DOCS` unless ``specific`` describes it for this pipeline. A parameter described nowhere is an
-    error, so every compiled parameter has a description."""
+def parameters(*names: str, defaults: Params | None = None, docs: dict[str, str] | None = None) -> dict[str, Parameter]:
+    """A pipeline's parameters, in this order, from `PARAMETERS`, with this pipeline's own ``defaults`` and
+    descriptions (``docs``) where they differ."""
+    unknown = sorted(set(names) - set(PARAMETERS))
+    if unknown:
+        raise KeyError(f"no pipeline parameter(s) {', '.join(unknown)} in PARAMETERS")
+    defaults, docs = defaults or {}, docs or {}
+    return {
+        name: Parameter(
+            PARAMETERS[name].type,
+            copy.deepcopy(defaults.get(name, PARAMETERS[name].default)),
+            docs.get(name, PARAMETERS[name].description),
+        )
+        for name in names
+    }
 
-    def apply(fn: F) -> F:
-        names = list(inspect.signature(fn).parameters)
-        missing = [n for n in names if n not in specific and n not in PARAMETER_DOCS]
-        if missing:
-            raise KeyError(f"pipeline {fn.__name__}: no description for parameter(s) {', '.join(missing)}")
-        args = "\n".join(f"    {n}: {specific.get(n) or PARAMETER_DOCS[n]}" for n in names)
-        fn.__doc__ = f"{summary}\n\nArgs:\n{args}\n"
-        return fn
 
-    return apply
+def pipeline_graph(
+    name: str,
+    description: str,
+    summary: str,
+    params: dict[str, Parameter],
+    options: PipelineOptions,
+    body: Callable[[Params], None],
+) -> GraphComponent:
+    """``@dsl.pipeline`` over a function with one argument per parameter (signature and ``Args:`` docstring built
+    from ``params``, see the module's doc) that calls ``body`` with the arguments by name."""
+    names = list(params)
+
+    def pipeline(*args: Any) -> None:
+        body(dict(zip(names, args, strict=True)))
+
+    pipeline.__name__ = pipeline.__qualname__ = name.replace("-", "_")
+    pipeline.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [
+            inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=p.default, annotation=p.type)
+            for n, p in params.items()
+        ]
+    )
+    args = "\n".join(f"    {n}: {p.description}" for n, p in params.items())
+    pipeline.__doc__ = f"{summary}\n\nArgs:\n{args}\n"
+    return dsl.pipeline(name=name, description=description, pipeline_config=options.pipeline_config())(pipeline)
 
 
 def gpu_resources(p: Params, kind: Literal["train", "eval"]) -> dict[str, Any]:

@@ -35,6 +35,8 @@ TEACHER_KEYS = ("OPENAI_API_KEY",)  # the key in the teachers' Secret
 TEACHER_COMPONENTS = ("preflight", "build_dataset", "build_shard", "grpo", "evaluate")
 DATA_COMPONENTS = ("build_dataset", "build_shard", "merge_dataset")  # data_cpu / data_memory
 TRAINING_COMPONENTS = ("sft", "grpo")
+# Retried with backoff: they resume from their journal (build_shard) or newest checkpoint in the workspace.
+RETRIED_COMPONENTS = ("build_shard", *TRAINING_COMPONENTS)
 # Components that score open-ended answers with the chart's rewardModel (thinkflow serve-reward); preflight checks it.
 REWARD_COMPONENTS = ("preflight", "grpo", "evaluate")
 REWARD_URL_KEY = env.REWARD_URL  # thinkflow-env, when rewardModel.enabled
@@ -164,15 +166,7 @@ def place(task: dsl.PipelineTask, options: PipelineOptions, *, local: bool) -> d
     task.set_container_image(options.base_image).set_env_variable(IMAGE_ENV, options.base_image)
     cpu, memory = (options.data_cpu, options.data_memory) if name in DATA_COMPONENTS else (options.cpu, options.memory)
     task.set_cpu_request(cpu).set_cpu_limit(cpu).set_memory_request(memory).set_memory_limit(memory)
-    if name == "build_shard" and options.retries:  # resumes from its journal in the workspace
-        task.set_retry(
-            num_retries=options.retries,
-            backoff_duration=options.backoff_duration,
-            backoff_factor=options.backoff_factor,
-            backoff_max_duration=options.backoff_max_duration,
-        )
-    cluster_env(task, options)
-    return task
+    return _retried(task, options)
 
 
 def place_gpu(
@@ -208,7 +202,12 @@ def place_gpu(
     kubernetes.empty_dir_mount(
         task, volume_name="dshm", mount_path="/dev/shm", medium="Memory", size_limit=options.shm_size  # noqa: S108
     )
-    if name in TRAINING_COMPONENTS and options.retries:
+    return _retried(task, options)
+
+
+def _retried(task: dsl.PipelineTask, options: PipelineOptions) -> dsl.PipelineTask:
+    """Retries with backoff for the tasks that resume from the workspace, then the cluster env and secrets."""
+    if component_name(task) in RETRIED_COMPONENTS and options.retries:
         task.set_retry(
             num_retries=options.retries,
             backoff_duration=options.backoff_duration,

@@ -202,7 +202,9 @@ class TaskOutput(io.TextIOBase):
 
     def __init__(self, console: Any, log_file: Any, task_dir: Path | None = None) -> None:
         self.console, self.log_file, self.pending, self.depth = console, log_file, "", 0
-        self.task_dir, self.task_file, self.task_log, self.tasks = task_dir, None, None, 0
+        self.task_dir, self.tasks = task_dir, 0
+        self.task_file: Any = None
+        self.task_log: Path | None = None  # the current (at the end: the last) task's log file
 
     def write(self, text: str) -> int:
         self.log_file.write(text)
