@@ -370,3 +370,20 @@ def test_preflight_is_the_first_task(compiled: Path, name: str) -> None:
 
     later = set(body) - {"preflight"}
     assert later and all("preflight" in upstream(t) for t in later), {t: upstream(t) for t in later}
+
+
+@pytest.mark.parametrize("name", list(PIPELINES))
+def test_every_parameter_is_described_once_for_all_pipelines(compiled: Path, name: str) -> None:
+    """Every input of a package has the description KFP's UI shows, from the one table of pipeline parameters
+    (`thinkflow.pipelines.blocks.PARAMETERS`) unless the pipeline words it its own way."""
+    from thinkflow.pipelines import blocks
+
+    spec, _ = docs(compiled / f"{name}.yaml")
+    inputs = spec["root"]["inputDefinitions"]["parameters"]
+    module = __import__(f"thinkflow.pipelines.{name}", fromlist=["PARAMETERS"])
+    assert list(inputs) == sorted(module.PARAMETERS)
+    for key, param in inputs.items():
+        assert " ".join(param["description"].split()) == module.PARAMETERS[key].description
+        assert key in blocks.PARAMETERS
+    with pytest.raises(KeyError, match="no pipeline parameter"):
+        blocks.parameters("model", "gpus")
