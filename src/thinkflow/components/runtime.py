@@ -123,6 +123,42 @@ def record(
     )
 
 
+def train(
+    stage: str,
+    fn: Callable[[C], StageResult],
+    cls: type[C],
+    preset: str,
+    overrides: Mapping[str, Any] | None,
+    *,
+    base_model: Any,
+    base_model_uri: str,
+    data: Any,
+    model: Any,
+    metrics: Any,
+    label: str,
+    workspace: str | None,
+) -> str:
+    """The body of the ``sft`` and ``grpo`` components (``stage``): the stage config (the ``base_model`` artifact, else
+    ``base_model_uri``, else the preset's model; checkpoints in the run's workspace under the stage and label, so a
+    retried task resumes), the stage run, the weights at the ``model`` artifact, the result recorded. Returns the
+    model artifact's URI."""
+    from thinkflow.config import stage_config
+
+    cfg = stage_config(
+        cls,
+        preset,
+        overrides,
+        model=base_model.path if base_model is not None else (base_model_uri or None),
+        data=data.path,
+        output_dir=model.path,
+        checkpoint_dir=str(workspace_dir(workspace, "checkpoints", f"{stage}-{label}" if label else stage)),
+    )
+    result = run_stage(fn, cfg, workspace)
+    copy_output(result.output, model.path)
+    record(result, metrics, model, label=label)
+    return str(model.uri)
+
+
 class Registered:
     """What a registration produced: the model name, the version, and the alias it holds now."""
 
