@@ -213,3 +213,16 @@ def test_with_eval_dataset() -> None:
     ]
     assert with_eval_dataset(EvalConfig(), "/art/dataset").data == "/art/dataset"
     assert with_eval_dataset(bench, None) is bench
+
+
+def test_report_tags_point_at_the_evaluation_report() -> None:
+    from thinkflow.evaluate.tasks import report_tags
+
+    class Results:
+        uri = "s3://root/run/evaluate/results"
+
+    result = StageResult(stage="evaluate", output="/local/results")
+    assert report_tags(result, Results(), "sft") == {
+        "thinkflow.output.sft/evaluate.report": "s3://root/run/evaluate/results/report.md"
+    }
+    assert report_tags(result, None) == {"thinkflow.output.evaluate.report": "/local/results/report.md"}
