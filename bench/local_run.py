@@ -7,7 +7,7 @@ cache), alternated when repeated:
   starts one subprocess per task (interpreter start, imports, executor, artifact handling, MLflow parent
   run lookups) and runs the pipeline's DAG.
 - **direct**: the same stage functions with the same configs (built exactly as the components build them,
-  `thinkflow.components.runtime.stage_config`), called one after the other in ONE process under one
+  `thinkflow.config.stage_config`), called one after the other in ONE process under one
   MLflow parent run.
 
 Printed: both wall times, the ratio kfp / direct, the orchestration share 1 - direct / kfp, and per task
@@ -101,16 +101,20 @@ def run_direct(pipeline: str, root: Path) -> None:
     )
     import mlflow
 
+    from thinkflow import env
     from thinkflow.components import runtime
+    from thinkflow.config import stage_config
     from thinkflow.data.build import BuildConfig
     from thinkflow.data.build import run as build
     from thinkflow.data.validate import ValidateConfig
     from thinkflow.data.validate import run as validate
     from thinkflow.evaluate import EvalConfig
     from thinkflow.evaluate import run as evaluate
+    from thinkflow.evaluate.tasks import with_eval_dataset
     from thinkflow.pipelines.common import LOCAL_PRESETS
     from thinkflow.pipelines.local import _experiment_id, default_arguments, tiny_model
     from thinkflow.registry import RegisterConfig, register
+    from thinkflow.tracking import close_parent_run, open_parent_run
     from thinkflow.train.grpo import GRPOStageConfig
     from thinkflow.train.grpo import run as grpo
     from thinkflow.train.sft import SFTConfig
@@ -121,20 +125,20 @@ def run_direct(pipeline: str, root: Path) -> None:
     out = root / "direct"
     client = mlflow.MlflowClient()
     exp = _experiment_id(client, "thinkflow-local", root / "mlartifacts")
-    os.environ[runtime.PARENT_ENV] = client.create_run(exp, run_name=f"direct-{pipeline}").info.run_id
+    os.environ[env.PARENT_RUN_ID] = client.create_run(exp, run_name=f"direct-{pipeline}").info.run_id
     ws = str(root / "workspace")
-    runtime.open_parent_run(pipeline, {"model": model}, workspace=ws)
+    open_parent_run(pipeline, {"model": model}, workspace=ws)
     data = str(out / "dataset")
     runtime.run_stage(
         build,
-        runtime.stage_config(
+        stage_config(
             BuildConfig, LOCAL_PRESETS["data"], None, output_dir=data, work_dir=str(runtime.workspace_dir(ws, "build"))
         ),
     )
-    runtime.run_stage(validate, runtime.stage_config(ValidateConfig, None, None, data=data))
+    runtime.run_stage(validate, stage_config(ValidateConfig, None, None, data=data))
     base = model
     if pipeline == "sft_then_grpo":
-        cfg = runtime.stage_config(
+        cfg = stage_config(
             SFTConfig,
             LOCAL_PRESETS["sft"],
             None,
@@ -146,7 +150,7 @@ def run_direct(pipeline: str, root: Path) -> None:
         base = runtime.run_stage(sft, cfg).output
     trained = runtime.run_stage(
         grpo,
-        runtime.stage_config(
+        stage_config(
             GRPOStageConfig,
             LOCAL_PRESETS["grpo"],
             args["grpo_overrides"],
@@ -156,12 +160,12 @@ def run_direct(pipeline: str, root: Path) -> None:
             checkpoint_dir=str(runtime.workspace_dir(ws, "checkpoints", "grpo")),
         ),
     ).output
-    eval_cfg = runtime.stage_config(
+    eval_cfg = stage_config(
         EvalConfig, LOCAL_PRESETS["eval"], args["eval_overrides"], model=trained, output_dir=str(out / "eval")
     )
-    evaluated = runtime.run_stage(evaluate, runtime.with_eval_dataset(eval_cfg, data)).output
-    runtime.run_stage(register, runtime.stage_config(RegisterConfig, None, None, model=trained, eval=evaluated))
-    runtime.close_parent_run("SUCCEEDED")
+    evaluated = runtime.run_stage(evaluate, with_eval_dataset(eval_cfg, data)).output
+    runtime.run_stage(register, stage_config(RegisterConfig, None, None, model=trained, eval=evaluated))
+    close_parent_run("SUCCEEDED")
 
 
 def main() -> None:

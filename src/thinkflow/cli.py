@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from typer.core import TyperGroup
 
+from thinkflow import env
 from thinkflow.config import StageConfig, load_config
 from thinkflow.errors import DEBUG_ENV, ThinkFlowError, debug_enabled, one_line
 from thinkflow.tracking import DEFAULT_ROOT
@@ -311,7 +312,7 @@ def serve_reward(
     port: Annotated[int, typer.Option(help="Port.")] = 8000,
     api_key_env: Annotated[
         str, typer.Option(help="Environment variable with the bearer token clients must send (unset: none).")
-    ] = "THINKFLOW_REWARD_API_KEY",
+    ] = env.REWARD_API_KEY,
     batch_size: Annotated[int, typer.Option(help="Answers per forward pass.")] = 8,
     max_queue: Annotated[int, typer.Option(help="Requests waiting at most; more get 503.")] = 64,
     max_body_mb: Annotated[float, typer.Option(help="Largest request body in MiB; larger get 413.")] = 16.0,
@@ -536,7 +537,7 @@ def serve_smoke_command(
     version: Annotated[str | None, typer.Option("--version", help="Also require this version to answer.")] = None,
     max_tokens: Annotated[int, typer.Option("--max-tokens", help="Generation budget.")] = 1024,
     api_key_env: Annotated[str, typer.Option("--api-key-env", help="Env var with the bearer token.")] = (
-        "THINKFLOW_SERVING_API_KEY"
+        env.SERVING_API_KEY
     ),
 ) -> None:
     """Ask the endpoint the fixed smoke question; exit 1 unless it answers <think>…</think><answer>…</answer>."""

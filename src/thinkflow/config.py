@@ -9,9 +9,11 @@ Unknown keys are errors that name the key.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 import warnings
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -19,6 +21,7 @@ from typing import Any, ClassVar, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
+from thinkflow import env
 from thinkflow.errors import UsageError, did_you_mean
 
 C = TypeVar("C", bound="StageConfig")
@@ -29,7 +32,7 @@ DEPRECATED_PRESETS = {"vlaa-distill": "vlaa-distill-open"}
 # The shipped presets name their S3 locations in the bucket `thinkflow`; where $THINKFLOW_BUCKET is set (the chart
 # publishes its `s3.bucket` in the thinkflow-env ConfigMap) they read and write that bucket instead.
 PRESET_BUCKET = "thinkflow"
-BUCKET_ENV = "THINKFLOW_BUCKET"
+BUCKET_ENV = env.BUCKET
 _BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")  # S3 bucket naming rules (the safe subset)
 
 
@@ -187,3 +190,45 @@ def load_config(cls: type[C], config: str | None = None, sets: list[str] | None 
         return cls.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_format_errors(cls, exc, config or "config")) from None
+
+
+def deep_merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge ``update`` into ``base`` (nested dicts merged key by key, everything else replaced)."""
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
+            deep_merge(base[key], value)
+        else:
+            base[key] = dict(value) if isinstance(value, Mapping) else value
+    return base
+
+
+def integral(value: Any) -> Any:
+    """KFP passes dict parameters as protobuf Structs, where every number is a float: 10 -> 10.0.
+
+    Floats with no fractional part become ints again so that int fields (``max_steps``) and text fields
+    alike get what the user wrote.
+    """
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: integral(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [integral(v) for v in value]
+    return value
+
+
+def stage_config(cls: type[C], preset: str | None, overrides: Mapping[str, Any] | None = None, **fixed: Any) -> C:
+    """A stage config in layers: ``preset`` (shipped name or YAML path; empty: class defaults), then the
+    ``overrides`` dict (a pipeline parameter; nested keys merged, KFP's float numbers made whole again), then
+    the keys the caller fixes (``None`` values are skipped, so the preset's value stays). Errors name the key,
+    as on the command line."""
+    data = read_preset(preset) if preset else {}
+    deep_merge(data, integral(dict(overrides or {})))
+    for key, value in fixed.items():
+        if value is not None:
+            data[key] = value
+    try:
+        return cls.model_validate(data)
+    except ValidationError as exc:
+        where = f"{cls.__name__} (preset {preset!r} + overrides)" if preset else f"{cls.__name__} (overrides)"
+        raise ConfigError(_format_errors(cls, exc, where)) from None

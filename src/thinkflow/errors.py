@@ -13,7 +13,9 @@ import difflib
 import os
 from collections.abc import Iterable
 
-DEBUG_ENV = "THINKFLOW_DEBUG"
+from thinkflow import env
+
+DEBUG_ENV = env.DEBUG
 
 
 class ThinkFlowError(Exception):

@@ -13,14 +13,15 @@ import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
+from typing import Any
 from urllib.parse import urljoin
 
 from pydantic import Field
 
+from thinkflow import env
 from thinkflow.config import StageConfig, load_config
 from thinkflow.data.teachers import TeacherConfig
 from thinkflow.errors import ThinkFlowError
-from thinkflow.rewards.config import REWARD_API_KEY_ENV, REWARD_URL_ENV
 
 
 class PreflightError(ThinkFlowError, RuntimeError):
@@ -33,14 +34,14 @@ class PreflightConfig(StageConfig):
     teachers: dict[str, TeacherConfig] = Field(
         default_factory=dict, description="OpenAI-compatible endpoints that must answer, by name."
     )
-    build: str | None = Field(
+    build: str | dict[str, Any] | None = Field(
         default=None,
-        description="A build config (preset name or YAML file) whose teachers, source files and image roots "
-        "are checked too.",
+        description="A build config whose teachers, source files and image roots are checked too: a preset name "
+        "or YAML file, or the config's keys (a pipeline's data preset with its overrides merged in).",
     )
     reward: bool = Field(
         default=False,
-        description=f"Check the reward model: `reward_url`, else ${REWARD_URL_ENV} (set by the chart).",
+        description=f"Check the reward model: `reward_url`, else ${env.REWARD_URL} (set by the chart).",
     )
     reward_url: str | None = Field(
         default=None, description="Reward model scoring URL, e.g. http://reward:8000/score (its /health must answer)."
@@ -83,10 +84,10 @@ def _teacher(name: str, t: TeacherConfig, timeout: float) -> str | None:
 def _reward(url: str | None, timeout: float) -> str | None:
     import httpx
 
-    url = url or os.environ.get(REWARD_URL_ENV)
+    url = url or os.environ.get(env.REWARD_URL)
     if not url:
-        return f"reward model: no reward_url and ${REWARD_URL_ENV} is unset (the chart's rewardModel sets it)"
-    key = os.environ.get(REWARD_API_KEY_ENV)
+        return f"reward model: no reward_url and ${env.REWARD_URL} is unset (the chart's rewardModel sets it)"
+    key = os.environ.get(env.REWARD_API_KEY)
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     health = urljoin(url, "health")  # the scoring URL is <base>/score; /health is its sibling
     try:
@@ -98,7 +99,7 @@ def _reward(url: str | None, timeout: float) -> str | None:
     except httpx.HTTPError as exc:
         return f"reward model: {url} does not answer ({type(exc).__name__}: {exc})"
     if resp.status_code in (401, 403):
-        return f"reward model: {url} refused the token in ${REWARD_API_KEY_ENV} (HTTP {resp.status_code})"
+        return f"reward model: {url} refused the token in ${env.REWARD_API_KEY} (HTTP {resp.status_code})"
     return None
 
 
@@ -132,7 +133,9 @@ def _from_build(cfg: PreflightConfig) -> tuple[dict[str, TeacherConfig], list[st
         return {}, []
     from thinkflow.data.build import BuildConfig
 
-    build = load_config(BuildConfig, cfg.build)
+    build = (
+        BuildConfig.model_validate(cfg.build) if isinstance(cfg.build, dict) else load_config(BuildConfig, cfg.build)
+    )
     teachers = {name: t for name, t in build.teachers if t is not None}
     sources = [
         value

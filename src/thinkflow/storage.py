@@ -19,6 +19,7 @@ from urllib.parse import urlparse
 from minio import Minio
 from minio.error import S3Error
 
+from thinkflow import env
 from thinkflow.errors import ThinkFlowError
 
 REMOTE_SCHEMES = ("s3", "minio")
@@ -91,11 +92,11 @@ def within(uri: str, prefix: str) -> bool:
 def endpoint() -> tuple[str, bool]:
     """``(host, secure)`` of the S3 endpoint: ``AWS_ENDPOINT_URL`` / ``MLFLOW_S3_ENDPOINT_URL``, or AWS S3 when
     only AWS credentials are set. Neither: an error saying what to set (never a silent fallback to AWS)."""
-    url = os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("MLFLOW_S3_ENDPOINT_URL")
+    url = os.environ.get(env.AWS_ENDPOINT_URL) or os.environ.get(env.MLFLOW_S3_ENDPOINT_URL)
     if url:
         parsed = urlparse(url if "://" in url else f"http://{url}")
         return parsed.netloc, parsed.scheme == "https"
-    if os.environ.get("AWS_ACCESS_KEY_ID"):
+    if os.environ.get(env.AWS_ACCESS_KEY_ID):
         return "s3.amazonaws.com", True
     raise StorageError(
         "no S3 endpoint configured: set AWS_ENDPOINT_URL (e.g. http://localhost:9000 for MinIO) with "
@@ -108,10 +109,10 @@ def client(http_client: Any = None) -> Minio:
     host, secure = endpoint()
     return Minio(
         host,
-        access_key=os.environ.get("AWS_ACCESS_KEY_ID"),
-        secret_key=os.environ.get("AWS_SECRET_ACCESS_KEY"),
-        session_token=os.environ.get("AWS_SESSION_TOKEN"),
-        region=os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION"),
+        access_key=os.environ.get(env.AWS_ACCESS_KEY_ID),
+        secret_key=os.environ.get(env.AWS_SECRET_ACCESS_KEY),
+        session_token=os.environ.get(env.AWS_SESSION_TOKEN),
+        region=next((os.environ[name] for name in env.AWS_REGION if os.environ.get(name)), None),
         secure=secure,
         http_client=http_client,
     )
@@ -269,7 +270,7 @@ def download(uri: str, local: str | os.PathLike[str]) -> Path:
 
 def cache_dir() -> Path:
     """Where remote inputs are downloaded (``THINKFLOW_CACHE``, default ``~/.cache/thinkflow``)."""
-    return Path(os.environ.get("THINKFLOW_CACHE", Path.home() / ".cache" / "thinkflow"))
+    return Path(os.environ.get(env.CACHE, Path.home() / ".cache" / "thinkflow"))
 
 
 def localize(uri: str | os.PathLike[str], cache: str | os.PathLike[str] | None = None) -> Path:

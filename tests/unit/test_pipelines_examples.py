@@ -2,7 +2,7 @@
 
 For every ``*_overrides`` parameter of every package in ``pipelines/``, the ``e.g. {...}`` in its description is
 merged into the preset the package passes next to it (its default) and validated by the stage config the
-consuming component builds (`runtime.stage_config`, exactly what runs in the pod); the node selector example
+consuming component builds (`thinkflow.config.stage_config`, exactly what runs in the pod); the node selector example
 must be what kfp-kubernetes' ``nodeSelectorJson`` unmarshals into (a map of strings to strings).
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from thinkflow.components import runtime
+from thinkflow.config import stage_config
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGES = sorted((REPO / "pipelines").glob("*.yaml"))
@@ -89,7 +89,7 @@ def test_description_examples_validate_against_their_config(path: Path) -> None:
         assert consumers, f"{path.name}: no task takes {name}"
         for component, preset in consumers:
             cls, fixed = _config(component)
-            cfg = runtime.stage_config(cls, preset or None, example, **fixed)
+            cfg = stage_config(cls, preset or None, example, **fixed)
             for key, value in example.items():
                 if not isinstance(value, dict):
                     assert getattr(cfg, key) == value, f"{name}: {key} not applied"
@@ -108,4 +108,4 @@ def test_a_wrong_example_is_caught() -> None:
     ):
         cls, fixed = _config(component)
         with pytest.raises(ConfigError, match=key):
-            runtime.stage_config(cls, preset, example, **fixed)
+            stage_config(cls, preset, example, **fixed)

@@ -156,3 +156,28 @@ def test_task_output_keeps_everything_in_the_log_and_shows_no_noise() -> None:
     out.write(text[40:])
     assert log.getvalue() == text
     assert console.getvalue() == "'grpo' task started\ngrpo finished at global_step 4\n"
+
+
+def test_task_output_writes_one_log_file_per_task(tmp_path: Path) -> None:
+    """kfp.local runs one task at a time and announces each with "Executing task 'NAME'" (the name in colour codes,
+    kfp/local/task_dispatcher.py): each task's lines go to their own file, the whole run's to the run log."""
+    import io
+
+    from thinkflow.pipelines.local import TaskOutput
+
+    console, log = io.StringIO(), io.StringIO()
+    out = TaskOutput(console, log, tmp_path)
+    out.write("12:00:00.000 - INFO - Executing task \x1b[96m'preflight'\x1b[0m\nchecked 0\n")
+    out.write("12:00:01.000 - INFO - Executing task \x1b[96m'grpo'\x1b[0m\nstep 1\n")
+    out.write("step 2\n")
+    out.close_task()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["01-preflight.log", "02-grpo.log"]
+    assert (tmp_path / "02-grpo.log").read_text().splitlines()[1:] == ["step 1", "step 2"]
+    assert out.task_log == tmp_path / "02-grpo.log"
+    assert "checked 0" in log.getvalue() and "\x1b[" not in console.getvalue()
+
+
+def test_summary_says_where_the_logs_are() -> None:
+    console = Console(width=200, record=True)
+    console.print(render_summary(result(logs="/r/logs/vlaa_thinker-20261202-120000")))
+    assert "/r/logs/vlaa_thinker-20261202-120000 (run.log, one file per task)" in console.export_text()

@@ -1,5 +1,6 @@
-"""The glue component bodies call: configs from preset + overrides, the workspace, the MLflow parent run
-shared through the workspace, publishing results onto it, and reading a registration."""
+"""What component bodies call: configs from preset + overrides (`thinkflow.config.stage_config`), the workspace,
+the MLflow parent run shared through the workspace (`thinkflow.tracking`), publishing results onto it, reading a
+registration, the study's recipes and the evaluate tasks' helpers."""
 
 from __future__ import annotations
 
@@ -11,8 +12,11 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
+from thinkflow import env, tracking
 from thinkflow.components import runtime
-from thinkflow.config import ConfigError, StageConfig, StageResult
+from thinkflow.config import ConfigError, StageConfig, StageResult, stage_config
+from thinkflow.evaluate.tasks import with_eval_dataset
+from thinkflow.train.recipes import check_recipes
 
 
 class Inner(BaseModel):
@@ -32,20 +36,20 @@ class Toy(StageConfig):
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     uri = f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
-    saved = os.environ.get("MLFLOW_TRACKING_URI")
-    os.environ["MLFLOW_TRACKING_URI"] = uri
+    saved = os.environ.get(env.MLFLOW_TRACKING_URI)
+    os.environ[env.MLFLOW_TRACKING_URI] = uri
     try:
         yield uri
     finally:
         if saved is None:
-            os.environ.pop("MLFLOW_TRACKING_URI", None)
+            os.environ.pop(env.MLFLOW_TRACKING_URI, None)
         else:
-            os.environ["MLFLOW_TRACKING_URI"] = saved
+            os.environ[env.MLFLOW_TRACKING_URI] = saved
 
 
 @pytest.fixture
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in (runtime.PARENT_ENV, runtime.PIPELINE_RUN_ENV, "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_NAME"):
+    for name in (env.PARENT_RUN_ID, env.PIPELINE_RUN_ID, env.MLFLOW_RUN_ID, env.MLFLOW_EXPERIMENT_NAME):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -54,7 +58,7 @@ def test_stage_config_layers_preset_overrides_and_fixed_keys(tmp_path: Path) -> 
     preset.write_text("model: base\nmax_steps: 4\nreward:\n  scorer: logprob\n  weight: 0.5\nname: from-preset\n")
     # KFP hands dict parameters over as protobuf Structs: every number a float.
     overrides = {"max_steps": 10.0, "learning_rate": 1e-6, "reward": {"weight": 2.0}}
-    cfg = runtime.stage_config(Toy, str(preset), overrides, data="/art/d", name=None)
+    cfg = stage_config(Toy, str(preset), overrides, data="/art/d", name=None)
     assert cfg.max_steps == 10 and isinstance(cfg.max_steps, int)
     assert cfg.learning_rate == 1e-6
     assert cfg.reward == Inner(scorer="logprob", weight=2.0)
@@ -63,15 +67,15 @@ def test_stage_config_layers_preset_overrides_and_fixed_keys(tmp_path: Path) -> 
 
 def test_stage_config_errors_name_the_key() -> None:
     with pytest.raises(ConfigError, match="unknown key 'lr' for Toy"):
-        runtime.stage_config(Toy, None, {"lr": 1}, model="m")
+        stage_config(Toy, None, {"lr": 1}, model="m")
     with pytest.raises(ConfigError, match="key 'max_steps'"):
-        runtime.stage_config(Toy, None, {"max_steps": 2.5}, model="m")
+        stage_config(Toy, None, {"max_steps": 2.5}, model="m")
     with pytest.raises(ConfigError, match="unknown preset 'no-such-preset'"):
-        runtime.stage_config(Toy, "no-such-preset", None, model="m")
+        stage_config(Toy, "no-such-preset", None, model="m")
 
 
 def test_workspace_dir_falls_back_outside_a_pipeline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(runtime.WORKSPACE_ENV, str(tmp_path / "ws"))
+    monkeypatch.setenv(env.WORKSPACE, str(tmp_path / "ws"))
     assert runtime.workspace_dir("{{$.workspace_path}}", "checkpoints", "grpo") == tmp_path / "ws/checkpoints/grpo"
     assert runtime.workspace_dir(str(tmp_path / "pvc"), "build") == tmp_path / "pvc/build"
     assert (tmp_path / "pvc/build").is_dir()
@@ -85,7 +89,7 @@ def test_parent_run_shared_through_the_workspace(store: str, tmp_path: Path, cle
 
     ws = str(tmp_path / "workspace")
     # First task: creates the parent run (on the cluster no THINKFLOW_PARENT_RUN_ID is set).
-    parent = runtime.open_parent_run(
+    parent = tracking.open_parent_run(
         "vlaa-thinker",
         {"model": "s3://m", "grpo_overrides": {"learning_rate": 1e-6}, "gpus": 8.0},
         experiment="kfp-test",
@@ -96,13 +100,13 @@ def test_parent_run_shared_through_the_workspace(store: str, tmp_path: Path, cle
     client = MlflowClient()
     run = client.get_run(parent)
     assert run.data.params == {"model": "s3://m", "grpo_overrides.learning_rate": "1e-06", "gpus": "8"}
-    assert run.data.tags[runtime.TAG_KFP_RUN_ID] == "0b1e" and run.info.run_name == "vlaa-run"
+    assert run.data.tags[tracking.TAG_KFP_RUN_ID] == "0b1e" and run.info.run_name == "vlaa-run"
     assert mlflow.get_experiment(run.info.experiment_id).name == "kfp-test"
 
     # A later task is another process: nothing in its environment but the workspace.
-    os.environ.pop(runtime.PARENT_ENV)
-    assert runtime.attach_parent(ws) == parent
-    assert os.environ[runtime.PIPELINE_RUN_ENV] == "0b1e"
+    os.environ.pop(env.PARENT_RUN_ID)
+    assert tracking.attach_parent(ws) == parent
+    assert os.environ[env.PIPELINE_RUN_ID] == "0b1e"
 
     def stage(cfg: Toy) -> StageResult:
         with stage_run("grpo", cfg.model_dump()) as active:
@@ -110,7 +114,7 @@ def test_parent_run_shared_through_the_workspace(store: str, tmp_path: Path, cle
             run_id = active.info.run_id
             return StageResult(stage="grpo", output="/out/model", metrics={"reward": 0.5}, mlflow_run_id=run_id)
 
-    os.environ.pop(runtime.PARENT_ENV)
+    os.environ.pop(env.PARENT_RUN_ID)
     result = runtime.run_stage(stage, Toy(model="m"), ws)
     child = client.get_run(result.mlflow_run_id or "")
     assert child.data.tags["mlflow.parentRunId"] == parent
@@ -145,11 +149,11 @@ def test_parent_run_shared_through_the_workspace(store: str, tmp_path: Path, cle
     assert logged.data.params["model"] == "m"
 
     # Exit handler: the pipeline's state becomes the run's status.
-    os.environ.pop(runtime.PARENT_ENV)
-    assert runtime.close_parent_run("FAILED", "task grpo failed: OOM", workspace=ws) == parent
+    os.environ.pop(env.PARENT_RUN_ID)
+    assert tracking.close_parent_run("FAILED", "task grpo failed: OOM", workspace=ws) == parent
     closed = client.get_run(parent)
     assert closed.info.status == "FAILED"
-    assert closed.data.tags[runtime.TAG_ERROR] == "task grpo failed: OOM"
+    assert closed.data.tags[tracking.TAG_ERROR] == "task grpo failed: OOM"
 
 
 def test_open_adopts_the_local_runners_parent(store: str, tmp_path: Path, clean_env: None) -> None:
@@ -158,26 +162,26 @@ def test_open_adopts_the_local_runners_parent(store: str, tmp_path: Path, clean_
     client = MlflowClient()
     exp = client.create_experiment("adopt")
     existing = client.create_run(exp).info.run_id
-    os.environ[runtime.PARENT_ENV] = existing
-    assert runtime.open_parent_run("p", {"model": "m"}, workspace=str(tmp_path)) == existing
-    assert (tmp_path / runtime.PARENT_FILE).read_text() == existing
-    assert runtime.close_parent_run("SUCCEEDED", workspace=str(tmp_path)) == existing
+    os.environ[env.PARENT_RUN_ID] = existing
+    assert tracking.open_parent_run("p", {"model": "m"}, workspace=str(tmp_path)) == existing
+    assert (tmp_path / tracking.PARENT_FILE).read_text() == existing
+    assert tracking.close_parent_run("SUCCEEDED", workspace=str(tmp_path)) == existing
     assert client.get_run(existing).info.status == "FINISHED"
 
 
 def test_close_without_parent_is_a_warning(tmp_path: Path, clean_env: None) -> None:
-    assert runtime.close_parent_run("FAILED", "boom", workspace=str(tmp_path)) is None
+    assert tracking.close_parent_run("FAILED", "boom", workspace=str(tmp_path)) is None
 
 
 def test_check_recipes() -> None:
-    runtime.check_recipes(None)
-    runtime.check_recipes(["grpo", "sft_grpo"])
+    check_recipes(None)
+    check_recipes(["grpo", "sft_grpo"])
     with pytest.raises(ValueError, match="unknown recipe 'dpo'"):
-        runtime.check_recipes(["grpo", "dpo"])
+        check_recipes(["grpo", "dpo"])
     with pytest.raises(ValueError, match="listed twice"):
-        runtime.check_recipes(["sft", "sft"])
+        check_recipes(["sft", "sft"])
     with pytest.raises(ValueError, match="is empty"):
-        runtime.check_recipes([])
+        check_recipes([])
 
 
 def test_registered_tags_come_from_the_typed_registration() -> None:
@@ -203,10 +207,23 @@ def test_with_eval_dataset() -> None:
     from thinkflow.evaluate import EvalConfig
 
     bench = EvalConfig(data=["mathvista=s3://b/mathvista"], limit=5)
-    out = runtime.with_eval_dataset(bench, "/art/dataset")
+    out = with_eval_dataset(bench, "/art/dataset")
     assert [(b.name, b.path, b.split) for b in out.data] == [
         ("mathvista", "s3://b/mathvista", None),
         ("dataset", "/art/dataset", "eval"),
     ]
-    assert runtime.with_eval_dataset(EvalConfig(), "/art/dataset").data == "/art/dataset"
-    assert runtime.with_eval_dataset(bench, None) is bench
+    assert with_eval_dataset(EvalConfig(), "/art/dataset").data == "/art/dataset"
+    assert with_eval_dataset(bench, None) is bench
+
+
+def test_report_tags_point_at_the_evaluation_report() -> None:
+    from thinkflow.evaluate.tasks import report_tags
+
+    class Results:
+        uri = "s3://root/run/evaluate/results"
+
+    result = StageResult(stage="evaluate", output="/local/results")
+    assert report_tags(result, Results(), "sft") == {
+        "thinkflow.output.sft/evaluate.report": "s3://root/run/evaluate/results/report.md"
+    }
+    assert report_tags(result, None) == {"thinkflow.output.evaluate.report": "/local/results/report.md"}

@@ -22,6 +22,7 @@ from thinkflow.pipelines.common import (
     REWARD_TOKEN_KEY,
     REWARD_URL_KEY,
     S3_KEYS,
+    TEACHER_COMPONENTS,
     TEACHER_KEYS,
     PipelineOptions,
     options_for_images,
@@ -177,28 +178,44 @@ def test_secrets_and_config_map_are_references(compiled: Path, name: str) -> Non
         assert {m["secretKey"] for m in s3["keyToEnv"]} == set(S3_KEYS)
         (mlflow,) = secrets[opts.mlflow_secret]
         assert {m["envVar"] for m in mlflow["keyToEnv"]} == set(MLFLOW_KEYS) and mlflow["optional"] is True
-        if comp in {"build_dataset", "build_shard", "grpo", "evaluate"}:
+        optional_maps = [cm for cm in cfg["configMapAsEnv"] if cm.get("optional")]
+        optional = {m["envVar"]: cm["configMapName"] for cm in optional_maps for m in cm["keyToEnv"]}
+        if comp in TEACHER_COMPONENTS:  # API keys from the teachers' Secret, endpoints from thinkflow-env
             teachers = [m for ref in secrets[opts.teachers_secret] for m in ref["keyToEnv"]]
             assert {m["secretKey"] for m in teachers} == set(TEACHER_KEYS)
             assert {m["envVar"] for m in teachers} == set(opts.teacher_key_envs)
             assert all(ref["optional"] is True for ref in secrets[opts.teachers_secret])
+            assert {k: optional.pop(k) for k in opts.teacher_url_envs} == dict.fromkeys(
+                opts.teacher_url_envs, opts.env_config_map
+            )
         else:
             assert opts.teachers_secret not in secrets
         required = [cm for cm in cfg["configMapAsEnv"] if not cm.get("optional")]
-        optional = [cm for cm in cfg["configMapAsEnv"] if cm.get("optional")]
         (cm,) = required
         assert cm["configMapName"] == opts.env_config_map
         assert {m["envVar"] for m in cm["keyToEnv"]} == set(CONFIG_MAP_KEYS)
         if comp in REWARD_COMPONENTS:  # the chart's rewardModel: URL from thinkflow-env, token from its Secret
-            (url,) = optional
-            assert url["configMapName"] == opts.env_config_map
-            assert url["keyToEnv"] == [{"configMapKey": REWARD_URL_KEY, "envVar": REWARD_URL_KEY}]
+            assert optional == {REWARD_URL_KEY: opts.env_config_map}
             (token,) = secrets[opts.reward_secret]
             assert token["optional"] is True
             assert token["keyToEnv"] == [{"secretKey": REWARD_TOKEN_KEY, "envVar": REWARD_TOKEN_KEY}]
         else:
             assert not optional and opts.reward_secret not in secrets
         assert cfg["podMetadata"]["labels"] == opts.pod_labels
+
+
+def test_every_teacher_endpoint_of_the_shipped_presets_reaches_the_tasks() -> None:
+    """The build presets name their teachers' endpoints by environment variable (``base_url_env``, published by the
+    chart's thinkflow-env ConfigMap); each of them is mapped into the tasks that call the teachers."""
+    from thinkflow.config import preset_names, read_preset
+
+    named = {
+        teacher["base_url_env"]
+        for preset in preset_names()
+        for teacher in (read_preset(preset).get("teachers") or {}).values()
+        if isinstance(teacher, dict) and teacher.get("base_url_env")
+    }
+    assert named and named <= set(PipelineOptions().teacher_url_envs)
 
 
 @pytest.mark.parametrize("name", list(PIPELINES))
@@ -329,3 +346,44 @@ def test_vlaa_thinker_evaluates_one_task_per_benchmark_then_merges(compiled: Pat
     names = plan_eval.python_func(preset="paper-eval", overrides=None)
     assert names == ["mathvista", "mathvision", "mathverse", "dynamath", "wemath", "logicvista", "dataset"]
     assert plan_eval.python_func(preset="tiny-eval", overrides=None) == ["dataset"]
+
+
+@pytest.mark.parametrize("name", list(PIPELINES))
+def test_preflight_is_the_first_task(compiled: Path, name: str) -> None:
+    """Issue 12: every task of the run (inside the exit handler that closes the parent run) waits for ``preflight``,
+    which waits for nothing, takes the data preset and its overrides, and is never served from the cache."""
+    spec, _ = docs(compiled / f"{name}.yaml")
+    (handler,) = [t for t in spec["root"]["dag"]["tasks"].values() if t["componentRef"]["name"].startswith("comp-exit")]
+    body = spec["components"][handler["componentRef"]["name"]]["dag"]["tasks"]
+    first = body["preflight"]
+    assert "dependentTasks" not in first and first["cachingOptions"].get("enableCache", False) is False
+    inputs = first["inputs"]["parameters"]
+    assert {k: v["componentInputParameter"] for k, v in inputs.items()} == {
+        "data_preset": "pipelinechannel--data_preset",
+        "data_overrides": "pipelinechannel--data_overrides",
+        "model": "pipelinechannel--model",
+    }
+
+    def upstream(task: str) -> set[str]:
+        direct = set(body[task].get("dependentTasks", []))
+        return direct.union(*(upstream(t) for t in direct)) if direct else direct
+
+    later = set(body) - {"preflight"}
+    assert later and all("preflight" in upstream(t) for t in later), {t: upstream(t) for t in later}
+
+
+@pytest.mark.parametrize("name", list(PIPELINES))
+def test_every_parameter_is_described_once_for_all_pipelines(compiled: Path, name: str) -> None:
+    """Every input of a package has the description KFP's UI shows, from the one table of pipeline parameters
+    (`thinkflow.pipelines.blocks.PARAMETERS`) unless the pipeline words it its own way."""
+    from thinkflow.pipelines import blocks
+
+    spec, _ = docs(compiled / f"{name}.yaml")
+    inputs = spec["root"]["inputDefinitions"]["parameters"]
+    module = __import__(f"thinkflow.pipelines.{name}", fromlist=["PARAMETERS"])
+    assert list(inputs) == sorted(module.PARAMETERS)
+    for key, param in inputs.items():
+        assert " ".join(param["description"].split()) == module.PARAMETERS[key].description
+        assert key in blocks.PARAMETERS
+    with pytest.raises(KeyError, match="no pipeline parameter"):
+        blocks.parameters("model", "gpus")

@@ -114,7 +114,7 @@ def test_bad_inputs_are_named(tmp_path: Path) -> None:
 
 
 def test_component_config_errors_name_the_key() -> None:
-    from thinkflow.components import runtime
+    from thinkflow.config import stage_config
 
     with pytest.raises(ConfigError, match="unknown key 'colums'"):
-        runtime.stage_config(CompareConfig, None, {"colums": ["a"]}, evaluations=[], output_dir="o")
+        stage_config(CompareConfig, None, {"colums": ["a"]}, evaluations=[], output_dir="o")

@@ -19,9 +19,10 @@ def build_dataset(
     """Build the VLAA-format dataset (sources, teachers, the six steps, split) described by the preset.
     The step journals live in the run's workspace, so a retried task does not repeat teacher calls."""
     from thinkflow.components import runtime
+    from thinkflow.config import stage_config
     from thinkflow.data.build import BuildConfig, run
 
-    cfg = runtime.stage_config(
+    cfg = stage_config(
         BuildConfig, preset, overrides, output_dir=dataset.path, work_dir=str(runtime.workspace_dir(workspace, "build"))
     )
     result = runtime.run_stage(run, cfg, workspace)

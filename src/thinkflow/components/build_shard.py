@@ -20,11 +20,12 @@ def build_shard(
     """Build shard ``spec`` (``I/N``) of the preset's dataset. The shard and its journal live in the run's
     workspace (one folder per shard), so a retried task resumes that shard alone; then it is copied out."""
     from thinkflow.components import runtime
+    from thinkflow.config import stage_config
     from thinkflow.data.build import BuildConfig, run
 
     index, count = (int(x) for x in spec.split("/"))
     where = runtime.workspace_dir(workspace, "build-shards", f"{index:05d}-of-{count:05d}")
-    cfg = runtime.stage_config(
+    cfg = stage_config(
         BuildConfig, preset, overrides, output_dir=str(where / "out"), work_dir=str(where / "journal"), shard=spec
     )
     result = runtime.run_stage(run, cfg, workspace)

@@ -20,10 +20,11 @@ def compare_study(
 ):
     """One row per evaluation (labelled by the recipe the evaluate task recorded), paper-style columns."""
     from thinkflow.components import runtime
+    from thinkflow.config import stage_config
     from thinkflow.evaluate.compare import CompareConfig, compare
 
     rows = [{"label": e.metadata.get("label") or f"run{i}", "results": e.path} for i, e in enumerate(evaluations)]
-    cfg = runtime.stage_config(
+    cfg = stage_config(
         CompareConfig, None, None, evaluations=rows, output_dir=summary.path, baseline=baseline or None, columns=columns
     )
     result = runtime.run_stage(compare, cfg, workspace)

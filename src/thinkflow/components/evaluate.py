@@ -27,10 +27,13 @@ def evaluate(
     (added to the preset's benchmarks when it lists some). ``results`` holds metrics.json, report.md/html,
     predictions.jsonl. With ``part``, only that benchmark (one task of a fanned-out evaluation; ``merge_eval``
     joins the parts)."""
+    from thinkflow import storage
     from thinkflow.components import runtime
+    from thinkflow.config import stage_config
     from thinkflow.evaluate import EvalConfig, run
+    from thinkflow.evaluate.tasks import report_tags, with_eval_dataset
 
-    cfg = runtime.stage_config(
+    cfg = stage_config(
         EvalConfig,
         preset,
         overrides,
@@ -39,9 +42,9 @@ def evaluate(
     )
     if part:
         cfg = cfg.model_copy(update={"part": part})
-    cfg = runtime.with_eval_dataset(cfg, data.path if data is not None else None)
+    cfg = with_eval_dataset(cfg, data.path if data is not None else None)
     result = runtime.run_stage(run, cfg, workspace)
     runtime.copy_output(result.output, results.path)
-    runtime.copy_output(runtime.join(results.path, "report.md"), report.path)
-    runtime.copy_output(runtime.join(results.path, "report.html"), report_html.path)
-    runtime.record(result, metrics, results, label=label, tags=runtime.report_tags(result, results, label))
+    runtime.copy_output(storage.join(results.path, "report.md"), report.path)
+    runtime.copy_output(storage.join(results.path, "report.html"), report_html.path)
+    runtime.record(result, metrics, results, label=label, tags=report_tags(result, results, label))

@@ -17,8 +17,9 @@ def merge_dataset(
 ):
     """Merge the shards of a build (dedupe across shards, split, one manifest): the unsharded build's bytes."""
     from thinkflow.components import runtime
+    from thinkflow.config import stage_config
     from thinkflow.data.merge import MergeConfig, run
 
-    cfg = runtime.stage_config(MergeConfig, None, None, shards=[s.path for s in shards], output_dir=dataset.path)
+    cfg = stage_config(MergeConfig, None, None, shards=[s.path for s in shards], output_dir=dataset.path)
     result = runtime.run_stage(run, cfg, workspace)
     runtime.record(result, metrics, dataset)

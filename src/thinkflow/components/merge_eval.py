@@ -20,12 +20,15 @@ def merge_eval(
     workspace: str = dsl.WORKSPACE_PATH_PLACEHOLDER,
 ):
     """Join the per-benchmark evaluation parts: ``results`` holds metrics.json, report.md/html, predictions.jsonl."""
+    from thinkflow import storage
     from thinkflow.components import runtime
+    from thinkflow.config import stage_config
     from thinkflow.evaluate.merge import MergeEvalConfig, run
+    from thinkflow.evaluate.tasks import report_tags
 
-    cfg = runtime.stage_config(MergeEvalConfig, None, None, parts=[p.path for p in parts], output_dir=results.path)
+    cfg = stage_config(MergeEvalConfig, None, None, parts=[p.path for p in parts], output_dir=results.path)
     result = runtime.run_stage(run, cfg, workspace)
     runtime.copy_output(result.output, results.path)
-    runtime.copy_output(runtime.join(results.path, "report.md"), report.path)
-    runtime.copy_output(runtime.join(results.path, "report.html"), report_html.path)
-    runtime.record(result, metrics, results, label=label, tags=runtime.report_tags(result, results, label))
+    runtime.copy_output(storage.join(results.path, "report.md"), report.path)
+    runtime.copy_output(storage.join(results.path, "report.html"), report_html.path)
+    runtime.record(result, metrics, results, label=label, tags=report_tags(result, results, label))

@@ -21,12 +21,11 @@ def register(
     """Log the model with its lineage and eval metrics, register a version under ``name`` (empty: the
     preset's) and run the promotion gate; returns the name, the version and the alias it holds now."""
     from thinkflow.components import runtime
+    from thinkflow.config import stage_config
     from thinkflow.registry import RegisterConfig, RegisterResult
     from thinkflow.registry import register as run
 
-    cfg = runtime.stage_config(
-        RegisterConfig, preset, overrides, model=model.path, eval=evaluation.path, name=name or None
-    )
+    cfg = stage_config(RegisterConfig, preset, overrides, model=model.path, eval=evaluation.path, name=name or None)
     result = RegisterResult.model_validate(runtime.run_stage(run, cfg, workspace))
     reg = result.registration
     runtime.record(result, metrics, tags=runtime.registered_tags(reg))

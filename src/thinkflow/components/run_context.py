@@ -28,7 +28,8 @@ def open_run(
 ) -> str:
     """Create the MLflow parent run every task of this pipeline run nests under (pipeline parameters as
     its params); fail early on an unknown recipe. Returns the run id."""
-    from thinkflow.components import runtime
+    from thinkflow.tracking import open_parent_run
+    from thinkflow.train.recipes import check_recipes
 
     params = {
         "model": model,
@@ -43,8 +44,8 @@ def open_run(
         "model_name": model_name,
         "recipes": recipes,
     }
-    runtime.check_recipes(recipes)
-    return runtime.open_parent_run(
+    check_recipes(recipes)
+    return open_parent_run(
         pipeline,
         {k: v for k, v in params.items() if v not in (None, "", {})},
         experiment=experiment,
@@ -57,6 +58,6 @@ def open_run(
 @dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
 def close_run(status: dsl.PipelineTaskFinalStatus, workspace: str = dsl.WORKSPACE_PATH_PLACEHOLDER):
     """Exit handler: end the parent run as FINISHED or FAILED, with the failing task's error as a tag."""
-    from thinkflow.components import runtime
+    from thinkflow.tracking import close_parent_run
 
-    runtime.close_parent_run(status.state, status.error_message or "", workspace=workspace)
+    close_parent_run(status.state, status.error_message or "", workspace=workspace)

@@ -26,16 +26,5 @@ def sft(
     from thinkflow.components import runtime
     from thinkflow.train.sft import SFTConfig, run
 
-    cfg = runtime.stage_config(
-        SFTConfig,
-        preset,
-        overrides,
-        model=base_model.path if base_model is not None else (base_model_uri or None),
-        data=data.path,
-        output_dir=model.path,
-        checkpoint_dir=str(runtime.workspace_dir(workspace, "checkpoints", f"sft-{label}" if label else "sft")),
-    )
-    result = runtime.run_stage(run, cfg, workspace)
-    runtime.copy_output(result.output, model.path)
-    runtime.record(result, metrics, model, label=label)
-    return (model.uri,)
+    io = {"base_model": base_model, "base_model_uri": base_model_uri, "data": data, "model": model, "metrics": metrics}
+    return (runtime.train("sft", run, SFTConfig, preset, overrides, **io, label=label, workspace=workspace),)

@@ -18,8 +18,9 @@ def validate_data(
 ):
     """Check schema, images and verifier types; raise (naming the records) past the allowed bad fraction."""
     from thinkflow.components import runtime
+    from thinkflow.config import stage_config
     from thinkflow.data.validate import ValidateConfig, run
 
-    cfg = runtime.stage_config(ValidateConfig, preset, overrides, data=dataset.path)
+    cfg = stage_config(ValidateConfig, preset, overrides, data=dataset.path)
     result = runtime.run_stage(run, cfg, workspace)
     runtime.record(result, metrics)

@@ -5,7 +5,7 @@
 average, format compliance and response length; best value per column in bold; a delta column against a
 baseline recipe) and ``comparison.json`` (the same numbers). It logs them to MLflow as the
 ``compare_study`` stage run, nested under the pipeline's parent run. The ``compare_study`` component calls it;
-the ``sft_vs_rl_study`` pipeline fans out over `RECIPES`.
+the ``sft_vs_rl_study`` pipeline fans out over `thinkflow.train.recipes.RECIPES`.
 """
 
 from __future__ import annotations
@@ -21,8 +21,6 @@ from thinkflow import storage
 from thinkflow.config import StageConfig, StageResult
 from thinkflow.errors import ThinkFlowError
 
-# The recipes the study fans out over (ParallelFor items), in the paper's order of presentation.
-RECIPES: tuple[str, ...] = ("grpo", "sft", "sft_grpo")
 RECIPE_TITLES = {"grpo": "GRPO", "sft": "SFT", "sft_grpo": "SFT → GRPO"}
 # Columns that are fractions (shown x100 like the paper's tables) unless percent=False.
 _NOT_FRACTIONS = ("mean_length", "length", ".n", "aha.")

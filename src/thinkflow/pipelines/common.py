@@ -23,21 +23,25 @@ from kfp import dsl, kubernetes
 from kfp.dsl import pipeline_channel
 from pydantic import BaseModel, ConfigDict, Field
 
+from thinkflow import env
 from thinkflow.components import images
 
-CONFIG_MAP_KEYS = ("MLFLOW_TRACKING_URI", "AWS_ENDPOINT_URL", "MLFLOW_S3_ENDPOINT_URL", "AWS_DEFAULT_REGION")
-S3_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
-MLFLOW_KEYS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
+# From the chart's thinkflow-env ConfigMap.
+CONFIG_MAP_KEYS = (env.MLFLOW_TRACKING_URI, env.AWS_ENDPOINT_URL, env.MLFLOW_S3_ENDPOINT_URL, env.AWS_DEFAULT_REGION)
+S3_KEYS = (env.AWS_ACCESS_KEY_ID, env.AWS_SECRET_ACCESS_KEY)  # the S3 Secret
+MLFLOW_KEYS = env.MLFLOW_CREDENTIALS
 TEACHER_KEYS = ("OPENAI_API_KEY",)  # the key in the teachers' Secret
-# Components that call the teachers / the open-ended reward model (OpenAI-compatible endpoints).
-TEACHER_COMPONENTS = ("build_dataset", "build_shard", "grpo", "evaluate")
+# Components that call the teachers / the open-ended reward model (OpenAI-compatible endpoints); preflight checks them.
+TEACHER_COMPONENTS = ("preflight", "build_dataset", "build_shard", "grpo", "evaluate")
 DATA_COMPONENTS = ("build_dataset", "build_shard", "merge_dataset")  # data_cpu / data_memory
 TRAINING_COMPONENTS = ("sft", "grpo")
-# Components that score open-ended answers with the chart's rewardModel (thinkflow serve-reward).
-REWARD_COMPONENTS = ("grpo", "evaluate")
-REWARD_URL_KEY = "THINKFLOW_REWARD_URL"  # thinkflow-env, when rewardModel.enabled
-REWARD_TOKEN_KEY = "THINKFLOW_REWARD_API_KEY"  # the reward model's Secret
-IMAGE_ENV = "THINKFLOW_IMAGE"  # recorded in the registered version's lineage tags
+# Retried with backoff: they resume from their journal (build_shard) or newest checkpoint in the workspace.
+RETRIED_COMPONENTS = ("build_shard", *TRAINING_COMPONENTS)
+# Components that score open-ended answers with the chart's rewardModel (thinkflow serve-reward); preflight checks it.
+REWARD_COMPONENTS = ("preflight", "grpo", "evaluate")
+REWARD_URL_KEY = env.REWARD_URL  # thinkflow-env, when rewardModel.enabled
+REWARD_TOKEN_KEY = env.REWARD_API_KEY  # the reward model's Secret
+IMAGE_ENV = env.IMAGE  # recorded in the registered version's lineage tags
 
 # Defaults of the pipeline parameters shared by the pipelines (the cluster's: the compiled packages).
 GPU_NODE_SELECTOR = {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}
@@ -92,6 +96,11 @@ class PipelineOptions(BaseModel):
     # Environment variables that get the teachers' API key (the `api_key_env` names the presets use; the
     # chart's in-cluster endpoints share one key).
     teacher_key_envs: tuple[str, ...] = ("OPENAI_API_KEY", "CAPTIONER_API_KEY", "REASONER_API_KEY", "REWRITER_API_KEY")
+    # Endpoints of the chart's inference models in the thinkflow-env ConfigMap (`base_url_env` of the shipped build
+    # presets' teachers), passed to the tasks that call them when the chart publishes them.
+    teacher_url_envs: tuple[str, ...] = tuple(
+        env.TEACHER_BASE_URL.format(name=name) for name in ("CAPTIONER", "REASONER", "REWRITER")
+    )
     # Pod label the chart's NetworkPolicies admit (besides KFP's own pipelines.kubeflow.org/v2_component).
     pod_labels: dict[str, str] = Field(default_factory=lambda: {"thinkflow.io/client": "true"})
     # Images (`thinkflow.components.images`); change with `thinkflow compile --registry/--tag`.
@@ -137,8 +146,10 @@ def cluster_env(task: dsl.PipelineTask, options: PipelineOptions) -> None:
     kubernetes.use_secret_as_env(task, options.mlflow_secret, {k: k for k in MLFLOW_KEYS}, optional=True)
     if name in TEACHER_COMPONENTS:
         (key,) = TEACHER_KEYS
-        for env in options.teacher_key_envs:
-            kubernetes.use_secret_as_env(task, options.teachers_secret, {key: env}, optional=True)
+        for key_env in options.teacher_key_envs:
+            kubernetes.use_secret_as_env(task, options.teachers_secret, {key: key_env}, optional=True)
+        urls = {k: k for k in options.teacher_url_envs}
+        kubernetes.use_config_map_as_env(task, options.env_config_map, urls, optional=True)
     if name in REWARD_COMPONENTS:  # optional: the chart publishes them only with rewardModel.enabled
         kubernetes.use_config_map_as_env(task, options.env_config_map, {REWARD_URL_KEY: REWARD_URL_KEY}, optional=True)
         kubernetes.use_secret_as_env(task, options.reward_secret, {REWARD_TOKEN_KEY: REWARD_TOKEN_KEY}, optional=True)
@@ -155,15 +166,7 @@ def place(task: dsl.PipelineTask, options: PipelineOptions, *, local: bool) -> d
     task.set_container_image(options.base_image).set_env_variable(IMAGE_ENV, options.base_image)
     cpu, memory = (options.data_cpu, options.data_memory) if name in DATA_COMPONENTS else (options.cpu, options.memory)
     task.set_cpu_request(cpu).set_cpu_limit(cpu).set_memory_request(memory).set_memory_limit(memory)
-    if name == "build_shard" and options.retries:  # resumes from its journal in the workspace
-        task.set_retry(
-            num_retries=options.retries,
-            backoff_duration=options.backoff_duration,
-            backoff_factor=options.backoff_factor,
-            backoff_max_duration=options.backoff_max_duration,
-        )
-    cluster_env(task, options)
-    return task
+    return _retried(task, options)
 
 
 def place_gpu(
@@ -199,7 +202,12 @@ def place_gpu(
     kubernetes.empty_dir_mount(
         task, volume_name="dshm", mount_path="/dev/shm", medium="Memory", size_limit=options.shm_size  # noqa: S108
     )
-    if name in TRAINING_COMPONENTS and options.retries:
+    return _retried(task, options)
+
+
+def _retried(task: dsl.PipelineTask, options: PipelineOptions) -> dsl.PipelineTask:
+    """Retries with backoff for the tasks that resume from the workspace, then the cluster env and secrets."""
+    if component_name(task) in RETRIED_COMPONENTS and options.retries:
         task.set_retry(
             num_retries=options.retries,
             backoff_duration=options.backoff_duration,
@@ -253,8 +261,7 @@ def check_overrides(arguments: dict[str, Any], defaults: dict[str, Any] | None =
     the task will, so a wrong key fails at submit/run time naming the parameter and the key."""
     import importlib
 
-    from thinkflow.components.runtime import stage_config
-    from thinkflow.config import ConfigError
+    from thinkflow.config import ConfigError, stage_config
 
     merged = {**(defaults or {}), **arguments}
     for prefix, (target, placeholders) in OVERRIDE_CONFIGS.items():

@@ -10,7 +10,8 @@ store under the root, and every artifact under the root (default ``./.thinkflow`
       tiny/                     the tiny base model (built once)
       pipeline-root/            KFP artifacts, one folder per pipeline run and task
       workspace/                the per-run workspace (checkpoints), removed by kfp.local after the run
-      logs/                     every task's full output, one file per run (the console shows it without noise)
+      logs/<pipeline>-<time>/   the run's full output (run.log) and each task's (NN-<task>.log); the console
+                                shows it without third-party noise
       tiny-warm/, warm-data/    the tiny model after its SFT warm start, and the warm start's data (built once)
       cache/                    downloads (THINKFLOW_CACHE)
 
@@ -40,13 +41,12 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from thinkflow import storage
-from thinkflow.components import runtime
-from thinkflow.config import read_preset
+from thinkflow import env, storage
+from thinkflow.config import deep_merge, read_preset
 from thinkflow.errors import ThinkFlowError
 from thinkflow.pipelines.common import LOCAL_PRESETS, PipelineOptions, check_overrides
 from thinkflow.pipelines.registry import DISPLAY_NAMES, build, check_name
-from thinkflow.tracking import DEFAULT_ROOT, artifact_location, store_uri
+from thinkflow.tracking import DEFAULT_ROOT, TAG_OUTPUT, TAG_REGISTERED, TAG_STATE, artifact_location, store_uri
 
 log = logging.getLogger("thinkflow.pipelines")
 
@@ -74,6 +74,7 @@ class LocalRunResult(BaseModel):
     report: str | None = None
     comparison: str | None = None
     registered: dict[str, str] | None = None
+    logs: str | None = None  # the folder of the run's log files
 
 
 def tiny_model(root: Path) -> Path:
@@ -153,7 +154,7 @@ def local_arguments(
     args = {k: v for k, v in default_arguments(pipeline, model).items() if k in inputs}
     for name, value in (arguments or {}).items():
         if isinstance(value, dict) and isinstance(args.get(name), dict):
-            args[name] = runtime.deep_merge(copy.deepcopy(args[name]), value)
+            args[name] = deep_merge(copy.deepcopy(args[name]), value)
         else:
             args[name] = value
     unknown = sorted(set(args) - inputs)
@@ -191,22 +192,46 @@ NOISE = re.compile(
     r"Wrote executor output file|Looking for component|Loading KFP component|^\s*$"
 )
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
+TASK_START = re.compile(r"Executing task '([^']+)'")  # kfp/local/task_dispatcher.py: one task at a time
 
 
 class TaskOutput(io.TextIOBase):
-    """``sys.stdout`` while kfp.local runs the tasks: every line goes to the log file as is; the console gets
-    the lines without third-party noise (accelerator banners, warnings, the executor's JSON) or colour codes."""
+    """``sys.stdout`` while kfp.local runs the tasks: every line goes to the log file as is, and with ``task_dir``
+    also to the current task's file (``NN-<task>.log``, opened at kfp.local's "Executing task" line); the console
+    gets the lines without third-party noise (accelerator banners, warnings, the executor's JSON) or colour codes."""
 
-    def __init__(self, console: Any, log_file: Any) -> None:
+    def __init__(self, console: Any, log_file: Any, task_dir: Path | None = None) -> None:
         self.console, self.log_file, self.pending, self.depth = console, log_file, "", 0
+        self.task_dir, self.tasks = task_dir, 0
+        self.task_file: Any = None
+        self.task_log: Path | None = None  # the current (at the end: the last) task's log file
 
     def write(self, text: str) -> int:
         self.log_file.write(text)
         self.pending += text
         *lines, self.pending = self.pending.split("\n")
         for line in lines:
+            self._task(line)
             self._show(line)
         return len(text)
+
+    def _task(self, line: str) -> None:
+        if self.task_dir is None:
+            return
+        started = TASK_START.search(ANSI.sub("", line))
+        if started:
+            self.close_task()
+            self.tasks += 1
+            self.task_log = self.task_dir / f"{self.tasks:02d}-{started.group(1)}.log"
+            self.task_file = open(self.task_log, "w", encoding="utf-8")  # noqa: SIM115 (closed at the next task)
+        if self.task_file is not None:
+            self.task_file.write(line + "\n")
+
+    def close_task(self) -> None:
+        """Close the current task's log file (the next task, or the end of the run)."""
+        if self.task_file is not None:
+            self.task_file.close()
+            self.task_file = None
 
     def _show(self, line: str) -> None:
         plain = ANSI.sub("", line)
@@ -251,17 +276,17 @@ def run_local(
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     tracking = tracking_uri or store_uri(base)
     workspace = base / "workspace" / f"{key}-{stamp}"
-    env = {
-        "MLFLOW_TRACKING_URI": tracking,
-        "MLFLOW_EXPERIMENT_NAME": experiment,
-        "THINKFLOW_CACHE": str(base / "cache"),
-        runtime.WORKSPACE_ENV: str(workspace),
+    task_env = {
+        env.MLFLOW_TRACKING_URI: tracking,
+        env.MLFLOW_EXPERIMENT_NAME: experiment,
+        env.CACHE: str(base / "cache"),
+        env.WORKSPACE: str(workspace),
         # Nothing comes from a model hub in the local run.
         "HF_HUB_OFFLINE": "1",
         "TRANSFORMERS_OFFLINE": "1",
         "TOKENIZERS_PARALLELISM": "false",
     }
-    with _environ(env):
+    with _environ(task_env):
         model_path = model or str(warm_model(base))
         graph = build(key, (options or PipelineOptions()).model_copy(update={"study_parallelism": 1}), local=True)
         args = local_arguments(key, model_path, set(graph.component_spec.inputs or {}), arguments)
@@ -272,7 +297,7 @@ def run_local(
         exp_id = _experiment_id(client, args.get("experiment", experiment), tracking)
         parent = client.create_run(exp_id, run_name=f"{DISPLAY_NAMES[key]}-{stamp}", tags={"thinkflow.local": "true"})
         parent_id = parent.info.run_id
-        with _environ({runtime.PARENT_ENV: parent_id}):
+        with _environ({env.PARENT_RUN_ID: parent_id}):
             local.init(
                 runner=local.SubprocessRunner(use_venv=False),
                 pipeline_root=str(base / "pipeline-root"),
@@ -280,19 +305,19 @@ def run_local(
                 raise_on_error=True,
             )
             failure: str | None = None
-            log_path = base / "logs" / f"{key}-{stamp}.log"
-            log_path.parent.mkdir(parents=True, exist_ok=True)
-            with (
-                warnings.catch_warnings(),
-                open(log_path, "w", encoding="utf-8") as log_file,
-                contextlib.redirect_stdout(TaskOutput(sys.stdout, log_file)),
-            ):
+            log_dir = base / "logs" / f"{key}-{stamp}"
+            log_dir.mkdir(parents=True, exist_ok=True)
+            with warnings.catch_warnings(), open(log_dir / "run.log", "w", encoding="utf-8") as log_file:
+                output = TaskOutput(sys.stdout, log_file, log_dir)
                 # SubprocessRunner warns that our images' names do not contain "python": they run here.
                 warnings.filterwarnings("ignore", message=".*non-Python base image.*", category=RuntimeWarning)
                 try:
-                    graph(**args)
+                    with contextlib.redirect_stdout(output):
+                        graph(**args)
                 except RuntimeError as exc:
                     failure = str(exc)
+                finally:
+                    output.close_task()
         run = client.get_run(parent_id)
         if run.info.status == "RUNNING":  # the exit handler did not run (e.g. the graph failed to start)
             client.set_terminated(parent_id, status="FAILED" if failure else "FINISHED")
@@ -300,24 +325,25 @@ def run_local(
         experiment_name = client.get_experiment(run.info.experiment_id).name
     result = summarize(key, run, experiment_name, base=base, tracking=tracking, wall_s=time.monotonic() - started)
     if failure:
+        last = f"; the failed task's output: {output.task_log}" if output.task_log else ""
         raise LocalRunError(
-            f"{failure}\nMLflow parent run {parent_id} ({tracking}); full task logs in {log_path}, artifacts under "
+            f"{failure}\nMLflow parent run {parent_id} ({tracking}); task logs in {log_dir}{last}; artifacts under "
             f"{base / 'pipeline-root'}"
         )
-    return result
+    return result.model_copy(update={"logs": str(log_dir)})
 
 
 def summarize(pipeline: str, run: Any, experiment: str, *, base: Path, tracking: str, wall_s: float) -> LocalRunResult:
     """The summary of a pipeline run, read from its MLflow parent run's metrics and tags."""
     tags: dict[str, str] = dict(run.data.tags)
-    out_prefix, reg_prefix = runtime.TAG_OUTPUT + ".", runtime.TAG_REGISTERED + "."
+    out_prefix, reg_prefix = TAG_OUTPUT + ".", TAG_REGISTERED + "."
     outputs = {k.removeprefix(out_prefix): v for k, v in tags.items() if k.startswith(out_prefix)}
     reports = sorted(v for k, v in outputs.items() if k.endswith("evaluate.report"))
     registered = {k.removeprefix(reg_prefix): v for k, v in tags.items() if k.startswith(reg_prefix)}
     return LocalRunResult(
         pipeline=pipeline,
         root=str(base),
-        state=tags.get(runtime.TAG_STATE, run.info.status),
+        state=tags.get(TAG_STATE, run.info.status),
         parent_run_id=run.info.run_id,
         experiment=experiment,
         tracking_uri=tracking,
@@ -368,6 +394,8 @@ def render_summary(result: LocalRunResult) -> Any:
     head.add_row("pipeline", f"{result.pipeline} ({result.state}, {result.wall_s:.0f}s)")
     head.add_row("MLflow", f"run {result.parent_run_id} (experiment {result.experiment}) in {result.tracking_uri}")
     head.add_row("artifacts", result.pipeline_root)
+    if result.logs:
+        head.add_row("logs", f"{result.logs} (run.log, one file per task)")
     if result.report:
         head.add_row("report", result.report)
     else:

@@ -6,8 +6,10 @@ from collections.abc import Callable
 
 from kfp.dsl.graph_component import GraphComponent
 
+import thinkflow.pipelines.sft_then_grpo as sft_then_grpo
+import thinkflow.pipelines.sft_vs_rl_study as sft_vs_rl_study
+import thinkflow.pipelines.vlaa_thinker as vlaa_thinker
 from thinkflow.errors import UsageError, did_you_mean
-from thinkflow.pipelines import sft_then_grpo, sft_vs_rl_study, vlaa_thinker
 from thinkflow.pipelines.common import PipelineOptions
 
 Factory = Callable[..., GraphComponent]

@@ -220,25 +220,11 @@ def submit(
         enable_caching=enable_caching,
         service_account=service_account,
     )
+    ids = {"pipeline": key, "pipeline_id": pipeline_id, "version_id": version_id, "version_name": vname}
     if cron:
         rec = client.create_recurring_run(cron_expression=cron, max_concurrency=1, no_catchup=True, **common)
         url = f"{prefix}/#/recurringrun/details/{rec.recurring_run_id}"
-        return SubmitResult(
-            pipeline=key,
-            pipeline_id=pipeline_id,
-            version_id=version_id,
-            version_name=vname,
-            experiment_id=exp.experiment_id,
-            recurring_run_id=rec.recurring_run_id,
-            url=url,
-        )
+        return SubmitResult(**ids, experiment_id=exp.experiment_id, recurring_run_id=rec.recurring_run_id, url=url)
     run = client.run_pipeline(**common)
-    return SubmitResult(
-        pipeline=key,
-        pipeline_id=pipeline_id,
-        version_id=version_id,
-        version_name=vname,
-        experiment_id=exp.experiment_id,
-        run_id=run.run_id,
-        url=f"{prefix}/#/runs/details/{run.run_id}",
-    )
+    url = f"{prefix}/#/runs/details/{run.run_id}"
+    return SubmitResult(**ids, experiment_id=exp.experiment_id, run_id=run.run_id, url=url)

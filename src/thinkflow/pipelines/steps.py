@@ -9,6 +9,7 @@ from thinkflow.components.merge_dataset import merge_dataset
 from thinkflow.components.merge_eval import merge_eval
 from thinkflow.components.plan_eval import plan_eval
 from thinkflow.components.plan_shards import plan_shards
+from thinkflow.components.preflight import preflight
 from thinkflow.components.register import register
 from thinkflow.components.run_context import close_run, open_run
 from thinkflow.components.sft import sft
@@ -26,6 +27,7 @@ __all__ = [
     "open_run",
     "plan_eval",
     "plan_shards",
+    "preflight",
     "register",
     "sft",
     "validate_data",

@@ -39,6 +39,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from thinkflow import env
 from thinkflow.config import StageConfig
 from thinkflow.serving.resolve import ServingError, parse_model_uri
 from thinkflow.serving.smoke import SmokeResult, smoke_request
@@ -73,7 +74,7 @@ class SmokeConfig(BaseModel):
 
     max_tokens: int = Field(default=1024, ge=1)  # room for the reasoning before </answer>
     timeout_s: float = Field(default=300.0, gt=0)
-    api_key_env: str = "THINKFLOW_SERVING_API_KEY"  # env var holding the endpoint's bearer token
+    api_key_env: str = env.SERVING_API_KEY  # env var holding the endpoint's bearer token
 
 
 class SyncConfig(StageConfig):

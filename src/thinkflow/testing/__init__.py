@@ -18,6 +18,8 @@ from typing import Any
 
 import httpx
 
+from thinkflow import env
+
 
 def free_port() -> int:
     """A free TCP port on 127.0.0.1."""
@@ -52,11 +54,11 @@ def stop(proc: subprocess.Popen[Any], timeout: float = 30.0) -> None:
 
 
 S3_ENV = (
-    "AWS_ENDPOINT_URL",
-    "MLFLOW_S3_ENDPOINT_URL",
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_DEFAULT_REGION",
+    env.AWS_ENDPOINT_URL,
+    env.MLFLOW_S3_ENDPOINT_URL,
+    env.AWS_ACCESS_KEY_ID,
+    env.AWS_SECRET_ACCESS_KEY,
+    env.AWS_DEFAULT_REGION,
 )
 
 

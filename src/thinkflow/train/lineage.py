@@ -17,7 +17,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from thinkflow import storage
+from thinkflow import env, storage
 
 LINEAGE_FILE = "lineage.json"
 SCHEMA_VERSION = 1
@@ -48,9 +48,9 @@ def library_versions() -> dict[str, str]:
 
 def git_sha() -> str | None:
     """The code version: ``THINKFLOW_GIT_SHA`` (set in images), else the checkout's HEAD, else None."""
-    env = os.environ.get("THINKFLOW_GIT_SHA")
-    if env:
-        return env
+    baked = os.environ.get(env.GIT_SHA)
+    if baked:
+        return baked
     here = Path(__file__).resolve().parent
     try:
         out = subprocess.run(
