@@ -8,7 +8,7 @@ from typing import Any
 
 from thinkflow import storage
 from thinkflow.config import StageResult
-from thinkflow.evaluate.stage import BenchmarkSpec, EvalConfig
+from thinkflow.evaluate.config import BenchmarkSpec, EvalConfig
 from thinkflow.tracking import TAG_OUTPUT
 
 
