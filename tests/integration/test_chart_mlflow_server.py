@@ -341,7 +341,8 @@ def test_hook_job_creates_a_pipeline_user_that_can_train_and_register_but_not_ad
     assert user != server.admin[0] and f"{user}: EDIT on registered_model thinkflow-vlm" in outputs[1]
     # the pipelines' Secret as a pipeline or TrainJob pod gets it (envFrom thinkflow-mlflow-pipeline)
     pipeline_secret = server.rendered.secrets["thinkflow-mlflow-pipeline"]
-    assert (pipeline_secret["MLFLOW_TRACKING_USERNAME"], pipeline_secret["MLFLOW_TRACKING_PASSWORD"]) == (user, password)
+    pods_get = (pipeline_secret["MLFLOW_TRACKING_USERNAME"], pipeline_secret["MLFLOW_TRACKING_PASSWORD"])
+    assert pods_get == (user, password)
     monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", user)
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", password)
     client = MlflowClient(server.url)
