@@ -1,7 +1,9 @@
 """``make run`` shows the recipe working (issue 18): on the embedded default (tiny model, its SFT warm start,
 the synthetic dataset, the tiny presets, fixed seeds), GRPO with the mixed reward raises format rate and mean
 reward on the eval split above the model it started from, evaluated on the same samples. Pins the direction,
-not the numbers (measured 2026-12-02 by direct stage runs: format rate 0.50 -> 0.66, mean reward 0.06 -> 0.10)."""
+not the numbers (measured 2026-12-02 with `thinkflow run`: format rate 0.50 -> 0.66, mean reward 0.068 -> 0.10,
+accuracy 0.06 -> 0.10; the gate promotes). Cost: the warm start (200 SFT steps) plus the pipeline, ~5 min on 2 idle
+cores."""
 
 from __future__ import annotations
 
@@ -32,6 +34,6 @@ def test_embedded_default_grpo_raises_format_rate_and_mean_reward(
     table = before_after(metrics)
     labels = list(table.columns[0].cells)
     assert {"format_rate", "mean_reward"} <= set(labels)
-    assert any(label.startswith("per_verifier.") and label.endswith(".accuracy") for label in labels)
+    assert {f"verifier.{t}.accuracy" for t in ("digit", "iou", "math", "mcq", "open")} <= set(labels)
     assert result.registered is not None and result.registered.get("gate_reason")
     assert render_summary(result) is not None
