@@ -36,7 +36,11 @@ def test_vlaa_thinker_runs_locally(tmp_path: Path, tiny_model: Path, monkeypatch
     monkeypatch.chdir(tmp_path)
     root = tmp_path / ".thinkflow"
     # A random model never stops: short completions keep this plumbing test as fast as it was.
-    short = {"grpo_overrides": {"max_completion_length": 32}, "eval_overrides": {"max_new_tokens": 32}}
+    # (tests/e2e/test_demo_learns.py runs the embedded default as is, warm start included.)
+    short = {
+        "grpo_overrides": {"max_completion_length": 32, "max_steps": 4},
+        "eval_overrides": {"max_new_tokens": 32, "limit": 16},
+    }
     result = run_local("vlaa_thinker", root, short, model=str(tiny_model))
 
     assert result.state == "SUCCEEDED"
@@ -112,7 +116,12 @@ def test_vlaa_thinker_sharded_build_runs_locally(tmp_path: Path, tiny_model: Pat
     """build_shards=3: plan_shards -> ParallelFor of build_shard -> merge_dataset (dsl.Collected) -> the rest,
     and the merged dataset is the one the single build task writes."""
     root = tmp_path / "root"
-    result = run_local("vlaa_thinker", root, model=str(tiny_model), arguments={"build_shards": "3"})
+    short = {
+        "build_shards": "3",
+        "grpo_overrides": {"max_completion_length": 32, "max_steps": 2},
+        "eval_overrides": {"max_new_tokens": 32, "limit": 8},
+    }
+    result = run_local("vlaa_thinker", root, model=str(tiny_model), arguments=short)
     assert result.state == "SUCCEEDED"
     assert result.registered is not None and result.registered["version"] == "1"
     children = child_runs(result.tracking_uri, result.parent_run_id)

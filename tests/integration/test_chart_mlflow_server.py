@@ -15,6 +15,7 @@ the ingress ``Origin`` (accepted) and from a foreign one (rejected, MLflow's COR
 from __future__ import annotations
 
 import base64
+import json
 import os
 import re
 import subprocess
@@ -67,6 +68,7 @@ def expand(value: str, env: dict[str, str]) -> str:
 @dataclass
 class Rendered:
     test_container: dict[str, Any]
+    users_container: dict[str, Any]  # the mlflow-users hook Job's (the pipelines' MLflow user)
     container: dict[str, Any]
     volumes: dict[str, dict[str, Any]]
     configmaps: dict[str, dict[str, str]]
@@ -83,8 +85,10 @@ def render() -> Rendered:
     (container,) = pod["containers"]
     test_job = next(o for o in objects if o["kind"] == "Job" and o["metadata"]["name"] == f"{RELEASE}-test")
     test_container = next(c for c in test_job["spec"]["template"]["spec"]["containers"] if c["name"] == "mlflow")
+    users_job = next(o for o in objects if o["kind"] == "Job" and o["metadata"]["name"] == f"{RELEASE}-mlflow-users")
     return Rendered(
         test_container=test_container,
+        users_container=users_job["spec"]["template"]["spec"]["containers"][0],
         container=container,
         volumes={v["name"]: v for v in pod["volumes"]},
         configmaps={o["metadata"]["name"]: o["data"] for o in objects if o["kind"] == "ConfigMap"},
@@ -305,3 +309,65 @@ def test_helm_test_script_passes_against_the_server(server: Server, tmp_path: Pa
     env["MLFLOW_TRACKING_PASSWORD"] = "wrong"
     bad = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and "expected 200, got 401" in bad.stderr
+
+
+def test_hook_job_creates_a_pipeline_user_that_can_train_and_register_but_not_administer(
+    server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Least privilege (issue 12 item 10): the mlflow-users hook Job's exact command and env (only the URL swapped
+    for the loopback one), run twice as install and upgrade do, leaves a user that logs runs and registers versions
+    in the chart's experiment and model with the pipelines' Secret, and gets 403 on user management and on an
+    experiment it was not granted (MLflow's default_permission READ)."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.server.auth.client import AuthServiceClient
+    from mlflow.tracking import MlflowClient
+
+    c = server.rendered.users_container
+    env = container_env(server.rendered, {"MLFLOW_TRACKING_URI": server.url, "HOME": str(tmp_path)}, c)
+    env["PATH"] = f"{Path(sys.executable).parent}:/usr/bin:/bin"
+    assert c["command"][:2] == ["python", "-c"]
+    cmd = [sys.executable, *c["command"][1:]]
+    outputs = []
+    for _ in ("install", "upgrade"):
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stdout + done.stderr
+        outputs.append(done.stdout)
+    user, password = env["PIPELINE_USERNAME"], env["PIPELINE_PASSWORD"]
+    assert f"created MLflow user {user}" in outputs[0] and "exists; password set from its Secret" in outputs[1]
+    assert user != server.admin[0] and f"{user}: EDIT on registered_model thinkflow-vlm" in outputs[1]
+    # the pipelines' Secret as a pipeline or TrainJob pod gets it (envFrom thinkflow-mlflow-pipeline)
+    pipeline_secret = server.rendered.secrets["thinkflow-mlflow-pipeline"]
+    pods_get = (pipeline_secret["MLFLOW_TRACKING_USERNAME"], pipeline_secret["MLFLOW_TRACKING_PASSWORD"])
+    assert pods_get == (user, password)
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", user)
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", password)
+    client = MlflowClient(server.url)
+    experiment = client.get_experiment_by_name(json.loads(env["PIPELINE_EXPERIMENTS"])[0])
+    assert experiment is not None
+    run = client.create_run(experiment.experiment_id, run_name="pipeline-user")
+    client.log_metric(run.info.run_id, "reward", 0.5)
+    client.set_terminated(run.info.run_id)
+    model = json.loads(env["PIPELINE_REGISTERED_MODELS"])[0]
+    version = client.create_model_version(model, source=f"{run.info.artifact_uri}/model", run_id=run.info.run_id)
+    client.set_registered_model_alias(model, "challenger", version.version)
+    assert client.get_model_version_by_alias(model, "challenger").version == version.version
+    own = client.create_experiment("pipeline-user-own")  # MLflow grants the creator MANAGE
+    client.create_run(own)
+    auth = AuthServiceClient(server.url)
+    for forbidden in (
+        lambda: auth.create_user("intruder", "a-long-password-123"),
+        lambda: auth.update_user_admin(user, True),
+        lambda: auth.grant_user_permission(user, "experiment", "0", "MANAGE"),
+    ):
+        with pytest.raises(MlflowException) as denied:
+            forbidden()
+        assert denied.value.get_http_status_code() == 403, denied.value
+    # a person's experiment (created by the admin, no grant): READ for the pipelines' user
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        made = http.post("/api/2.0/mlflow/experiments/create", json={"name": "a-person-s"}, auth=server.admin)
+        assert made.status_code == 200, made.text
+    with pytest.raises(MlflowException) as denied:
+        client.create_run(made.json()["experiment_id"])
+    assert denied.value.get_http_status_code() == 403
+    # the admin password never reached the pipelines' Secret
+    assert server.admin[1] not in pipeline_secret.values()

@@ -35,7 +35,8 @@ RELEASE, NAMESPACE = "thinkflow", "thinkflow"
 KUBE_VERSIONS = ("1.30.0", kubernetes_validate.utils.latest_version())  # Chart.yaml kubeVersion floor, newest
 
 # The names the pipelines (thinkflow.pipelines / issue 7) and the chart agree on.
-S3_SECRET, MLFLOW_SECRET, TEACHERS_SECRET = "thinkflow-s3", "thinkflow-mlflow", "thinkflow-teachers"
+S3_SECRET, MLFLOW_SECRET, TEACHERS_SECRET = "thinkflow-s3", "thinkflow-mlflow-pipeline", "thinkflow-teachers"
+MLFLOW_ADMIN_SECRET = "thinkflow-mlflow"  # the admin, for people: release namespace only (issue 12 item 10)
 SECRET_KEYS = {
     S3_SECRET: {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"},
     MLFLOW_SECRET: {"MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"},
@@ -372,6 +373,7 @@ def test_credentials_are_generated_not_defaulted(default: Rendering) -> None:
         (f"{RELEASE}-minio", NAMESPACE),
         (f"{RELEASE}-postgres", NAMESPACE),
         (f"{RELEASE}-mlflow-server", NAMESPACE),  # MLFLOW_FLASK_SERVER_SECRET_KEY: server side only
+        (MLFLOW_ADMIN_SECRET, NAMESPACE),  # the admin never reaches the pipelines' namespace
         *((name, ns) for name in (S3_SECRET, MLFLOW_SECRET, TEACHERS_SECRET) for ns in (NAMESPACE, pns)),
     }
     server_key = base64.b64decode(generated[(f"{RELEASE}-mlflow-server", NAMESPACE)]["MLFLOW_FLASK_SERVER_SECRET_KEY"])
@@ -410,8 +412,8 @@ def test_existing_secrets_replace_generated_ones(production: Rendering) -> None:
         "MLFLOW_BACKEND_STORE_URI": "thinkflow-mlflow-db",
         "AWS_ACCESS_KEY_ID": S3_SECRET,
         "AWS_SECRET_ACCESS_KEY": S3_SECRET,
-        "MLFLOW_AUTH_ADMIN_USERNAME": MLFLOW_SECRET,
-        "MLFLOW_AUTH_ADMIN_PASSWORD": MLFLOW_SECRET,
+        "MLFLOW_AUTH_ADMIN_USERNAME": MLFLOW_ADMIN_SECRET,
+        "MLFLOW_AUTH_ADMIN_PASSWORD": MLFLOW_ADMIN_SECRET,
         "MLFLOW_FLASK_SERVER_SECRET_KEY": "thinkflow-mlflow-server-key",
     }
 
@@ -823,7 +825,7 @@ def test_bucket_bootstrap_and_helm_test_hooks(default: Rendering, production: Re
         assert test["metadata"]["annotations"]["helm.sh/hook"] == "test"
         mlflow, bucket = test["spec"]["template"]["spec"]["containers"]
         assert "/api/2.0/mlflow-artifacts/artifacts/" in mlflow["command"][2] and mlflow["command"][3].endswith(":5000")
-        assert env_of(mlflow)["MLFLOW_TRACKING_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == MLFLOW_SECRET
+        assert env_of(mlflow)["MLFLOW_TRACKING_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == MLFLOW_ADMIN_SECRET
         assert "mc pipe" in bucket["command"][2].replace("$mc", "mc")
         assert env_of(bucket)["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["name"] == S3_SECRET
 

@@ -33,10 +33,10 @@ def test_tiny_data_preset_builds_the_embedded_default(tmp_path: Path) -> None:
     cfg = load_config(BuildConfig, "tiny-data", [f"output_dir={tmp_path / 'd'}", "tracking=false", "progress=false"])
     result = run(cfg)
     assert result.stage == "build" and result.output == str(tmp_path / "d")
-    assert result.metrics["records"] == 100 and result.metrics["rejected"] == 0
+    assert result.metrics["records"] == 250 and result.metrics["rejected"] == 0
     manifest = json.loads((tmp_path / "d" / "manifest.json").read_text())
-    assert manifest["counts"]["verifier_type"] == {t: 20 for t in ("digit", "iou", "math", "mcq", "open")}
-    assert manifest["counts"]["split"] == {"eval": 10, "rl": 45, "sft": 45}
+    assert manifest["counts"]["verifier_type"] == {t: 50 for t in ("digit", "iou", "math", "mcq", "open")}
+    assert manifest["counts"]["split"] == {"eval": 50, "rl": 100, "sft": 100}
     assert manifest["tokens"]["total"] == {"calls": 0, "prompt": 0, "completion": 0, "attempts": 0}
     assert manifest["build_config"]["sources"][0]["kind"] == "synthetic"
     assert manifest_hash(str(tmp_path / "d")) == manifest["content_hash"].strip()

@@ -114,6 +114,7 @@ def world(request: pytest.FixtureRequest) -> tuple[str, World]:
 M, MINIO, PG = f"{RELEASE}-mlflow", f"{RELEASE}-minio", f"{RELEASE}-postgres"
 REWARD, TEACHER, TEST, BUCKET = f"{RELEASE}-reward", f"{RELEASE}-teacher", f"{RELEASE}-test", f"{RELEASE}-bucket-init"
 RM = f"{RELEASE}-reward-model"  # `rewardModel`: thinkflow serve-reward
+USERS = f"{RELEASE}-mlflow-users"  # the hook Job that creates the pipelines' MLflow user (issue 12 item 10)
 SERVE, SYNC, TEST_SERVING = f"{RELEASE}-serving-champion", f"{RELEASE}-serve-sync", f"{RELEASE}-test-serving"
 
 # (from, to, port) -> allowed. Ports are the destination's named container ports (or a number). Rows whose pods a
@@ -154,6 +155,8 @@ TABLE: list[tuple[str, str, int | str, bool, str]] = [
     (M, MINIO, "api", True, "artifact proxy"),
     (M, PG, "postgres", True, "backend store"),
     (BUCKET, MINIO, "api", True, "bucket bootstrap"),
+    (USERS, M, "http", True, "the hook Job creates the pipelines' MLflow user and its grants"),
+    (USERS, PG, "postgres", False, "only MLflow talks to the database"),
     # helm test
     (TEST, M, "http", True, "authenticated API call, artifact round trip"),
     (TEST, MINIO, "api", True, "bucket write/read/delete"),

@@ -100,7 +100,8 @@ def test_batch_plan_errors_name_the_keys() -> None:
 
 
 def test_grpo_trl_args_follow_the_plan(tmp_path: Path) -> None:
-    cfg = load_config(GRPOStageConfig, "tiny-grpo", ["trl_args={log_completions: true, epsilon_high: 0.28}"])
+    batches = ["num_generations=4", "rollout_batch_size=4", "train_batch_size=8", "beta=1e-3", "temperature=0.8"]
+    cfg = load_config(GRPOStageConfig, "tiny-grpo", [*batches, "trl_args={log_completions: true, epsilon_high: 0.28}"])
     plan = batch_plan(cfg.rollout_batch_size, cfg.train_batch_size, cfg.num_generations, 4, 1)
     args = grpo_trl_args(cfg, tmp_path, plan)
     assert args.generation_batch_size == 16 and args.steps_per_generation == 4

@@ -171,6 +171,10 @@ Secret names
 {{- default "thinkflow-mlflow" .Values.mlflow.auth.existingSecret }}
 {{- end }}
 
+{{- define "thinkflow.mlflow.pipelineSecretName" -}}
+{{- default "thinkflow-mlflow-pipeline" .Values.mlflow.auth.pipelineUser.existingSecret }}
+{{- end }}
+
 {{- define "thinkflow.mlflow.serverSecretName" -}}
 {{- default (include "thinkflow.componentName" (list . "mlflow-server")) .Values.mlflow.auth.secretKeyExistingSecret }}
 {{- end }}

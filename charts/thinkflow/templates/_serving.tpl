@@ -23,11 +23,11 @@ Serving helpers (templates/serving.yaml, templates/serve-sync.yaml, templates/te
 - name: MLFLOW_TRACKING_USERNAME
   valueFrom:
     secretKeyRef:
-      name: {{ include "thinkflow.mlflow.secretName" . }}
+      name: {{ include "thinkflow.mlflow.pipelineSecretName" . }}
       key: MLFLOW_TRACKING_USERNAME
 - name: MLFLOW_TRACKING_PASSWORD
   valueFrom:
     secretKeyRef:
-      name: {{ include "thinkflow.mlflow.secretName" . }}
+      name: {{ include "thinkflow.mlflow.pipelineSecretName" . }}
       key: MLFLOW_TRACKING_PASSWORD
 {{- end }}

@@ -90,7 +90,7 @@ class PipelineOptions(BaseModel):
     # Names of what the Helm chart creates in the pipelines namespace.
     env_config_map: str = "thinkflow-env"
     s3_secret: str = "thinkflow-s3"
-    mlflow_secret: str = "thinkflow-mlflow"
+    mlflow_secret: str = "thinkflow-mlflow-pipeline"  # the pipelines' MLflow user (EDIT), not the admin
     teachers_secret: str = "thinkflow-teachers"
     reward_secret: str = "thinkflow-reward-model"
     # Environment variables that get the teachers' API key (the `api_key_env` names the presets use; the

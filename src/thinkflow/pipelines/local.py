@@ -90,7 +90,9 @@ def tiny_model(root: Path) -> Path:
 WARM_MODEL_DIR = Path("tiny-warm")  # the tiny model after the SFT warm start (built once, then reused)
 WARM_DATA_DIR = Path("warm-data")  # its synthetic SFT data (another seed than the pipeline's dataset)
 # The warm start measured in issue 18: 200 SFT steps, lr 3e-3, batch 8 on the synthetic SFT split teach the
-# tiny random model the <think>/<answer> format, so GRPO's rule rewards are not all zero.
+# tiny random model the <think>/<answer> format, so GRPO's rule rewards are not all zero. Good, not saturated
+# (measured 2026-12-02 on tiny-data's 50-sample eval split: format rate 0.10 after 100 steps, 0.50 after 200):
+# GRPO (tiny-grpo) has variance in its groups to exploit and raises it (tests/e2e/test_demo_learns.py).
 WARM_START = {"max_steps": 200, "learning_rate": 3e-3, "per_device_train_batch_size": 8, "scenes": 300, "seed": 1}
 
 
