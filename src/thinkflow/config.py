@@ -11,13 +11,15 @@ from __future__ import annotations
 import logging
 import os
 import re
+import types
 import warnings
 from importlib import resources
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, NamedTuple, TypeVar, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic_core import to_jsonable_python
 
 from thinkflow.errors import UsageError, did_you_mean
 
@@ -187,3 +189,74 @@ def load_config(cls: type[C], config: str | None = None, sets: list[str] | None 
         return cls.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_format_errors(cls, exc, config or "config")) from None
+
+
+class ConfigKey(NamedTuple):
+    """One key of a config as `explain` lists it."""
+
+    key: str  # dotted: ``reward.scorer_model``; items of a list or dict of sections: ``sources.<i>.kind``
+    type: str  # the annotation as written (``str | None``, ``Literal['hf', 'vllm']``)
+    value: Any  # JSON-able: the current value (an instance was given) or the default (a class was given)
+    description: str  # the field's ``Field(description=...)``; empty when it has none
+    section: bool = False  # a nested config section: its keys follow as rows of their own
+    required: bool = False  # no default: the key must be given
+
+
+def explain(config: BaseModel | type[BaseModel]) -> list[ConfigKey]:
+    """Every key of a config, nested sections included, with its type, value and description.
+
+    Given an instance, values are its current ones (what ``--print-config --explain`` prints); given a class,
+    its defaults (the generated docs table). The keys of a list or dict of sections are listed once, under
+    ``<key>.<i>`` / ``<key>.<name>``, with the item section's defaults.
+    """
+    if isinstance(config, BaseModel):
+        return _explain(type(config), config.model_dump(mode="json"), "")
+    return _explain(config, None, "")
+
+
+REQUIRED = "(required)"
+
+
+def _explain(cls: type[BaseModel], values: dict[str, Any] | None, prefix: str) -> list[ConfigKey]:
+    rows: list[ConfigKey] = []
+    for name, field in cls.model_fields.items():
+        key, ann = f"{prefix}{name}", field.annotation
+        required = values is None and field.is_required()
+        if values is not None:
+            value = values.get(name)
+        else:
+            value = REQUIRED if required else to_jsonable_python(field.get_default(call_default_factory=True))
+        section, item, placeholder = _section_of(ann)
+        description = field.description or ""
+        is_section = section is not None and isinstance(value, dict)
+        rows.append(ConfigKey(key, _type_name(ann), value, description, is_section, required))
+        if is_section and section is not None:
+            rows.extend(_explain(section, value, f"{key}."))
+        elif item is not None:
+            rows.extend(_explain(item, None, f"{key}.{placeholder}."))
+    return rows
+
+
+def _section_of(ann: Any) -> tuple[type[BaseModel] | None, type[BaseModel] | None, str]:
+    """(section class of ``X`` / ``X | None``, item section of ``list[X]`` / ``dict[str, X]``, item placeholder)."""
+
+    def model(t: Any) -> type[BaseModel] | None:
+        return t if isinstance(t, type) and issubclass(t, BaseModel) else None
+
+    if model(ann) is not None:
+        return model(ann), None, ""
+    origin, args = get_origin(ann), get_args(ann)
+    if origin in (Union, types.UnionType):
+        inner = [a for a in args if a is not type(None)]
+        return _section_of(inner[0]) if len(inner) == 1 else (None, None, "")
+    if origin is list and len(args) == 1 and model(args[0]) is not None:
+        return None, model(args[0]), "<i>"
+    if origin is dict and len(args) == 2 and model(args[1]) is not None:
+        return None, model(args[1]), "<name>"
+    return None, None, ""
+
+
+def _type_name(ann: Any) -> str:
+    """An annotation as a reader writes it: ``str | None``, ``list[Source]``, ``Literal['a', 'b']``."""
+    text = ann.__name__ if isinstance(ann, type) and get_origin(ann) is None else repr(ann)
+    return re.sub(r"\b(?:[A-Za-z_]\w*\.)+(?=[A-Za-z_])", "", text)
