@@ -15,7 +15,7 @@ import types
 import warnings
 from importlib import resources
 from pathlib import Path
-from typing import Any, ClassVar, NamedTuple, TypeVar, Union, get_args, get_origin
+from typing import Annotated, Any, ClassVar, Literal, NamedTuple, TypeVar, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
@@ -206,18 +206,20 @@ def explain(config: BaseModel | type[BaseModel]) -> list[ConfigKey]:
     """Every key of a config, nested sections included, with its type, value and description.
 
     Given an instance, values are its current ones (what ``--print-config --explain`` prints); given a class,
-    its defaults (the generated docs table). The keys of a list or dict of sections are listed once, under
-    ``<key>.<i>`` / ``<key>.<name>``, with the item section's defaults.
+    its defaults (the generated docs table), and optional sections that default to ``None`` are listed too.
+    The keys of a list or dict of sections are listed once, under ``<key>.<i>`` / ``<key>.<name>``, with the
+    item section's defaults.
     """
     if isinstance(config, BaseModel):
-        return _explain(type(config), config.model_dump(mode="json"), "")
-    return _explain(config, None, "")
+        return _explain(type(config), config.model_dump(mode="json"), "", schema=False)
+    return _explain(config, None, "", schema=True)
 
 
 REQUIRED = "(required)"
 
 
-def _explain(cls: type[BaseModel], values: dict[str, Any] | None, prefix: str) -> list[ConfigKey]:
+def _explain(cls: type[BaseModel], values: dict[str, Any] | None, prefix: str, *, schema: bool) -> list[ConfigKey]:
+    """Rows of ``cls``: values from ``values``, or the class defaults when it is ``None``."""
     rows: list[ConfigKey] = []
     for name, field in cls.model_fields.items():
         key, ann = f"{prefix}{name}", field.annotation
@@ -227,13 +229,12 @@ def _explain(cls: type[BaseModel], values: dict[str, Any] | None, prefix: str) -
         else:
             value = REQUIRED if required else to_jsonable_python(field.get_default(call_default_factory=True))
         section, item, placeholder = _section_of(ann)
-        description = field.description or ""
-        is_section = section is not None and isinstance(value, dict)
-        rows.append(ConfigKey(key, _type_name(ann), value, description, is_section, required))
-        if is_section and section is not None:
-            rows.extend(_explain(section, value, f"{key}."))
+        expand = section is not None and (isinstance(value, dict) or (schema and value is None))
+        rows.append(ConfigKey(key, _type_name(ann), value, field.description or "", expand, required))
+        if expand and section is not None:
+            rows.extend(_explain(section, value if isinstance(value, dict) else None, f"{key}.", schema=schema))
         elif item is not None:
-            rows.extend(_explain(item, None, f"{key}.{placeholder}."))
+            rows.extend(_explain(item, None, f"{key}.{placeholder}.", schema=schema))
     return rows
 
 
@@ -246,6 +247,8 @@ def _section_of(ann: Any) -> tuple[type[BaseModel] | None, type[BaseModel] | Non
     if model(ann) is not None:
         return model(ann), None, ""
     origin, args = get_origin(ann), get_args(ann)
+    if origin is Annotated:
+        return _section_of(args[0])
     if origin in (Union, types.UnionType):
         inner = [a for a in args if a is not type(None)]
         return _section_of(inner[0]) if len(inner) == 1 else (None, None, "")
@@ -258,5 +261,18 @@ def _section_of(ann: Any) -> tuple[type[BaseModel] | None, type[BaseModel] | Non
 
 def _type_name(ann: Any) -> str:
     """An annotation as a reader writes it: ``str | None``, ``list[Source]``, ``Literal['a', 'b']``."""
-    text = ann.__name__ if isinstance(ann, type) and get_origin(ann) is None else repr(ann)
-    return re.sub(r"\b(?:[A-Za-z_]\w*\.)+(?=[A-Za-z_])", "", text)
+    origin, args = get_origin(ann), get_args(ann)
+    if origin is Annotated:
+        return _type_name(args[0])
+    if origin in (Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in args)
+    if origin is Literal:
+        return f"Literal[{', '.join(repr(a) for a in args)}]"
+    if ann is type(None):
+        return "None"
+    if ann is Ellipsis:
+        return "..."
+    if origin is not None:
+        name = getattr(origin, "__name__", None) or repr(origin).rsplit(".", 1)[-1]
+        return f"{name}[{', '.join(_type_name(a) for a in args)}]" if args else name
+    return ann.__name__ if isinstance(ann, type) else repr(ann).rsplit(".", 1)[-1]

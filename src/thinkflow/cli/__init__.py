@@ -8,7 +8,7 @@ runs the same app.
 
 from __future__ import annotations
 
-from thinkflow.cli import data, models, pipelines, serving, stages  # noqa: F401  (they register their commands)
+from thinkflow.cli import data, docs, models, pipelines, serving, stages  # noqa: F401  (they register their commands)
 from thinkflow.cli.core import app
 
 __all__ = ["app", "main"]
