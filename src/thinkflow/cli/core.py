@@ -81,6 +81,8 @@ def use_store() -> str:
     return uri
 
 
+# Every stage command declares these four options in its own signature (typer reads a command's options from
+# its parameters), then calls `resolve_config`: those few lines repeat across the command modules by design.
 ConfigOpt = Annotated[str | None, typer.Option("--config", "-c", help="Preset name or YAML file.")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a key: --set lr=1e-6 (repeatable).")]
 PrintOpt = Annotated[bool, typer.Option("--print-config", help="Print the resolved config and exit.")]
