@@ -12,14 +12,16 @@ import logging
 import math
 import os
 import re
+import types
 import warnings
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, NamedTuple, TypeVar, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic_core import to_jsonable_python
 
 from thinkflow import env
 from thinkflow.errors import UsageError, did_you_mean
@@ -232,3 +234,90 @@ def stage_config(cls: type[C], preset: str | None, overrides: Mapping[str, Any] 
     except ValidationError as exc:
         where = f"{cls.__name__} (preset {preset!r} + overrides)" if preset else f"{cls.__name__} (overrides)"
         raise ConfigError(_format_errors(cls, exc, where)) from None
+
+
+class ConfigKey(NamedTuple):
+    """One key of a config as `explain` lists it."""
+
+    key: str  # dotted: ``reward.scorer_model``; items of a list or dict of sections: ``sources.<i>.kind``
+    type: str  # the annotation as written (``str | None``, ``Literal['hf', 'vllm']``)
+    value: Any  # JSON-able: the current value (an instance was given) or the default (a class was given)
+    description: str  # the field's ``Field(description=...)``; empty when it has none
+    section: bool = False  # a nested config section: its keys follow as rows of their own
+    required: bool = False  # no default: the key must be given
+
+
+def explain(config: BaseModel | type[BaseModel]) -> list[ConfigKey]:
+    """Every key of a config, nested sections included, with its type, value and description.
+
+    Given an instance, values are its current ones (what ``--print-config --explain`` prints); given a class,
+    its defaults (the generated docs table), and optional sections that default to ``None`` are listed too.
+    The keys of a list or dict of sections are listed once, under ``<key>.<i>`` / ``<key>.<name>``, with the
+    item section's defaults.
+    """
+    if isinstance(config, BaseModel):
+        return _explain(type(config), config.model_dump(mode="json"), "", schema=False)
+    return _explain(config, None, "", schema=True)
+
+
+REQUIRED = "(required)"
+
+
+def _explain(cls: type[BaseModel], values: dict[str, Any] | None, prefix: str, *, schema: bool) -> list[ConfigKey]:
+    """Rows of ``cls``: values from ``values``, or the class defaults when it is ``None``."""
+    rows: list[ConfigKey] = []
+    for name, field in cls.model_fields.items():
+        key, ann = f"{prefix}{name}", field.annotation
+        required = values is None and field.is_required()
+        if values is not None:
+            value = values.get(name)
+        else:
+            value = REQUIRED if required else to_jsonable_python(field.get_default(call_default_factory=True))
+        section, item, placeholder = _section_of(ann)
+        expand = section is not None and (isinstance(value, dict) or (schema and value is None))
+        rows.append(ConfigKey(key, _type_name(ann), value, field.description or "", expand, required))
+        if expand and section is not None:
+            rows.extend(_explain(section, value if isinstance(value, dict) else None, f"{key}.", schema=schema))
+        elif item is not None:
+            rows.extend(_explain(item, None, f"{key}.{placeholder}.", schema=schema))
+    return rows
+
+
+def _section_of(ann: Any) -> tuple[type[BaseModel] | None, type[BaseModel] | None, str]:
+    """(section class of ``X`` / ``X | None``, item section of ``list[X]`` / ``dict[str, X]``, item placeholder)."""
+
+    def model(t: Any) -> type[BaseModel] | None:
+        return t if isinstance(t, type) and issubclass(t, BaseModel) else None
+
+    if model(ann) is not None:
+        return model(ann), None, ""
+    origin, args = get_origin(ann), get_args(ann)
+    if origin is Annotated:
+        return _section_of(args[0])
+    if origin in (Union, types.UnionType):
+        inner = [a for a in args if a is not type(None)]
+        return _section_of(inner[0]) if len(inner) == 1 else (None, None, "")
+    if origin is list and len(args) == 1 and model(args[0]) is not None:
+        return None, model(args[0]), "<i>"
+    if origin is dict and len(args) == 2 and model(args[1]) is not None:
+        return None, model(args[1]), "<name>"
+    return None, None, ""
+
+
+def _type_name(ann: Any) -> str:
+    """An annotation as a reader writes it: ``str | None``, ``list[Source]``, ``Literal['a', 'b']``."""
+    origin, args = get_origin(ann), get_args(ann)
+    if origin is Annotated:
+        return _type_name(args[0])
+    if origin in (Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in args)
+    if origin is Literal:
+        return f"Literal[{', '.join(repr(a) for a in args)}]"
+    if ann is type(None):
+        return "None"
+    if ann is Ellipsis:
+        return "..."
+    if origin is not None:
+        name = getattr(origin, "__name__", None) or repr(origin).rsplit(".", 1)[-1]
+        return f"{name}[{', '.join(_type_name(a) for a in args)}]" if args else name
+    return ann.__name__ if isinstance(ann, type) else repr(ann).rsplit(".", 1)[-1]

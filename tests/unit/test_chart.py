@@ -25,6 +25,20 @@ from typing import Any
 import pytest
 import yaml
 
+from thinkflow import env as tf_env
+from thinkflow.pipelines.common import (
+    ACCELERATOR,
+    CONFIG_MAP_KEYS,
+    GPU_NODE_SELECTOR,
+    GPU_TOLERATIONS,
+    MLFLOW_KEYS,
+    REWARD_TOKEN_KEY,
+    REWARD_URL_KEY,
+    S3_KEYS,
+    TEACHER_KEYS,
+    PipelineOptions,
+)
+
 helm = pytest.importorskip("helm_python", reason="helm-python-sdk is in the [dev] extras")
 kubernetes_validate = pytest.importorskip("kubernetes_validate")
 
@@ -34,19 +48,24 @@ PRODUCTION = CHART / "ci" / "production-values.yaml"
 RELEASE, NAMESPACE = "thinkflow", "thinkflow"
 KUBE_VERSIONS = ("1.30.0", kubernetes_validate.utils.latest_version())  # Chart.yaml kubeVersion floor, newest
 
-# The names the pipelines (thinkflow.pipelines / issue 7) and the chart agree on.
-S3_SECRET, MLFLOW_SECRET, TEACHERS_SECRET = "thinkflow-s3", "thinkflow-mlflow-pipeline", "thinkflow-teachers"
+# The names the pipelines (thinkflow.pipelines) and the chart agree on, as the code defines them: the chart
+# must create exactly these (env names from thinkflow.env, Secret names and keys from the pipelines' options).
+OPTIONS = PipelineOptions()
+S3_SECRET, MLFLOW_SECRET, TEACHERS_SECRET = OPTIONS.s3_secret, OPTIONS.mlflow_secret, OPTIONS.teachers_secret
+REWARD_SECRET = OPTIONS.reward_secret
+SECRET_KEYS = {S3_SECRET: set(S3_KEYS), MLFLOW_SECRET: set(MLFLOW_KEYS), TEACHERS_SECRET: set(TEACHER_KEYS)}
+(S3_ACCESS_KEY, S3_SECRET_KEY), (MLFLOW_USERNAME_KEY, MLFLOW_PASSWORD_KEY), (TEACHER_KEY,) = (
+    S3_KEYS,
+    MLFLOW_KEYS,
+    TEACHER_KEYS,
+)
+ENV_CONFIGMAP = OPTIONS.env_config_map
+GPU_RESOURCE = ACCELERATOR
+((GPU_SELECTOR_KEY, _),) = GPU_NODE_SELECTOR.items()
+(GPU_TOLERATION,) = GPU_TOLERATIONS
+KFP_POD_LABEL = {"pipelines.kubeflow.org/v2_component": "true"}  # KFP's own label on every task pod
+CLIENT_LABEL = OPTIONS.pod_labels
 MLFLOW_ADMIN_SECRET = "thinkflow-mlflow"  # the admin, for people: release namespace only (issue 12 item 10)
-SECRET_KEYS = {
-    S3_SECRET: {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"},
-    MLFLOW_SECRET: {"MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"},
-    TEACHERS_SECRET: {"OPENAI_API_KEY"},
-}
-ENV_CONFIGMAP = "thinkflow-env"
-GPU_RESOURCE, GPU_SELECTOR_KEY = "nvidia.com/gpu", "nvidia.com/gpu.product"
-GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Equal", "value": "present", "effect": "NoSchedule"}
-KFP_POD_LABEL = {"pipelines.kubeflow.org/v2_component": "true"}
-CLIENT_LABEL = {"thinkflow.io/client": "true"}
 POD_KINDS = {"Deployment", "StatefulSet", "Job", "DaemonSet", "ReplicaSet", "Pod"}
 
 
@@ -380,7 +399,7 @@ def test_credentials_are_generated_not_defaulted(default: Rendering) -> None:
     assert len(server_key) >= 32
     for key, data in generated.items():
         for field, encoded in data.items():
-            if field == "MLFLOW_TRACKING_USERNAME":
+            if field == MLFLOW_USERNAME_KEY:
                 continue
             value = base64.b64decode(encoded).decode()
             assert len(value) >= 16, (key, field)
@@ -410,8 +429,8 @@ def test_existing_secrets_replace_generated_ones(production: Rendering) -> None:
     }
     assert refs == {
         "MLFLOW_BACKEND_STORE_URI": "thinkflow-mlflow-db",
-        "AWS_ACCESS_KEY_ID": S3_SECRET,
-        "AWS_SECRET_ACCESS_KEY": S3_SECRET,
+        S3_ACCESS_KEY: S3_SECRET,
+        S3_SECRET_KEY: S3_SECRET,
         "MLFLOW_AUTH_ADMIN_USERNAME": MLFLOW_ADMIN_SECRET,
         "MLFLOW_AUTH_ADMIN_PASSWORD": MLFLOW_ADMIN_SECRET,
         "MLFLOW_FLASK_SERVER_SECRET_KEY": "thinkflow-mlflow-server-key",
@@ -590,7 +609,7 @@ def test_mlflow_allowed_hosts_cover_the_service_dns_names(rendered: Rendering) -
     assert not is_allowed_host_header(hosts, "evil.example.com")
     # the Host header pipeline pods send, from the tracking URI they are given
     env = rendered.get("ConfigMap", ENV_CONFIGMAP, rendered.pipelines_namespace)["data"]
-    netloc = re.match(r"https?://([^/]+)", env["MLFLOW_TRACKING_URI"]).group(1)
+    netloc = re.match(r"https?://([^/]+)", env[tf_env.MLFLOW_TRACKING_URI]).group(1)
     assert is_allowed_host_header(hosts, netloc)
     for extra in rendered.values.get("mlflow", {}).get("extraAllowedHosts", []):
         assert is_allowed_host_header(hosts, extra)
@@ -703,22 +722,22 @@ def test_kfp_launcher_config_points_at_the_bucket(rendered: Rendering) -> None:
         "fromEnv": False,
         "secretRef": {
             "secretName": S3_SECRET,
-            "accessKeyKey": "AWS_ACCESS_KEY_ID",
-            "secretKeyKey": "AWS_SECRET_ACCESS_KEY",
+            "accessKeyKey": S3_ACCESS_KEY,
+            "secretKeyKey": S3_SECRET_KEY,
         },
     }
 
 
 def test_pipeline_pods_get_the_endpoints(rendered: Rendering) -> None:
     env = rendered.get("ConfigMap", ENV_CONFIGMAP, rendered.pipelines_namespace)["data"]
-    assert env["MLFLOW_TRACKING_URI"] == f"http://{RELEASE}-mlflow.{NAMESPACE}.svc.cluster.local:5000"
+    assert env[tf_env.MLFLOW_TRACKING_URI] == f"http://{RELEASE}-mlflow.{NAMESPACE}.svc.cluster.local:5000"
     if rendered.values.get("minio", {}).get("enabled", True):
         s3 = f"http://{RELEASE}-minio.{NAMESPACE}.svc.cluster.local:9000"
     else:
         s3 = "https://s3.eu-west-1.amazonaws.com"
-    assert env["AWS_ENDPOINT_URL"] == env["MLFLOW_S3_ENDPOINT_URL"] == s3
+    assert env[tf_env.AWS_ENDPOINT_URL] == env["MLFLOW_S3_ENDPOINT_URL"] == s3
     for model in rendered.values.get("inference", {}).get("models", []):
-        key = f"THINKFLOW_{model['name'].upper()}_BASE_URL"
+        key = tf_env.TEACHER_BASE_URL.format(name=model["name"].upper())
         assert env[key] == f"http://{RELEASE}-{model['name']}.{NAMESPACE}.svc.cluster.local:8000/v1"
         rendered.get("Service", f"{RELEASE}-{model['name']}", NAMESPACE)
 
@@ -729,20 +748,20 @@ def test_reward_model_serves_the_scorer_protocol_to_grpo(production: Rendering, 
     assert not [o for o in default.objects if o["metadata"]["name"].endswith("reward-model")]
     name = f"{RELEASE}-reward-model"
     env = production.get("ConfigMap", ENV_CONFIGMAP, production.pipelines_namespace)["data"]
-    assert env["THINKFLOW_REWARD_URL"] == f"http://{name}.{NAMESPACE}.svc.cluster.local:8000/score"
+    assert env[tf_env.REWARD_URL] == f"http://{name}.{NAMESPACE}.svc.cluster.local:8000/score"
     production.get("Service", name, NAMESPACE)
     pod = production.get("Deployment", name, NAMESPACE)["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     assert container["command"] == ["thinkflow", "serve-reward"]
-    assert "--kind=ixc2.5-reward" in container["args"] and "--api-key-env=THINKFLOW_REWARD_API_KEY" in container["args"]
-    (token,) = [e for e in container["env"] if e["name"] == "THINKFLOW_REWARD_API_KEY"]
-    assert token["valueFrom"]["secretKeyRef"] == {"name": "thinkflow-reward-model", "key": "THINKFLOW_REWARD_API_KEY"}
+    assert "--kind=ixc2.5-reward" in container["args"] and f"--api-key-env={tf_env.REWARD_API_KEY}" in container["args"]
+    (token,) = [e for e in container["env"] if e["name"] == tf_env.REWARD_API_KEY]
+    assert token["valueFrom"]["secretKeyRef"] == {"name": REWARD_SECRET, "key": tf_env.REWARD_API_KEY}
     assert container["readinessProbe"]["httpGet"]["path"] == "/health"
     runtime = production.get("ClusterTrainingRuntime", "thinkflow-torch-distributed")
     assert "thinkflow-reward-model" in json.dumps(runtime)
     generated = render({"rewardModel": {"enabled": True, "source": {"uri": "s3://b/rm"}}})
     secret = generated.get("Secret", "thinkflow-reward-model", NAMESPACE)
-    assert set(secret["data"]) == {"THINKFLOW_REWARD_API_KEY"}
+    assert set(secret["data"]) == {tf_env.REWARD_API_KEY}
 
 
 def test_launcher_configmap_can_be_left_to_kfp() -> None:
@@ -798,7 +817,7 @@ def test_gpu_workloads_schedule_on_the_gpu_pools(production: Rendering) -> None:
     ]
     vllm = reward["containers"][0]
     assert vllm["command"] == ["vllm", "serve"] and vllm["args"][0] == "/models/reward"
-    assert vllm["env"][0]["valueFrom"]["secretKeyRef"] == {"name": TEACHERS_SECRET, "key": "OPENAI_API_KEY"}
+    assert vllm["env"][0]["valueFrom"]["secretKeyRef"] == {"name": TEACHERS_SECRET, "key": TEACHER_KEY}
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
         assert vllm[probe]["httpGet"]["path"] == "/health"
     teacher = production.get("Deployment", f"{RELEASE}-teacher")["spec"]["template"]["spec"]
@@ -825,9 +844,9 @@ def test_bucket_bootstrap_and_helm_test_hooks(default: Rendering, production: Re
         assert test["metadata"]["annotations"]["helm.sh/hook"] == "test"
         mlflow, bucket = test["spec"]["template"]["spec"]["containers"]
         assert "/api/2.0/mlflow-artifacts/artifacts/" in mlflow["command"][2] and mlflow["command"][3].endswith(":5000")
-        assert env_of(mlflow)["MLFLOW_TRACKING_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == MLFLOW_ADMIN_SECRET
+        assert env_of(mlflow)[MLFLOW_PASSWORD_KEY]["valueFrom"]["secretKeyRef"]["name"] == MLFLOW_ADMIN_SECRET
         assert "mc pipe" in bucket["command"][2].replace("$mc", "mc")
-        assert env_of(bucket)["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["name"] == S3_SECRET
+        assert env_of(bucket)[S3_SECRET_KEY]["valueFrom"]["secretKeyRef"]["name"] == S3_SECRET
 
 
 def test_notes_explain_access(rendered: Rendering) -> None:
@@ -848,30 +867,19 @@ def test_notes_explain_access(rendered: Rendering) -> None:
 
 def test_chart_agrees_with_the_pipelines_and_the_launcher(default: Rendering) -> None:
     """The names the pipelines and the TrainJob launcher use are the ones the chart creates."""
-    common = pytest.importorskip("thinkflow.pipelines.common")
     images = pytest.importorskip("thinkflow.components.images")
     train_config = pytest.importorskip("thinkflow.train.config")
     values = load_values(CHART / "values.yaml")
-    options = common.PipelineOptions()
-    assert (options.s3_secret, options.mlflow_secret, options.teachers_secret) == (
-        S3_SECRET,
-        MLFLOW_SECRET,
-        TEACHERS_SECRET,
-    )
-    assert options.env_config_map == values["pipelines"]["envConfigMap"] == ENV_CONFIGMAP
+    assert values["pipelines"]["envConfigMap"] == ENV_CONFIGMAP
     env = default.get("ConfigMap", ENV_CONFIGMAP, default.pipelines_namespace)["data"]
-    assert set(common.CONFIG_MAP_KEYS) <= set(env)
-    assert set(common.S3_KEYS) == SECRET_KEYS[S3_SECRET]
-    assert set(common.MLFLOW_KEYS) == SECRET_KEYS[MLFLOW_SECRET]
-    assert set(common.TEACHER_KEYS) == SECRET_KEYS[TEACHERS_SECRET]
+    assert set(CONFIG_MAP_KEYS) <= set(env)
     rm = render({"rewardModel": {"enabled": True, "source": {"uri": "s3://b/rm"}}})
-    assert common.REWARD_URL_KEY in rm.get("ConfigMap", ENV_CONFIGMAP, rm.pipelines_namespace)["data"]
+    assert REWARD_URL_KEY in rm.get("ConfigMap", ENV_CONFIGMAP, rm.pipelines_namespace)["data"]
     for ns in (NAMESPACE, rm.pipelines_namespace):
-        assert set(rm.get("Secret", options.reward_secret, ns)["data"]) == {common.REWARD_TOKEN_KEY}
-    assert options.pod_labels == CLIENT_LABEL
-    assert values["gpu"]["resource"] == common.ACCELERATOR
-    assert {values["gpu"]["nodeSelectorKey"]: values["gpu"]["product"]} == common.GPU_NODE_SELECTOR
-    assert values["gpu"]["tolerations"] == common.GPU_TOLERATIONS
+        assert set(rm.get("Secret", REWARD_SECRET, ns)["data"]) == {REWARD_TOKEN_KEY}
+    assert values["gpu"]["resource"] == ACCELERATOR
+    assert {values["gpu"]["nodeSelectorKey"]: values["gpu"]["product"]} == GPU_NODE_SELECTOR
+    assert values["gpu"]["tolerations"] == GPU_TOLERATIONS
     assert values["trainer"]["runtime"]["name"] == train_config.DEFAULT_RUNTIME
     for key in ("base", "trainer"):
         assert getattr(images, f"{key.upper()}_IMAGE") == f"{values['images'][key]['repository']}:{images.TAG}"
@@ -896,6 +904,7 @@ def test_statefulsets_have_headless_services_and_disruption_budgets(default: Ren
     for name, spec in pdbs.items():
         component = name.removeprefix(f"{RELEASE}-")
         assert spec["selector"]["matchLabels"]["app.kubernetes.io/component"] == component
+
 
 # ----------------------------------------------------------------------------------------------------- serving
 
@@ -932,7 +941,7 @@ def test_serving_deployments_resolve_the_alias_and_roll_without_downtime(product
         assert env["THINKFLOW_MODEL_VERSION"]["valueFrom"]["fieldRef"]["fieldPath"] == (
             "metadata.annotations['thinkflow.io/model-version']"
         )
-        assert env["MLFLOW_TRACKING_URI"]["value"] == f"http://{RELEASE}-mlflow.{NAMESPACE}.svc.cluster.local:5000"
+        assert env[tf_env.MLFLOW_TRACKING_URI]["value"] == f"http://{RELEASE}-mlflow.{NAMESPACE}.svc.cluster.local:5000"
         for key in SECRET_KEYS[MLFLOW_SECRET]:
             assert env[key]["valueFrom"]["secretKeyRef"] == {"name": MLFLOW_SECRET, "key": key}
         assert init["envFrom"] == [{"secretRef": {"name": S3_SECRET}}]
@@ -999,7 +1008,7 @@ def test_serve_sync_rbac_config_and_token(production: Rendering) -> None:
     token = {v["name"]: v for v in spec["volumes"]}[mounts["/var/run/secrets/kubernetes.io/serviceaccount"]]
     paths = {s.get("serviceAccountToken", {}).get("path") for s in token["projected"]["sources"]}
     assert "token" in paths  # what kubernetes.config.load_incluster_config reads
-    assert env_of(container)["THINKFLOW_SERVING_API_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "thinkflow-serving"
+    assert env_of(container)[tf_env.SERVING_API_KEY]["valueFrom"]["secretKeyRef"]["name"] == "thinkflow-serving"
 
 
 def test_serving_api_server_egress_can_be_pinned(production: Rendering) -> None:
@@ -1046,7 +1055,9 @@ def test_in_cluster_teachers_of_a_build_preset_reach_the_code(preset: str, monke
     r = render(values)
     env = r.get("ConfigMap", ENV_CONFIGMAP, r.pipelines_namespace)["data"]
     for teacher, t in in_cluster.items():
-        name = next(n for n in models if t.base_url_env == f"THINKFLOW_{n.upper().replace('-', '_')}_BASE_URL")
+        name = next(
+            n for n in models if t.base_url_env == tf_env.TEACHER_BASE_URL.format(name=n.upper().replace("-", "_"))
+        )
         service = r.get("Service", f"{RELEASE}-{name}")
         port = service["spec"]["ports"][0]["port"]
         assert t.base_url_env in env, f"teacher {teacher}: {t.base_url_env} missing from {ENV_CONFIGMAP}"

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from thinkflow.cli import _interrupted, app
+from thinkflow.cli import app
+from thinkflow.cli.stages import _interrupted
 from thinkflow.data.synthetic import generate
 
 runner = CliRunner()

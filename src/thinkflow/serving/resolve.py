@@ -47,12 +47,26 @@ class ServingError(ThinkFlowError, RuntimeError):
 class ServeInitConfig(StageConfig):
     """Resolve a registered model alias and stage its weights for the server. Every key has a default."""
 
-    model: str = Field(default="models:/thinkflow-vlm@champion", min_length=1)  # models:/NAME@ALIAS or NAME/VER
-    version: str | None = None  # pin a version (the pod-template annotation); empty/None: resolve the alias
-    cache_dir: str = "/models/cache"  # versions are kept in <cache_dir>/<name>/<version>/ (a PVC survives restarts)
-    output_dir: str = "/models"  # gets current -> the version's weights, served.json, served-model-name
-    keep: int = Field(default=3, ge=1)  # versions kept in the cache (the oldest others are removed)
-    verify_hash: bool = True  # check the download against the version's thinkflow.content_hash tag
+    model: str = Field(
+        default="models:/thinkflow-vlm@champion",
+        min_length=1,
+        description="The registered model to serve: models:/NAME@ALIAS or models:/NAME/VERSION.",
+    )
+    version: str | None = Field(
+        default=None,
+        description="Pin a version (the pod-template annotation thinkflow.io/model-version); empty: resolve the alias.",
+    )
+    cache_dir: str = Field(
+        default="/models/cache",
+        description="Versions are kept in <cache_dir>/<name>/<version>/ (a PVC survives pod restarts).",
+    )
+    output_dir: str = Field(
+        default="/models", description="Gets `current` -> the version's weights, served.json and served-model-name."
+    )
+    keep: int = Field(default=3, ge=1, description="Versions kept in the cache (the oldest others are removed).")
+    verify_hash: bool = Field(
+        default=True, description="Check the download against the version's thinkflow.content_hash tag."
+    )
 
     @field_validator("version", mode="before")
     @classmethod

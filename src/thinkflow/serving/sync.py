@@ -62,9 +62,16 @@ class WatchTarget(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    model: str = Field(default="models:/thinkflow-vlm@champion", min_length=1)  # models:/NAME@ALIAS
-    deployment: str = Field(default="thinkflow-serving-champion", min_length=1)
-    endpoint: str = "http://thinkflow-serving-champion:8000/v1"  # the Deployment's Service (OpenAI base URL)
+    model: str = Field(
+        default="models:/thinkflow-vlm@champion", min_length=1, description="The alias to follow: models:/NAME@ALIAS."
+    )
+    deployment: str = Field(
+        default="thinkflow-serving-champion", min_length=1, description="The Deployment that serves the alias."
+    )
+    endpoint: str = Field(
+        default="http://thinkflow-serving-champion:8000/v1",
+        description="The Deployment's Service (OpenAI base URL) the smoke request goes to.",
+    )
 
 
 class SmokeConfig(BaseModel):
@@ -72,20 +79,33 @@ class SmokeConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    max_tokens: int = Field(default=1024, ge=1)  # room for the reasoning before </answer>
-    timeout_s: float = Field(default=300.0, gt=0)
-    api_key_env: str = env.SERVING_API_KEY  # env var holding the endpoint's bearer token
+    max_tokens: int = Field(
+        default=1024, ge=1, description="Generation budget: room for the reasoning before </answer>."
+    )
+    timeout_s: float = Field(default=300.0, gt=0, description="Seconds the smoke request may take.")
+    api_key_env: str = Field(
+        default=env.SERVING_API_KEY, description="Environment variable holding the endpoint's bearer token."
+    )
 
 
 class SyncConfig(StageConfig):
     """What ``serve-sync`` watches and how often. Every key has a default."""
 
-    watch: list[WatchTarget] = Field(default_factory=lambda: [WatchTarget()])
-    namespace: str | None = None  # default: the pod's namespace (service account), else "default"
-    interval_s: float = Field(default=30.0, gt=0)
-    rollout_timeout_s: float = Field(default=1800.0, gt=0)  # a rollout still not answering by then fails
-    smoke: SmokeConfig = Field(default_factory=SmokeConfig)
-    heartbeat_file: str | None = None  # touched after every tick (the Deployment's liveness probe reads its age)
+    watch: list[WatchTarget] = Field(
+        default_factory=lambda: [WatchTarget()], description="The aliases to follow, each with its Deployment."
+    )
+    namespace: str | None = Field(
+        default=None,
+        description='Namespace of the Deployments (default: the pod\'s own, from its service account, else "default").',
+    )
+    interval_s: float = Field(default=30.0, gt=0, description="Seconds between two polls of the aliases.")
+    rollout_timeout_s: float = Field(
+        default=1800.0, gt=0, description="A rollout still not answering the smoke request after this fails."
+    )
+    smoke: SmokeConfig = Field(default_factory=SmokeConfig, description="The smoke request sent to new pods.")
+    heartbeat_file: str | None = Field(
+        default=None, description="Touched after every poll (the Deployment's liveness probe reads its age)."
+    )
 
 
 @dataclass
