@@ -31,8 +31,10 @@ from thinkflow.evaluate.outputs import BASE_PREDICTIONS_FILE, METRICS_FILE, PRED
 class MergeEvalConfig(StageConfig):
     """Merge the per-benchmark parts of one evaluation into the one evaluation's outputs."""
 
-    parts: list[str] = Field(min_length=1)  # output dirs (or s3:// URIs) of `thinkflow evaluate` with `part`
-    output_dir: str = Field(default=".thinkflow/eval", min_length=1)
+    parts: list[str] = Field(
+        min_length=1, description="Output dirs (or s3:// URIs) of `thinkflow evaluate` runs with `part` set."
+    )
+    output_dir: str = Field(default=".thinkflow/eval", min_length=1, description="Where the merged evaluation goes.")
 
 
 def _thumbnails(uri: str, preds: list[dict[str, Any]]) -> dict[tuple[str, str], Image.Image]:

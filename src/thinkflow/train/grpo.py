@@ -81,51 +81,88 @@ MIXED = "mixed"  # reward_funcs entry for the configured mixed reward
 class GRPOStageConfig(TrainStageConfig):
     """Keys of ``thinkflow grpo``; see `TrainStageConfig` for the shared ones and the module for batches."""
 
-    split: str = "rl"
-    learning_rate: float = Field(default=1e-6, gt=0)
-    weight_decay: float = Field(default=1e-2, ge=0.0)
-    # Batches (paper units: prompts) and the per-device micro-batch (completions)
-    num_generations: int = Field(default=4, ge=2)
-    rollout_batch_size: int = Field(default=512, gt=0)  # prompts per rollout (OpenRLHF rollout_batch_size)
-    train_batch_size: int = Field(default=256, gt=0)  # samples (completions) per optimizer step (OpenRLHF)
-    per_device_train_batch_size: int = Field(default=8, gt=0)
-    # Sampling
-    temperature: float = Field(default=0.8, gt=0)
-    top_p: float = Field(default=1.0, gt=0, le=1.0)
-    top_k: int = Field(default=0, ge=0)
-    max_completion_length: int = Field(default=1024, gt=0)
-    # Objective
-    beta: float = Field(default=1e-3, ge=0.0)  # KL coefficient (the initial one when kl_target is set)
-    # Adaptive KL (OpenRLHF's AdaptiveKLController, the paper's "KL2"): on when kl_target is set; see train.kl
-    kl_target: float | None = Field(default=None, gt=0)
-    kl_horizon: int = Field(default=10000, gt=0)  # in samples (OpenRLHF's --kl_horizon default)
-    loss_type: str = "dapo"  # token mean over the accumulated batch; the paper presets use "grpo" (TRL's others)
-    epsilon: float = Field(default=0.2, gt=0)
-    epsilon_high: float | None = None
-    scale_rewards: Literal["group", "batch", "none"] = "group"
-    num_iterations: int = Field(default=1, gt=0)
-    mask_truncated_completions: bool = False
-    # Rewards: "mixed" (the configured mixed reward) and/or import paths "package.module:function"
-    reward_funcs: list[str] = Field(default_factory=lambda: [MIXED], min_length=1)
-    reward: RewardConfig = Field(default_factory=RewardConfig)  # the mixed reward's settings (scorer_model: model)
-    reward_weights: list[float] | None = None
-    reward_kwargs: dict[str, Any] = Field(default_factory=dict)  # keyword arguments for imported reward functions
-    reward_offload: bool = True  # in-process reward model on the CPU except while scoring (GPU only)
+    split: str = Field(default="rl", description="Split of the dataset to train on.")
+    learning_rate: float = Field(default=1e-6, gt=0, description="Peak learning rate.")
+    weight_decay: float = Field(default=1e-2, ge=0.0, description="AdamW weight decay.")
+    # Batches (paper units: prompts) and the per-device micro-batch (completions); see `batch_plan`.
+    num_generations: int = Field(default=4, ge=2, description="Completions sampled per prompt (the GRPO group).")
+    rollout_batch_size: int = Field(
+        default=512, gt=0, description="Prompts per rollout (OpenRLHF's rollout_batch_size)."
+    )
+    train_batch_size: int = Field(
+        default=256, gt=0, description="Samples (completions) per optimizer step (OpenRLHF's train_batch_size)."
+    )
+    per_device_train_batch_size: int = Field(default=8, gt=0, description="Completions per device per micro-step.")
+    temperature: float = Field(default=0.8, gt=0, description="Sampling temperature of the rollouts.")
+    top_p: float = Field(default=1.0, gt=0, le=1.0, description="Nucleus sampling of the rollouts (1: off).")
+    top_k: int = Field(default=0, ge=0, description="Top-k sampling of the rollouts (0: off).")
+    max_completion_length: int = Field(default=1024, gt=0, description="Longest completion sampled, in tokens.")
+    beta: float = Field(
+        default=1e-3, ge=0.0, description="KL coefficient (the initial one when kl_target is set); 0: no reference."
+    )
+    kl_target: float | None = Field(
+        default=None,
+        gt=0,
+        description="Adaptive KL (OpenRLHF's AdaptiveKLController, the paper's KL2) toward this KL; see train.kl.",
+    )
+    kl_horizon: int = Field(
+        default=10000, gt=0, description="Adaptive KL horizon in samples (OpenRLHF's --kl_horizon default)."
+    )
+    loss_type: str = Field(
+        default="dapo",
+        description="TRL loss type: dapo = token mean over the accumulated batch; the paper presets use grpo.",
+    )
+    epsilon: float = Field(default=0.2, gt=0, description="PPO clip range (lower side).")
+    epsilon_high: float | None = Field(default=None, description="Upper clip range (DAPO clip-higher); None: epsilon.")
+    scale_rewards: Literal["group", "batch", "none"] = Field(
+        default="group", description="Normalize advantages by the reward std of the group, the batch, or not at all."
+    )
+    num_iterations: int = Field(default=1, gt=0, description="Optimizer passes over each rollout (GRPO's mu).")
+    mask_truncated_completions: bool = Field(
+        default=False, description="Leave completions cut at max_completion_length out of the loss."
+    )
+    reward_funcs: list[str] = Field(
+        default_factory=lambda: [MIXED],
+        min_length=1,
+        description='Reward functions: "mixed" (the configured mixed reward) and/or "package.module:function".',
+    )
+    reward: RewardConfig = Field(
+        default_factory=RewardConfig, description="The mixed reward's settings (scorer_model defaults to model)."
+    )
+    reward_weights: list[float] | None = Field(default=None, description="One weight per reward function; None: all 1.")
+    reward_kwargs: dict[str, Any] = Field(
+        default_factory=dict, description="Keyword arguments passed to imported reward functions."
+    )
+    reward_offload: bool = Field(
+        default=True, description="Keep an in-process reward model on the CPU except while scoring (GPU only)."
+    )
 
     @model_validator(mode="before")
     @classmethod
     def _scorer_defaults_to_model(cls, data: Any) -> Any:
         return default_scorer_model(data, "reward")
-    # Rollout engine
-    rollout_engine: Literal["auto", "hf", "vllm"] = "auto"
-    vllm_mode: Literal["colocate", "server"] = "colocate"
-    vllm_server_url: str | None = None
-    vllm_gpu_memory_utilization: float = Field(default=0.3, gt=0, le=1.0)
-    vllm_tensor_parallel_size: int = Field(default=1, gt=0)
-    # DAPO dynamic sampling (zero-variance group filtering)
-    dynamic_sampling: bool = False
-    dynamic_sampling_max_rounds: int = Field(default=4, gt=0)
-    log_completions: bool = False
+
+    rollout_engine: Literal["auto", "hf", "vllm"] = Field(
+        default="auto",
+        description="Rollouts by hf (transformers), vllm, or auto (vLLM when installed and on a GPU or a server).",
+    )
+    vllm_mode: Literal["colocate", "server"] = Field(
+        default="colocate", description="vLLM in the training process, or a separate `trl vllm-serve` server."
+    )
+    vllm_server_url: str | None = Field(default=None, description="URL of the vLLM server (vllm_mode: server).")
+    vllm_gpu_memory_utilization: float = Field(
+        default=0.3, gt=0, le=1.0, description="Share of GPU memory a colocated vLLM may take."
+    )
+    vllm_tensor_parallel_size: int = Field(default=1, gt=0, description="vLLM tensor-parallel size.")
+    dynamic_sampling: bool = Field(
+        default=False, description="DAPO dynamic sampling: drop zero-variance groups and sample again."
+    )
+    dynamic_sampling_max_rounds: int = Field(
+        default=4, gt=0, description="Sampling rounds at most per rollout under dynamic sampling."
+    )
+    log_completions: bool = Field(
+        default=False, description="TRL's log_completions: log a sample of completions at each logging step."
+    )
 
     @model_validator(mode="after")
     def _check_kl(self) -> GRPOStageConfig:

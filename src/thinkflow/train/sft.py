@@ -29,14 +29,17 @@ SFT_COLUMNS = ["prompt", "completion", "image"]
 class SFTConfig(TrainStageConfig):
     """Keys of ``thinkflow sft``; see `TrainStageConfig` for the shared ones."""
 
-    split: str = "sft"
-    learning_rate: float = Field(default=1e-5, gt=0)
-    warmup_ratio: float = Field(default=0.03, ge=0.0, lt=1.0)
-    per_device_train_batch_size: int = Field(default=1, gt=0)
-    gradient_accumulation_steps: int = Field(default=16, gt=0)
-    # Tokens of prompt (image tokens included) + completion; longer examples are cut at the end.
-    max_length: int | None = Field(default=4096, gt=0)
-    completion_only_loss: bool = True  # supervise only the response, not the prompt
+    split: str = Field(default="sft", description="Split of the dataset to train on.")
+    learning_rate: float = Field(default=1e-5, gt=0, description="Peak learning rate.")
+    warmup_ratio: float = Field(default=0.03, ge=0.0, lt=1.0, description="Share of the steps spent warming up.")
+    per_device_train_batch_size: int = Field(default=1, gt=0, description="Examples per device per micro-step.")
+    gradient_accumulation_steps: int = Field(default=16, gt=0, description="Micro-steps per optimizer step.")
+    max_length: int | None = Field(
+        default=4096,
+        gt=0,
+        description="Tokens of prompt (image tokens included) + completion; longer examples are cut at the end.",
+    )
+    completion_only_loss: bool = Field(default=True, description="Supervise only the response, not the prompt.")
 
 
 def trl_args(cfg: SFTConfig, output_dir: Path) -> Any:
