@@ -155,12 +155,12 @@ def register(cfg: RegisterConfig) -> RegisterResult:
     """Register ``cfg.model`` under ``cfg.name`` (idempotent by content hash), describe it, ``@challenger``, gate."""
     from mlflow.exceptions import MlflowException
 
+    from thinkflow.models.load import ModelDirError, resolve
+
     try:
-        model_dir = storage.localize(cfg.model)
-    except storage.StorageError as exc:
+        model_dir = resolve(cfg.model)
+    except ModelDirError as exc:
         raise RegistryError(f"model: {exc}") from None
-    if not (model_dir / "config.json").is_file():
-        raise RegistryError(f"model: {cfg.model} is not a model directory (no config.json in {model_dir})")
     digest = content_hash(model_dir)
     lineage = read_lineage(model_dir)
     fields = lineage_fields(lineage)
