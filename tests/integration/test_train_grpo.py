@@ -43,6 +43,12 @@ def _cfg(tiny_model: Path, data: str, out: Path, *sets: str) -> GRPOStageConfig:
             f"reward.scorer_model={tiny_model}",
             "max_completion_length=16",
             "max_steps=2",
+            # the batch and KL settings these tests pin (tiny-grpo itself is sized for the demo, issue 18)
+            "num_generations=4",
+            "train_batch_size=8",
+            "per_device_train_batch_size=4",
+            "beta=0.001",
+            "save_steps=2",
             *sets,
         ],
     )

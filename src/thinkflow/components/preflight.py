@@ -23,7 +23,7 @@ def preflight(data_preset: str = "", data_overrides: Optional[dict] = None, mode
 
     build = None
     if data_preset or data_overrides:  # the fixed keys are filled by the build tasks; they are not checked here
-        build = stage_config(BuildConfig, data_preset or None, data_overrides, output="<dataset>")
+        build = stage_config(BuildConfig, data_preset or None, data_overrides, output_dir="<dataset>")
     bucket = os.environ.get(env.BUCKET, "").strip()
     cfg = PreflightConfig(
         build=build.model_dump(mode="json") if build is not None else None,
